@@ -1,0 +1,94 @@
+"""The ``prefloop`` console script: a thin layer over the library packages.
+
+Each area registers its subcommands from ``prefloop/commands/<area>.py``; heavy imports (torch, trl)
+happen inside the commands that need them, so ``prefloop --help`` and the app start fast.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+
+from prefloop.config import Config, ConfigError, load_config
+from prefloop.errors import PrefloopError
+
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="prefloop",
+    help="Human-preference annotation and DPO loop: generate -> label -> train -> serve back -> evaluate.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+@dataclass
+class State:
+    """What every subcommand gets through ``ctx.obj``: the config, and the database opened on demand."""
+
+    config: Config
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            from storage.db import make_engine, migrate
+
+            self._engine = make_engine(self.config.db)
+            migrate(self._engine)
+        return self._engine
+
+
+def state(ctx: typer.Context) -> State:
+    return ctx.find_root().obj
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="YAML config file (default: ./prefloop.yaml if present)."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override one setting, e.g. --set train.learning_rate=1e-4 (repeatable)."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="SQLAlchemy database URL (default: $PREFLOOP_DB, else var/prefloop.db)."),
+    ] = None,
+) -> None:
+    cfg = load_config(config, overrides or [])
+    if db:
+        cfg.db = db
+    ctx.obj = State(cfg)
+
+
+def _register_commands() -> None:
+    from prefloop.commands import annotate, data, evaluate, generate, train
+
+    for area in (data, generate, annotate, train, evaluate):
+        area.register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    try:
+        app()
+    except (PrefloopError, ConfigError) as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

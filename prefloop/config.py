@@ -1,0 +1,137 @@
+"""One typed config: defaults that work offline, a YAML file, then ``--set section.key=value`` overrides.
+
+Each section belongs to one part of the loop; the whole object is what a training run records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from storage.db import REPO_ROOT, VAR_DIR
+
+EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
+DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(Section):
+    base: str = EMBEDDED_MODEL  # "embedded", a local path, or a hub name such as Qwen/Qwen2.5-0.5B-Instruct
+    dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
+
+
+class GenerationConfig(Section):
+    backend: Literal["auto", "vllm", "vllm-server", "transformers"] = "auto"
+    n: int = 5
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    seed: int = 0
+    batch_size: int = 64
+    pairs_per_prompt: int | None = None  # None: all C(n, 2) pairs
+    vllm_url: str | None = None  # an already running OpenAI-compatible vLLM server
+    vllm_python: str = ".venv-vllm/bin/python"  # the separate environment `serve-model` starts vLLM from
+    vllm_port: int = 8000
+    vllm_max_lora_rank: int = 16
+
+
+class AnnotateConfig(Section):
+    overlap_train: int = 1  # judgments wanted per train pair
+    overlap_eval: int = 2  # judgments wanted per eval pair
+    eval_share: float = 0.2  # share of served pairs that are eval pairs, while both kinds are pending
+    lease_seconds: int = 300
+    allow_local_user: bool = True  # on localhost only: label as "local" without a token
+    guidelines: str = (
+        "Pick the title you would rather click on for this video idea.\n\n"
+        "- **Tie**: equally good. **Both bad**: neither is usable (off-topic, broken, too long).\n"
+        "- **Skip**: you cannot judge this one; it goes back to the queue for others."
+    )
+
+
+class TrainConfig(Section):
+    """LLaMA-Factory's knob names, mapped to TRL's DPOConfig by ``training.dpo``."""
+
+    round_policy: Literal["continue", "from-base"] = "from-base"
+    pref_beta: float = 0.1
+    pref_loss: str = "sigmoid"
+    pref_ftx: float = 1.0  # weight of an added SFT term on the chosen answer; 0 disables it
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_target: str = "all"  # "all" linear projections, or comma-separated module names
+    learning_rate: float = 5e-4
+    num_train_epochs: float = 3.0
+    per_device_train_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    cutoff_len: int = 256
+    validation_share: float = 0.1
+    logging_steps: int = 5
+    seed: int = 0
+
+
+class RoundConfig(Section):
+    eval_samples_per_model: int = 10  # samples per model per held-out prompt for blind eval pairs
+    eval_pairs_per_prompt: int = 10
+
+
+class ReportConfig(Section):
+    min_eot_rate: float = 0.9  # flag a model whose outputs end cleanly less often than this
+    max_length_ratio_change: float = 0.5  # flag when median length moves more than this share vs base
+    min_distinct_share: float = 0.6
+    max_repeat_share: float = 0.1
+    bootstrap_rounds: int = 1000
+    seed: int = 0
+
+
+class Config(Section):
+    db: str | None = None  # SQLAlchemy URL; None: PREFLOOP_DB, else var/prefloop.db
+    var_dir: Path = VAR_DIR  # adapters, exports, runs, reports
+    model: ModelConfig = ModelConfig()
+    generation: GenerationConfig = GenerationConfig()
+    annotate: AnnotateConfig = AnnotateConfig()
+    train: TrainConfig = TrainConfig()
+    round: RoundConfig = RoundConfig()
+    report: ReportConfig = ReportConfig()
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        tree = tree.setdefault(key, {})
+        if not isinstance(tree, dict):
+            raise ConfigError(f"--set {dotted}: {key} is not a section")
+    tree[leaf] = value
+
+
+def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file (``prefloop.yaml`` in the project if present), then overrides."""
+    file = Path(path) if path else (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
+    tree: dict[str, Any] = {}
+    if file is not None:
+        try:
+            tree = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{file}: cannot read config: {exc}") from exc
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{file}: a config file is a mapping of sections, got {type(tree).__name__}")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected section.key=value")
+        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    try:
+        return Config.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"{file or 'config'}: {where}: {err['msg']}") from exc
