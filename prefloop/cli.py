@@ -73,9 +73,9 @@ def _root(
 
 
 def _register_commands() -> None:
-    from prefloop.commands import annotate, data, evaluate, generate, train
+    from prefloop.commands import annotate, data, evaluate, generate, serve, simulate, train
 
-    for area in (data, generate, annotate, train, evaluate):
+    for area in (data, generate, serve, annotate, train, evaluate, simulate):
         area.register(app)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench/bench_<area>.py`` exposes ``run(quick: bool) -> list[BenchRow]``."""
