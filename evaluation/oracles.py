@@ -1,0 +1,198 @@
+"""Simulated labellers: rules that pick the better of two candidates, for dry runs and the loop-learns test.
+
+An oracle is any ``fn(prompt, a, b) -> "a" | "b" | "tie"``. The built-ins reward different, checkable
+things, so a round trained on one oracle's labels can be judged by the same oracle:
+
+- ``length-band``: the seed's guidance, a title of 30-75 characters (nearer the band's middle wins inside it);
+- ``keywords``: the title that repeats more of the video idea's key words;
+- ``shorter``: the shorter title.
+
+``load_oracle(spec)`` resolves a built-in NAME, ``package.module:func``, or ``path/to/file.py:func``;
+``with_noise`` models a careless human by flipping a share of decisive answers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from prefloop.errors import PrefloopError
+
+Verdict = Literal["a", "b", "tie"]
+Oracle = Callable[[str, str, str], str]
+VERDICTS = ("a", "b", "tie")
+
+BAND = (30, 75)  # the seed's "Title should be between 30 and 75 characters long"
+LENGTH_TIE_CHARS = 4  # inside the band, closer-to-middle must win by more than this to count
+SHORTER_TIE_CHARS = 2  # "shorter" by one or two characters is a tie: nobody sees that difference
+
+_IDEA_LINE = re.compile(r"\*\*Video Idea\*\*:\s*(.+)")
+_WORD = re.compile(r"[a-z0-9]+")
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "for",
+        "from",
+        "how",
+        "i",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "the",
+        "this",
+        "to",
+        "vs",
+        "we",
+        "what",
+        "when",
+        "why",
+        "with",
+        "you",
+        "your",
+        "about",
+        "into",
+        "using",
+        "use",
+    ]
+)
+
+
+def prefer(score_a: float, score_b: float, margin: float = 0.0) -> Verdict:
+    """Higher score wins; scores within ``margin`` of each other tie."""
+    if abs(score_a - score_b) <= margin:
+        return "tie"
+    return "a" if score_a > score_b else "b"
+
+
+def idea_of(prompt: str) -> str:
+    """The idea behind a youtube-title prompt (its "**Video Idea**: X" line), else the whole prompt."""
+    found = _IDEA_LINE.search(prompt)
+    return found.group(1).strip() if found else prompt
+
+
+_SUFFIXES = ("ing", "ed", "es", "s", "e")
+
+
+def _stem(word: str) -> str:
+    """Crude stemming so "LLMs"/"LLM" and "tuning"/"tune"/"tuned" match: one suffix off, 6 letters kept."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:6]
+
+
+def key_words(text: str) -> set[str]:
+    """Stems of the content words of ``text`` (stop words dropped; hyphenated words split)."""
+    return {_stem(w) for w in _WORD.findall(text.casefold().replace("-", " ")) if w not in _STOPWORDS}
+
+
+def band_distance(title: str, band: tuple[int, int] = BAND) -> float:
+    """0 inside the band, else how many characters outside it."""
+    n = len(title.strip())
+    return max(band[0] - n, n - band[1], 0)
+
+
+def length_band(prompt: str, a: str, b: str) -> Verdict:
+    """Prefer a title inside 30-75 characters; both outside: the nearer; both inside: nearer the middle.
+
+    Inside-vs-inside is decided too (the band's middle is the safe target), else almost every pair of the
+    embedded model's titles would tie and there would be nothing to learn.
+    """
+    dist_a, dist_b = band_distance(a), band_distance(b)
+    if dist_a != dist_b:
+        return prefer(-dist_a, -dist_b)
+    middle = sum(BAND) / 2
+    return prefer(-abs(len(a.strip()) - middle), -abs(len(b.strip()) - middle), LENGTH_TIE_CHARS)
+
+
+def keywords(prompt: str, a: str, b: str) -> Verdict:
+    """Prefer the title containing more of the idea's key words (a title that stays on topic)."""
+    wanted = key_words(idea_of(prompt))
+    return prefer(len(wanted & key_words(a)), len(wanted & key_words(b)))
+
+
+def shorter(prompt: str, a: str, b: str) -> Verdict:
+    """Prefer the shorter title (by more than two characters)."""
+    return prefer(-len(a.strip()), -len(b.strip()), SHORTER_TIE_CHARS)
+
+
+BUILTIN: dict[str, Oracle] = {"length-band": length_band, "keywords": keywords, "shorter": shorter}
+
+
+def with_noise(oracle: Oracle, p: float, rng: random.Random) -> Oracle:
+    """The same oracle, but a share ``p`` of its decisive answers flipped (ties are kept)."""
+    if not 0.0 <= p <= 1.0:
+        raise PrefloopError(f"--noise {p}: a share of answers to flip, between 0 and 1")
+    if p == 0:
+        return oracle
+
+    def noisy(prompt: str, a: str, b: str) -> str:
+        verdict = oracle(prompt, a, b)
+        if verdict in ("a", "b") and rng.random() < p:
+            return "b" if verdict == "a" else "a"
+        return verdict
+
+    noisy.__name__ = f"{getattr(oracle, '__name__', 'oracle')}+noise{p:g}"
+    return noisy
+
+
+def _load_file(path: Path, spec: str):
+    if not path.is_file():
+        raise PrefloopError(f"--oracle {spec}: no such file {path}; give path/to/file.py:FUNC")
+    module_spec = importlib.util.spec_from_file_location(f"prefloop_oracle_{path.stem}", path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise PrefloopError(f"--oracle {spec}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def load_oracle(spec: str) -> Oracle:
+    """A built-in name, ``module:func`` (importable), or ``path/to/file.py:func``."""
+    if spec in BUILTIN:
+        return BUILTIN[spec]
+    where, sep, func_name = spec.rpartition(":")
+    if not sep or not where or not func_name:
+        raise PrefloopError(
+            f"--oracle {spec}: unknown oracle; use one of {', '.join(BUILTIN)}, MODULE:FUNC or FILE.py:FUNC"
+        )
+    if where.endswith(".py") or "/" in where:
+        module = _load_file(Path(where), spec)
+    else:
+        try:
+            module = importlib.import_module(where)
+        except ImportError as exc:
+            raise PrefloopError(f"--oracle {spec}: cannot import module {where!r}: {exc}") from exc
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise PrefloopError(f"--oracle {spec}: {where} has no function {func_name!r}")
+    return func
+
+
+def checked_verdict(verdict: object, spec: str) -> Verdict:
+    """Reject an oracle answer other than "a", "b", "tie" with a message naming the oracle."""
+    if verdict not in VERDICTS:
+        raise PrefloopError(f"--oracle {spec} returned {verdict!r}; an oracle must return 'a', 'b' or 'tie'")
+    return verdict  # type: ignore[return-value]
