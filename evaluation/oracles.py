@@ -33,48 +33,11 @@ SHORTER_TIE_CHARS = 2  # "shorter" by one or two characters is a tie: nobody see
 
 _IDEA_LINE = re.compile(r"\*\*Video Idea\*\*:\s*(.+)")
 _WORD = re.compile(r"[a-z0-9]+")
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "for",
-        "from",
-        "how",
-        "i",
-        "in",
-        "is",
-        "it",
-        "its",
-        "me",
-        "my",
-        "of",
-        "on",
-        "or",
-        "our",
-        "so",
-        "the",
-        "this",
-        "to",
-        "vs",
-        "we",
-        "what",
-        "when",
-        "why",
-        "with",
-        "you",
-        "your",
-        "about",
-        "into",
-        "using",
-        "use",
-    ]
+_STOPWORD_TEXT = (
+    "a an and are as at be by for from how i in is it its me my of on or our so the this to vs we what "
+    "when why with you your about into using use"
 )
+_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def prefer(score_a: float, score_b: float, margin: float = 0.0) -> Verdict:
