@@ -29,6 +29,25 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def prompt_key(text: str, system: str | None = None, history: list[dict[str, str]] | None = None) -> str:
+    """What makes two prompts "the same": the normalised text, plus system and earlier turns if any.
+
+    A plain prompt's key is ``normalize_text(text)``, so an idea imported as a prompt and the same idea
+    in a labels file (same template) are one prompt; a system prompt or a conversation history makes a
+    different prompt. ``Prompt.normalized_hash`` is ``text_hash(prompt_key(...))``.
+    """
+    if not system and not history:
+        return normalize_text(text)
+    turns = [("system", system or "")] + [(m["role"], m["content"]) for m in history or []] + [("user", text)]
+    return "\x1e".join(f"{role}\x1f{normalize_text(content)}" for role, content in turns)
+
+
+def prompt_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """The chat messages a model is given for this prompt: [system], earlier turns, the user text."""
+    system = [{"role": "system", "content": prompt.system}] if prompt.system else []
+    return [*system, *(prompt.history or []), {"role": "user", "content": prompt.text}]
+
+
 class Split(StrEnum):
     train = "train"
     eval = "eval"
@@ -73,10 +92,13 @@ class RunStatus(StrEnum):
 class Prompt(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     text: str = Field(sa_column=Column(Text, nullable=False))
-    normalized_hash: str = Field(index=True, unique=True, max_length=64)  # sha256 of normalize_text(text)
+    normalized_hash: str = Field(index=True, unique=True, max_length=64)  # text_hash(prompt_key(...))
     raw: str | None = Field(default=None, sa_column=Column(Text))  # input before --template (e.g. the idea)
     template: str | None = None
     system: str | None = Field(default=None, sa_column=Column(Text))
+    # earlier turns of a multi-turn conversation ([{role, content}], user/assistant alternating) that come
+    # before ``text``, the final user turn; None for a single-turn prompt (migration 0002)
+    history: list[dict[str, str]] | None = Field(default=None, sa_column=Column(JSON))
     source: str = ""
     split: Split = Field(index=True)
     created_at: datetime = Field(default_factory=utcnow)
