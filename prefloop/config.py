@@ -55,7 +55,7 @@ class AnnotateConfig(Section):
 
 
 class TrainConfig(Section):
-    """LLaMA-Factory's knob names, mapped to TRL's DPOConfig by ``training.dpo``."""
+    """LLaMA-Factory's knob names, mapped to TRL's DPOConfig by ``training.settings`` (README "training")."""
 
     round_policy: Literal["continue", "from-base"] = "from-base"
     pref_beta: float = 0.1
@@ -72,6 +72,12 @@ class TrainConfig(Section):
     cutoff_len: int = 256
     validation_share: float = 0.1
     logging_steps: int = 5
+    eval_steps: int | None = None  # validation loss every N steps; None: once per epoch; 0: never
+    lr_scheduler_type: str = "linear"
+    warmup_steps: int = 0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (measured)
+    precompute_ref_log_probs: bool = False
+    num_processes: int = 1  # > 1: train-round launches training through `accelerate launch`
     seed: int = 0
 
 
@@ -85,6 +91,8 @@ class ReportConfig(Section):
     max_length_ratio_change: float = 0.5  # flag when median length moves more than this share vs base
     min_distinct_share: float = 0.6
     max_repeat_share: float = 0.1
+    min_on_topic_ratio: float = 0.7  # flag when the share of on-topic outputs falls below this × base's
+    length_band: tuple[int, int] = (30, 75)  # the length (characters) the task asks for; "in band" share
     bootstrap_rounds: int = 1000
     seed: int = 0
 

@@ -1,0 +1,132 @@
+"""Output health: is a model still producing sane text, whatever its win rate?
+
+A policy can win a preference by breaking itself (truncated, repetitive, off-topic or collapsed outputs),
+so the report shows these figures beside every win rate and ``flags`` turns bounds into sentences.
+Pure functions over samples; the report gathers the samples from the database.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+from evaluation.oracles import idea_of, key_words
+from prefloop.config import ReportConfig
+
+REPEAT_BIGRAM_SHARE = 0.1  # a text whose word bigrams are more than this share duplicates is looping
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One generated output: which prompt it answers (any key), its text, why it stopped, the prompt."""
+
+    prompt_key: Hashable
+    text: str
+    finish_reason: str | None  # "stop": ended at end-of-turn; "length": cut at max_new_tokens; None: unknown
+    prompt_text: str = ""
+
+
+@dataclass(frozen=True)
+class Health:
+    """Summary figures of one model's samples; shares are in [0, 1], None when nothing to measure."""
+
+    samples: int
+    median_chars: float | None
+    iqr_chars: tuple[float, float] | None  # 25th and 75th percentile of the length in characters
+    band: tuple[int, int]
+    in_band_share: float | None  # share of outputs whose length lies inside ``band``
+    eot_share: float | None  # share ending at the end-of-turn token, of those with a known finish reason
+    distinct_share: float | None  # per prompt, distinct outputs / outputs; averaged over prompts
+    on_topic_share: float | None  # share sharing at least one key word with the prompt (idea)
+    repeat_share: float | None  # share of degenerate repeats
+
+
+def is_degenerate(text: str) -> bool:
+    """A word doubled in a row ("tips tips"), or word bigrams repeating ("5 Steps to 5 Steps")."""
+    words = _WORD.findall(text.casefold())
+    if any(a == b for a, b in zip(words, words[1:], strict=False)):
+        return True
+    bigrams = list(zip(words, words[1:], strict=False))
+    if len(bigrams) < 2:
+        return False
+    return 1 - len(set(bigrams)) / len(bigrams) > REPEAT_BIGRAM_SHARE
+
+
+def is_on_topic(text: str, prompt_text: str) -> bool | None:
+    """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt)."""
+    wanted = key_words(idea_of(prompt_text))
+    return bool(wanted & key_words(text)) if wanted else None
+
+
+def _share(flags: Sequence[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
+
+
+def _distinct_share(samples: Sequence[Sample]) -> float | None:
+    by_prompt: dict[Hashable, list[str]] = defaultdict(list)
+    for s in samples:
+        by_prompt[s.prompt_key].append(" ".join(s.text.casefold().split()))
+    shares = [len(set(texts)) / len(texts) for texts in by_prompt.values()]
+    return statistics.fmean(shares) if shares else None
+
+
+def output_health(samples: Sequence[Sample], band: tuple[int, int] = (30, 75)) -> Health:
+    lengths = [len(s.text.strip()) for s in samples]
+    quartiles = statistics.quantiles(lengths, n=4, method="inclusive") if len(lengths) >= 2 else None
+    topical = [t for s in samples if (t := is_on_topic(s.text, s.prompt_text)) is not None]
+    return Health(
+        samples=len(samples),
+        median_chars=statistics.median(lengths) if lengths else None,
+        iqr_chars=(quartiles[0], quartiles[2]) if quartiles else None,
+        band=band,
+        in_band_share=_share([band[0] <= n <= band[1] for n in lengths]),
+        eot_share=_share([s.finish_reason == "stop" for s in samples if s.finish_reason is not None]),
+        distinct_share=_distinct_share(samples),
+        on_topic_share=_share(topical),
+        repeat_share=_share([is_degenerate(s.text) for s in samples]),
+    )
+
+
+def flags(
+    health: Health, base_health: Health | None, bounds: ReportConfig, model: str = "model"
+) -> list[str]:
+    """Sentences for the top of the report, one per bound this model's outputs are past."""
+    out: list[str] = []
+    if health.eot_share is not None and health.eot_share < bounds.min_eot_rate:
+        out.append(
+            f"{model}: only {health.eot_share:.0%} of outputs end at the end-of-turn token "
+            f"(bound {bounds.min_eot_rate:.0%}); the rest were cut off at the length limit."
+        )
+    if health.distinct_share is not None and health.distinct_share < bounds.min_distinct_share:
+        out.append(
+            f"{model}: only {health.distinct_share:.0%} of samples per prompt are distinct "
+            f"(bound {bounds.min_distinct_share:.0%}); the model has collapsed towards one answer."
+        )
+    if health.repeat_share is not None and health.repeat_share > bounds.max_repeat_share:
+        out.append(
+            f"{model}: {health.repeat_share:.0%} of outputs repeat words or phrases degenerately "
+            f"(bound {bounds.max_repeat_share:.0%})."
+        )
+    if base_health is None:
+        return out
+    if health.median_chars is not None and base_health.median_chars:
+        change = health.median_chars / base_health.median_chars - 1
+        if abs(change) > bounds.max_length_ratio_change:
+            out.append(
+                f"{model}: median length {health.median_chars:.0f} characters against "
+                f"{base_health.median_chars:.0f} for base ({change:+.0%}; bound "
+                f"±{bounds.max_length_ratio_change:.0%})."
+            )
+    if health.on_topic_share is not None and base_health.on_topic_share:
+        ratio = health.on_topic_share / base_health.on_topic_share
+        if ratio < bounds.min_on_topic_ratio:
+            out.append(
+                f"{model}: only {health.on_topic_share:.0%} of outputs share a key word with the prompt, "
+                f"against {base_health.on_topic_share:.0%} for base (bound: at least "
+                f"{bounds.min_on_topic_ratio:.0%} of base's share); it drifts off topic."
+            )
+    return out

@@ -1,0 +1,95 @@
+"""Output-health figures and the sentences that flag a broken model."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluation.health import Sample, flags, is_degenerate, is_on_topic, output_health
+from prefloop.config import ReportConfig
+
+TEMPLATE = (
+    "Given the YouTube video idea write an engaging title.\n\n**Video Idea**: {idea}\n\n"
+    "**Additional Guidance**:\n- Title should be between 30 and 75 characters long\n"
+    "- Only return the title idea, nothing else!"
+)
+PROMPT_1 = TEMPLATE.format(idea="Fine-tuning LLMs with human preferences")
+PROMPT_2 = TEMPLATE.format(idea="Baking sourdough bread at home")
+
+
+def test_degenerate_repeats():
+    assert is_degenerate("5 Steps to 5 Steps in 30 Minutes")  # the broken DPO model's title (NOTES)
+    assert is_degenerate("Python tips tips for beginners")
+    assert not is_degenerate("Step by Step Guide to Fine-Tuning LLMs")
+    assert not is_degenerate("How I Fine-Tuned an LLM on My Own Preferences")
+    assert not is_degenerate("")
+
+
+def test_on_topic_uses_the_video_idea_line():
+    assert is_on_topic("Tuning an LLM to Your Taste", PROMPT_1)
+    # "title", "engaging" come from the template, not the idea: they do not count
+    assert not is_on_topic("An Engaging Title About Nothing", PROMPT_1)
+    # without the template line the whole prompt's key words count
+    assert is_on_topic("Sourdough for beginners", "Write about sourdough starters")
+    assert is_on_topic("anything", "the of and") is None  # nothing to overlap with
+
+
+def test_output_health_hand_values():
+    samples = [
+        Sample(1, "How I Fine-Tuned an LLM on My Own Preferences", "stop", PROMPT_1),  # 45 chars
+        Sample(1, "How I Fine-Tuned an LLM on My Own Preferences", "stop", PROMPT_1),  # duplicate
+        Sample(1, "5 Steps to 5 Steps in 30 Minutes", "length", PROMPT_1),  # 32, degenerate, off topic
+        Sample(2, "Sourdough", "stop", PROMPT_2),  # 9 chars: below the band
+        Sample(2, "My First Loaf of Homemade Sourdough Bread, Start to Finish", None, PROMPT_2),  # 58
+    ]
+    h = output_health(samples, band=(30, 75))
+    assert h.samples == 5
+    assert h.median_chars == 45
+    assert h.iqr_chars == (32, 45)  # inclusive quartiles of 9, 32, 45, 45, 58
+    assert h.in_band_share == pytest.approx(4 / 5)
+    assert h.eot_share == pytest.approx(3 / 4)  # the unknown finish reason is left out
+    assert h.distinct_share == pytest.approx((2 / 3 + 2 / 2) / 2)
+    assert h.on_topic_share == pytest.approx(4 / 5)
+    assert h.repeat_share == pytest.approx(1 / 5)
+
+
+def test_output_health_of_nothing():
+    h = output_health([])
+    assert h.samples == 0
+    assert h.median_chars is None and h.eot_share is None and h.distinct_share is None
+
+
+def _healthy(n: int = 10) -> list[Sample]:
+    return [Sample(i, f"Fine-Tuning LLMs on Preferences, Lesson {i:02d}", "stop", PROMPT_1) for i in range(n)]
+
+
+def test_flags_a_broken_model_in_words():
+    bounds = ReportConfig()
+    base = output_health(_healthy())
+    broken = output_health(
+        [Sample(i % 2, "5 Steps to 5 Steps", "length" if i % 3 else "stop", PROMPT_2) for i in range(10)]
+    )
+    found = flags(broken, base, bounds, model="round-2")
+    text = " ".join(found)
+    assert len(found) == 5, found
+    assert all(line.startswith("round-2: ") for line in found)
+    assert "end-of-turn" in text and "distinct" in text and "repeat" in text
+    assert "median length 18 characters against 42 for base (-57%" in text
+    assert "key word" in text
+
+
+def test_healthy_model_has_no_flags_and_base_is_not_compared():
+    bounds = ReportConfig()
+    base = output_health(_healthy())
+    assert flags(output_health(_healthy()), base, bounds) == []
+    short = output_health([Sample(i, "Fine-tuning LLMs", "stop", PROMPT_1) for i in range(10)])
+    assert flags(short, None, bounds) == []  # no base: length and topic are not judged
+    assert len(flags(short, base, bounds)) == 1
+
+
+def test_bounds_are_configurable():
+    h = output_health(
+        [Sample(i, f"Fine-tuning LLMs, part {i}", "length" if i < 2 else "stop") for i in range(10)]
+    )
+    assert h.eot_share == pytest.approx(0.8)
+    assert len(flags(h, None, ReportConfig(min_eot_rate=0.9))) == 1
+    assert flags(h, None, ReportConfig(min_eot_rate=0.75)) == []
