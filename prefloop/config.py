@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storage.db import REPO_ROOT, VAR_DIR
 
@@ -19,6 +19,11 @@ DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class DataConfig(Section):
+    # share of newly imported prompts held out for evaluation (decided by a stable hash of the text)
+    eval_share: float = Field(0.1, ge=0.0, le=1.0)
 
 
 class ModelConfig(Section):
@@ -100,6 +105,7 @@ class ReportConfig(Section):
 class Config(Section):
     db: str | None = None  # SQLAlchemy URL; None: PREFLOOP_DB, else var/prefloop.db
     var_dir: Path = VAR_DIR  # adapters, exports, runs, reports
+    data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
     annotate: AnnotateConfig = AnnotateConfig()
