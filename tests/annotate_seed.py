@@ -1,0 +1,47 @@
+"""Pairs to label, built through the same repo helpers the importers and generator use (tests only)."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from storage.db import session_scope
+from storage.models import Prompt, Purpose, Role, Split, VersionKind, prompt_key, text_hash
+from storage.repo import (
+    get_or_create_annotator,
+    get_or_create_candidate,
+    get_or_create_comparison,
+    get_or_create_round,
+    get_or_create_version,
+)
+
+
+def seed_pairs(
+    engine: Engine,
+    *,
+    train: int = 4,
+    eval: int = 0,
+    round_id: int = 0,
+    texts: tuple[str, str] | None = None,
+) -> list[int]:
+    """``train`` + ``eval`` comparisons, one prompt each; returns their ids in creation order."""
+    ids: list[int] = []
+    with session_scope(engine, write=True) as session:
+        get_or_create_round(session, round_id)
+        version = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        for i, purpose in enumerate([Purpose.train] * train + [Purpose.eval] * eval):
+            text = f"Given the idea write a title.\n\nIdea {round_id}-{i}: *bold* {purpose.value}"
+            split = Split.eval if purpose == Purpose.eval else Split.train
+            prompt = Prompt(text=text, normalized_hash=text_hash(prompt_key(text)), split=split)
+            session.add(prompt)
+            session.flush()
+            first, second = texts or (f"Title one for {i}", f"Title two for {i}")
+            cand_1, _ = get_or_create_candidate(session, prompt, version, first, round_id=round_id)
+            cand_2, _ = get_or_create_candidate(session, prompt, version, second, round_id=round_id)
+            comp, _ = get_or_create_comparison(session, cand_1, cand_2, purpose, round_id)
+            ids.append(comp.id)
+    return ids
+
+
+def add_annotator(engine: Engine, name: str, role: Role = Role.annotator) -> int:
+    with session_scope(engine, write=True) as session:
+        return get_or_create_annotator(session, name, role=role).id
