@@ -2,10 +2,48 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
 from rich.console import Console
+from rich.table import Table
+
+from storage.parsing import LABEL_FORMATS
+from storage.templates import TEMPLATES
 
 console = Console()
+
+prompts_app = typer.Typer(help="Prompts: the inputs candidates are generated for.", no_args_is_help=True)
+labels_app = typer.Typer(
+    help="Existing preference labels (pairs already judged elsewhere).", no_args_is_help=True
+)
+
+TemplateOption = Annotated[
+    str | None,
+    typer.Option(
+        "--template",
+        "-t",
+        help=f"Turn each raw input into the prompt text: a template name ({', '.join(TEMPLATES)}) "
+        "or a text containing {idea}. Use the same one for prompts and labels so an idea is one prompt.",
+    ),
+]
+SplitOption = Annotated[
+    str | None,
+    typer.Option(
+        "--split",
+        help="Put every NEW prompt of this file in 'train' or 'eval' instead of the hash-based split "
+        "(about data.eval_share eval). Existing prompts keep theirs.",
+    ),
+]
+
+
+def _check_split(split: str | None) -> None:
+    from prefloop.errors import PrefloopError
+
+    if split not in (None, "train", "eval"):
+        raise PrefloopError(f"--split {split!r}: use train or eval")
 
 
 def init(ctx: typer.Context) -> None:
@@ -18,5 +56,122 @@ def init(ctx: typer.Context) -> None:
     console.print(f"database ready: {database_url(st.config.db)}")
 
 
+@prompts_app.command("import")
+def prompts_import(
+    ctx: typer.Context,
+    file: Annotated[
+        Path, typer.Argument(help="CSV (with --column), JSONL/JSON (strings or objects) or .txt.")
+    ],
+    column: Annotated[
+        str | None,
+        typer.Option(
+            "--column",
+            help="CSV column / JSON field with the text (default: the only CSV column, or 'prompt'/'text').",
+        ),
+    ] = None,
+    template: TemplateOption = None,
+    split: SplitOption = None,
+    source: Annotated[
+        str | None, typer.Option(help="Provenance stored on each prompt (default: file name).")
+    ] = None,
+) -> None:
+    """Add one prompt per row; normalised duplicates are skipped and counted; ~10% are held out as eval."""
+    from prefloop.cli import state
+    from storage.imports import import_prompts
+
+    _check_split(split)
+    st = state(ctx)
+    result = import_prompts(
+        st.engine,
+        file,
+        column=column,
+        template=template,
+        split=split,
+        source=source,
+        eval_share=st.config.data.eval_share,
+    )
+    console.print(
+        f"{file}: {result.added} prompts added "
+        f"(train {result.by_split['train']}, eval {result.by_split['eval']}), "
+        f"{result.duplicates} duplicates skipped"
+    )
+
+
+@labels_app.command("import")
+def labels_import(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A labels file (see --format).")],
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="pairs-csv (the seed's idea,title_a,title_b,title_b_preferred), sharegpt or alpaca "
+            "(LLaMA-Factory ranking JSON), trl (prompt/chosen/rejected JSONL). Default: from the file.",
+        ),
+    ] = None,
+    template: TemplateOption = None,
+    split: SplitOption = None,
+) -> None:
+    """Import judged pairs as train comparisons + judgments by annotator 'imported:<file name>'."""
+    from prefloop.cli import state
+    from prefloop.errors import PrefloopError
+    from storage.imports import import_labels
+
+    _check_split(split)
+    if format is not None and format not in LABEL_FORMATS:
+        raise PrefloopError(f"--format {format!r}: use one of {', '.join(LABEL_FORMATS)}")
+    st = state(ctx)
+    r = import_labels(
+        st.engine, file, format=format, template=template, split=split, eval_share=st.config.data.eval_share
+    )
+    new = r.prompts.by_split
+    console.print(
+        f"{file} ({r.format}): {r.rows} labels; prompts: {r.prompts.added} new "
+        f"(train {new['train']}, eval {new['eval']}); added {r.candidates_added} candidates, "
+        f"{r.comparisons_added} comparisons, {r.judgments_added} judgments by {r.annotator}; "
+        f"{r.duplicates} duplicate labels skipped, {r.revised} revised"
+    )
+
+
+def status(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+) -> None:
+    """Counts: prompts by split, candidates, pairs, judgments by round/purpose/annotator, model versions."""
+    from prefloop.cli import state
+    from storage.status import collect_status
+
+    info = collect_status(state(ctx).engine)
+    if as_json:
+        print(json.dumps(info, sort_keys=True))
+        return
+    _print_status(info)
+
+
+def _print_status(info: dict[str, Any]) -> None:
+    overview = Table(title="prefloop status", show_header=True)
+    for col in ("", "train", "eval"):
+        overview.add_column(col, justify="right" if col else "left")
+    for name in ("prompts", "comparisons", "judgments"):
+        overview.add_row(name, str(info[name]["train"]), str(info[name]["eval"]))
+    console.print(overview)
+    console.print(
+        f"candidates: {info['candidates']}   superseded judgments: {info['superseded_judgments']}   "
+        f"rounds: {', '.join(map(str, info['rounds'])) or 'none'}"
+    )
+    console.print(f"model versions: {', '.join(info['model_versions']) or 'none'}")
+    by = Table(title="current judgments by round / purpose / annotator")
+    for col in ("round", "purpose", "annotator", "kind", "judgments"):
+        by.add_column(col, justify="right" if col in ("round", "judgments") else "left")
+    for row in info["judgments_by"]:
+        rnd = "imported" if row["round"] is None else str(row["round"])
+        by.add_row(rnd, row["purpose"], row["annotator"], row["kind"], str(row["count"]))
+    console.print(by)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(init)
+    app.add_typer(prompts_app, name="prompts")
+    app.add_typer(labels_app, name="labels")
+    app.command()(status)

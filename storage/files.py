@@ -1,0 +1,131 @@
+"""Reading user files and writing outputs safely.
+
+Reading: strict UTF-8, and every problem becomes one ``PrefloopError`` line "FILE:ROW: field X: what is
+wrong; what to do". Writing: temporary file or folder, then ``os.replace``, so a reader never sees half
+a file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from prefloop.errors import PrefloopError
+
+MAX_TEXT_CHARS = 32_000  # per prompt, turn or candidate: ~8k tokens; a longer value is a broken file
+
+
+def where(path: Path, row: int | None = None, field: str | None = None) -> str:
+    """The "FILE:ROW: field X" prefix of an error message."""
+    out = f"{path}:{row}" if row is not None else f"{path}"
+    return f"{out}: field {field}" if field else out
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text; invalid UTF-8 names the line it is on."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PrefloopError(f"{path}: cannot read: {exc.strerror}; check the path") from exc
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise PrefloopError(
+            f"{path}:{line}: invalid UTF-8 (byte {exc.start}); re-save the file as UTF-8"
+        ) from None
+
+
+def checked_text(value: Any, path: Path, row: int, field: str) -> str:
+    """``value`` if it is a usable text: a non-blank string without NUL, at most MAX_TEXT_CHARS long."""
+    at = where(path, row, field)
+    if not isinstance(value, str):
+        raise PrefloopError(f"{at}: expected text, got {type(value).__name__}; fix the value")
+    if not value.strip():
+        raise PrefloopError(f"{at}: empty text; fill it in or remove the row")
+    if len(value) > MAX_TEXT_CHARS:
+        raise PrefloopError(
+            f"{at}: text is {len(value):,} characters, the limit is {MAX_TEXT_CHARS:,}; "
+            "shorten or remove the row"
+        )
+    if "\x00" in value:
+        raise PrefloopError(f"{at}: contains a NUL character; remove it")
+    return value
+
+
+def csv_records(path: Path, text: str, required: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) for each CSV data row; ``required`` columns must be in the header."""
+    # the csv module's own cell limit (128 KiB) would hide which field is too long: checked_text says it
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    try:
+        header = reader.fieldnames or []
+        for name in required:
+            if name not in header:
+                raise PrefloopError(
+                    f"{where(path, 1, name)}: no such column (columns: {', '.join(header) or 'none'}); "
+                    "fix the header or pick another column"
+                )
+        for row in reader:
+            if None in row:
+                raise PrefloopError(
+                    f"{where(path, reader.line_num)}: more cells than header columns; quote cells with commas"
+                )
+            missing = [k for k in required if row.get(k) is None]
+            if missing:
+                at = where(path, reader.line_num, missing[0])
+                raise PrefloopError(f"{at}: fewer cells than the header; fill in the row")
+            yield reader.line_num, row
+    except csv.Error as exc:
+        raise PrefloopError(f"{where(path, reader.line_num)}: bad CSV ({exc}); fix the row") from None
+
+
+def jsonl_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSON Lines file."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PrefloopError(f"{where(path, number)}: {_json_problem(exc)}; fix the line") from None
+
+
+def json_document(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PrefloopError(f"{where(path, exc.lineno)}: {_json_problem(exc)}; fix the file") from None
+
+
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    return f"bad JSON ({exc.msg} at column {exc.colno})"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_replace_dir(build: Path, target: Path) -> None:
+    """Swap a fully written folder ``build`` into place at ``target`` (the old one is removed after)."""
+    old = None
+    if target.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+        os.replace(target, old / target.name)
+    os.replace(build, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
