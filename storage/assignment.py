@@ -147,6 +147,16 @@ def _purpose_order(session: Session, annotator_id: int, settings: AnnotateConfig
     return [Purpose.train, Purpose.eval]
 
 
+def _eligible(annotator_id: int, purpose: Purpose, overlap: int, now: datetime):
+    """SQL condition: a pair of ``purpose`` this annotator has not judged whose overlap is not taken yet."""
+    decisions = _decisions_on(Comparison.id)
+    leases = _live_leases_on(Comparison.id, now, annotator_id)
+    already = (
+        select(literal(1)).where(Judgment.comparison_id == Comparison.id, _current(annotator_id)).exists()
+    )
+    return and_(Comparison.purpose == purpose, ~already, decisions + leases < overlap)
+
+
 def _eligible_ids(
     session: Session, annotator_id: int, purpose: Purpose, overlap: int, now: datetime
 ) -> list[int]:
@@ -154,12 +164,9 @@ def _eligible_ids(
     judgments arrive together), then a fixed pseudo-random order that mixes prompts."""
     decisions = _decisions_on(Comparison.id)
     leases = _live_leases_on(Comparison.id, now, annotator_id)
-    already = (
-        select(literal(1)).where(Judgment.comparison_id == Comparison.id, _current(annotator_id)).exists()
-    )
     stmt = (
         select(Comparison.id)
-        .where(Comparison.purpose == purpose, ~already, decisions + leases < overlap)
+        .where(_eligible(annotator_id, purpose, overlap, now))
         .order_by(
             func.coalesce(Comparison.round_id, -1).desc(),
             (decisions + leases).desc(),
@@ -206,9 +213,14 @@ def _claim_postgres(
 
 
 def _pick(
-    session: Session, annotator_id: int, settings: AnnotateConfig, now: datetime, postgres: bool
+    session: Session,
+    annotator_id: int,
+    settings: AnnotateConfig,
+    now: datetime,
+    postgres: bool,
+    only: Purpose | None = None,
 ) -> int | None:
-    for purpose in _purpose_order(session, annotator_id, settings):
+    for purpose in [only] if only is not None else _purpose_order(session, annotator_id, settings):
         overlap = overlap_for(purpose, settings)
         ids = _eligible_ids(session, annotator_id, purpose, overlap, now)
         if not postgres:  # BEGIN IMMEDIATE: no other writer runs until we commit, the first one is ours
@@ -227,10 +239,18 @@ def _pick(
 
 
 def next_pair(
-    engine: Engine, annotator_id: int, settings: AnnotateConfig, *, now: datetime | None = None
+    engine: Engine,
+    annotator_id: int,
+    settings: AnnotateConfig,
+    *,
+    now: datetime | None = None,
+    purpose: Purpose | None = None,
 ) -> Assigned | None:
     """The annotator's own live lease if any (a reload shows the same pair), else a newly leased pair;
-    None when nothing is open for them right now (a pair leased to someone else may come back later)."""
+    None when nothing is open for them right now (a pair leased to someone else may come back later).
+
+    ``purpose`` serves only train or only eval pairs (``prefloop simulate --purpose``); a live lease on a
+    pair of the other purpose is released."""
     now = now or utcnow()
     expires_at = now + timedelta(seconds=settings.lease_seconds)
     with session_scope(engine, write=True) as session:
@@ -239,16 +259,46 @@ def next_pair(
         # two transactions never delete the same rows, so PostgreSQL cannot deadlock on them.
         session.exec(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.expires_at <= now))
         own = _own_live_lease(session, annotator_id, now)
+        if (
+            own is not None
+            and purpose is not None
+            and session.get(Comparison, own.comparison_id).purpose != purpose
+        ):
+            session.delete(own)
+            own = None
         if own is not None:
             own.expires_at = expires_at
             session.add(own)
             return _assigned(session, annotator_id, session.get(Comparison, own.comparison_id), expires_at)
-        comparison_id = _pick(session, annotator_id, settings, now, engine.dialect.name == "postgresql")
+        postgres = engine.dialect.name == "postgresql"
+        comparison_id = _pick(session, annotator_id, settings, now, postgres, purpose)
         if comparison_id is None:
             return None
         session.add(Lease(comparison_id=comparison_id, annotator_id=annotator_id, expires_at=expires_at))
         session.flush()
         return _assigned(session, annotator_id, session.get(Comparison, comparison_id), expires_at)
+
+
+def open_pair_count(
+    engine: Engine,
+    annotator_id: int,
+    settings: AnnotateConfig,
+    *,
+    purpose: Purpose | None = None,
+    now: datetime | None = None,
+) -> int:
+    """How many pairs ``next_pair`` could still hand this annotator now (a progress bar's total)."""
+    now = now or utcnow()
+    purposes = [purpose] if purpose is not None else list(Purpose)
+    with session_scope(engine) as session:
+        return sum(
+            session.exec(
+                select(func.count(Comparison.id)).where(
+                    _eligible(annotator_id, p, overlap_for(p, settings), now)
+                )
+            ).one()
+            for p in purposes
+        )
 
 
 def _clean_note(note: str | None) -> str | None:
@@ -365,6 +415,7 @@ __all__ = [
     "Progress",
     "left_side",
     "next_pair",
+    "open_pair_count",
     "overlap_for",
     "progress",
     "record_judgment",
