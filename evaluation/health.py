@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 
 from evaluation.oracles import idea_of, key_words
@@ -66,15 +66,20 @@ def _share(flags: Sequence[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
 
-def _distinct_share(samples: Sequence[Sample]) -> float | None:
+def _distinct_share(samples: Sequence[Sample], drawn: Mapping[Hashable, int]) -> float | None:
     by_prompt: dict[Hashable, list[str]] = defaultdict(list)
     for s in samples:
         by_prompt[s.prompt_key].append(" ".join(s.text.casefold().split()))
-    shares = [len(set(texts)) / len(texts) for texts in by_prompt.values()]
+    shares = [len(set(texts)) / max(len(texts), drawn.get(key, 0)) for key, texts in by_prompt.items()]
     return statistics.fmean(shares) if shares else None
 
 
-def output_health(samples: Sequence[Sample], band: tuple[int, int] = (30, 75)) -> Health:
+def output_health(
+    samples: Sequence[Sample], band: tuple[int, int] = (30, 75), drawn: Mapping[Hashable, int] | None = None
+) -> Health:
+    """``drawn``: per prompt key, how many samples were generated when storage kept identical texts once
+    (prefloop stores each distinct candidate text once per prompt and model), so collapse stays visible.
+    """
     lengths = [len(s.text.strip()) for s in samples]
     quartiles = statistics.quantiles(lengths, n=4, method="inclusive") if len(lengths) >= 2 else None
     topical = [t for s in samples if (t := is_on_topic(s.text, s.prompt_text)) is not None]
@@ -85,7 +90,7 @@ def output_health(samples: Sequence[Sample], band: tuple[int, int] = (30, 75)) -
         band=band,
         in_band_share=_share([band[0] <= n <= band[1] for n in lengths]),
         eot_share=_share([s.finish_reason == "stop" for s in samples if s.finish_reason is not None]),
-        distinct_share=_distinct_share(samples),
+        distinct_share=_distinct_share(samples, drawn or {}),
         on_topic_share=_share(topical),
         repeat_share=_share([is_degenerate(s.text) for s in samples]),
     )

@@ -52,6 +52,13 @@ def test_output_health_hand_values():
     assert h.repeat_share == pytest.approx(1 / 5)
 
 
+def test_distinct_share_counts_duplicates_dropped_by_storage():
+    """Storage keeps one row per distinct text: 2 stored of 5 drawn is 40% distinct, not 100%."""
+    stored = [Sample(7, "Fine-Tuning LLMs at Home", "stop"), Sample(7, "My LLM Fine-Tuning Diary", "stop")]
+    assert output_health(stored).distinct_share == 1.0
+    assert output_health(stored, drawn={7: 5}).distinct_share == pytest.approx(0.4)
+
+
 def test_output_health_of_nothing():
     h = output_health([])
     assert h.samples == 0

@@ -1,0 +1,458 @@
+"""``prefloop report``: gather eval judgments and samples, analyse, write report.md/.html/.json + PNGs.
+
+The folder is written to a staging directory and swapped into place, so a reader never sees half a
+report. report.json is a contract other tools read (see README "report"); report.md and report.html
+are rendered from the same blocks, the HTML with its plots embedded so it travels as one file.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, select
+
+from evaluation.analysis import JudgmentRecord, VersionInfo, analyse
+from evaluation.health import Health, Sample, output_health
+from evaluation.plots import bradley_terry_plot, length_plot, win_rate_plot
+from prefloop.config import ReportConfig
+from storage.db import session_scope
+from storage.files import atomic_replace_dir
+from storage.models import (
+    Annotator,
+    Candidate,
+    Choice,
+    Comparison,
+    Judgment,
+    ModelVersion,
+    Prompt,
+    Purpose,
+    TrainingRun,
+    VersionKind,
+    utcnow,
+)
+
+_ROUND_NAME = re.compile(r"round-(\d+)$")
+KIND_TITLES = {
+    "human": "Human annotators",
+    "simulated": "Simulated annotators",
+    "imported": "Imported judgments",
+}
+
+
+@dataclass
+class EvalData:
+    records: list[JudgmentRecord]
+    versions: dict[str, VersionInfo]
+    samples: dict[str, list[Sample]]  # per model version: its candidates in eval pairs
+    drawn: dict[str, dict[int, int]]  # per model version and prompt id: samples generated (see health)
+
+
+def _round_of(version: ModelVersion, run_rounds: dict[int, int | None]) -> int | None:
+    if version.kind == VersionKind.base:
+        return 0
+    if version.training_run_id is not None and run_rounds.get(version.training_run_id) is not None:
+        return run_rounds[version.training_run_id]
+    found = _ROUND_NAME.search(version.name)
+    return int(found.group(1)) if found and version.kind != VersionKind.external else None
+
+
+def gather(session: Session) -> EvalData:
+    """Current, non-skip judgments of eval pairs (superseded revisions ignored) and what they compare."""
+    cand_a, cand_b = aliased(Candidate), aliased(Candidate)
+    query = (
+        select(Judgment, Annotator, cand_a, cand_b)
+        .join(Comparison, Judgment.comparison_id == Comparison.id)
+        .join(Annotator, Judgment.annotator_id == Annotator.id)
+        .join(cand_a, Comparison.candidate_a_id == cand_a.id)
+        .join(cand_b, Comparison.candidate_b_id == cand_b.id)
+        .where(
+            Comparison.purpose == Purpose.eval,
+            Judgment.superseded_at.is_(None),
+            Judgment.choice != Choice.skip,
+        )
+        .order_by(Judgment.id)
+    )
+    rows = session.exec(query).all()
+    version_rows = {v.id: v for v in session.exec(select(ModelVersion))}
+    run_rounds = {r.id: r.round_id for r in session.exec(select(TrainingRun))}
+    versions = {
+        v.name: VersionInfo(v.name, v.kind.value, _round_of(v, run_rounds), v.id)
+        for v in version_rows.values()
+    }
+    records = []
+    judged: dict[int, Candidate] = {}
+    for judgment, annotator, ca, cb in rows:
+        judged[ca.id], judged[cb.id] = ca, cb
+        records.append(
+            JudgmentRecord(
+                comparison_id=judgment.comparison_id,
+                annotator=annotator.name,
+                annotator_kind=annotator.kind.value,
+                choice=judgment.choice.value,
+                left=judgment.left,
+                model_a=version_rows[ca.model_version_id].name,
+                model_b=version_rows[cb.model_version_id].name,
+                text_a=ca.text,
+                text_b=cb.text,
+            )
+        )
+    samples, drawn = _health_samples(session, version_rows)
+    return EvalData(records, versions, samples, drawn)
+
+
+def _health_samples(
+    session: Session, version_rows: dict[int, ModelVersion]
+) -> tuple[dict[str, list[Sample]], dict[str, dict[int, int]]]:
+    """Every candidate that appears in an eval pair (judged or not), grouped by model version."""
+    in_eval = (
+        select(Comparison.candidate_a_id)
+        .where(Comparison.purpose == Purpose.eval)
+        .union(select(Comparison.candidate_b_id).where(Comparison.purpose == Purpose.eval))
+    )
+    query = (
+        select(Candidate, Prompt)
+        .join(Prompt, Candidate.prompt_id == Prompt.id)
+        .where(Candidate.id.in_(in_eval))
+    )
+    samples: dict[str, list[Sample]] = defaultdict(list)
+    drawn: dict[str, dict[int, int]] = defaultdict(dict)
+    for cand, prompt in session.exec(query):
+        name = version_rows[cand.model_version_id].name
+        samples[name].append(Sample(cand.prompt_id, cand.text, cand.finish_reason, prompt.text))
+        asked = (cand.sampling or {}).get("n")
+        if isinstance(asked, int):
+            drawn[name][cand.prompt_id] = max(drawn[name].get(cand.prompt_id, 0), asked)
+    return dict(samples), dict(drawn)
+
+
+@dataclass
+class Report:
+    data: dict[str, Any]  # the report.json content
+    plots: dict[str, bytes]  # file name → PNG
+
+
+def build_report(engine: Engine, config: ReportConfig) -> Report:
+    with session_scope(engine) as session:
+        gathered = gather(session)
+    health: dict[str, Health] = {
+        name: output_health(samples, config.length_band, gathered.drawn.get(name))
+        for name, samples in gathered.samples.items()
+    }
+    data = analyse(gathered.records, gathered.versions, health, config)
+    data["generated_at"] = utcnow().isoformat(timespec="seconds")
+    lengths = {
+        name: [len(s.text.strip()) for s in gathered.samples[name]]
+        for name in sorted(gathered.samples, key=lambda m: (m != data["anchor"], gathered.versions[m].order))
+    }
+    plots = {"win_rates.png": win_rate_plot({k: g["comparisons"] for k, g in data["groups"].items()})}
+    if data["bradley_terry"]:
+        plots["bradley_terry.png"] = bradley_terry_plot(data["bradley_terry"], data["annotator_kind"])
+    if lengths:
+        plots["lengths.png"] = length_plot(lengths, config.length_band, data["anchor"])
+    return Report(data, plots)
+
+
+# --- rendering: one list of blocks, two renderers -----------------------------------------------------
+
+Block = tuple  # ("h1"|"h2"|"h3"|"p", text) | ("list", [text]) | ("table", header, rows) | ("img", name, alt)
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0%}"
+
+
+def _ci(ci: list) -> str:
+    return "-" if ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def _comparison_blocks(group: dict[str, Any]) -> list[Block]:
+    comps = group["comparisons"]
+    if not comps:
+        return [("p", "No eval pair compared two different model versions.")]
+    header = [
+        "model",
+        "baseline",
+        "n",
+        "wins",
+        "losses",
+        "ties",
+        "both bad",
+        "win rate",
+        "95% CI",
+        "p (sign)",
+    ]
+    rows = [
+        [c["model"], c["baseline"], c["n"], c["wins"], c["losses"], c["ties"], c["both_bad"]]
+        + [f"{c['win_rate']:.3f}", _ci(c["ci95"]), f"{c['p_value']:.3g}"]
+        for c in comps
+    ]
+    per_annotator = [
+        [c["model"], c["baseline"], name, a["n"], a["wins"], a["losses"], a["ties"] + a["both_bad"]]
+        + [f"{a['win_rate']:.3f}", _ci(a["ci95"]), f"{a['p_value']:.3g}"]
+        for c in comps
+        for name, a in c["annotators"].items()
+    ]
+    return [
+        ("table", header, rows),
+        ("list", [c["conclusion"] for c in comps]),
+        ("h3", "Per annotator"),
+        (
+            "table",
+            [
+                "model",
+                "baseline",
+                "annotator",
+                "n",
+                "wins",
+                "losses",
+                "ties+both bad",
+                "win rate",
+                "95% CI",
+                "p",
+            ],
+            per_annotator,
+        ),
+    ]
+
+
+def _bt_blocks(ratings: dict[str, Any]) -> list[Block]:
+    if not ratings:
+        return [("p", "No battles between different model versions yet.")]
+    rows = [
+        [
+            name,
+            "-" if r["round"] is None else r["round"],
+            f"{r['rating']:.0f}",
+            f"[{r['ci95'][0]:.0f}, {r['ci95'][1]:.0f}]",
+        ]
+        + [r["battles"]]
+        for name, r in ratings.items()
+    ]
+    return [("table", ["model", "round", "rating", "bootstrap 95% CI", "battles"], rows)]
+
+
+def _bias_blocks(title: str, bias: dict[str, Any]) -> list[Block]:
+    blocks: list[Block] = [("h3", title), ("p", bias["statement"])]
+    rows = [
+        [name, s["n"], _pct(s["share"]), _ci(s["ci95"]), f"{s['p_value']:.3g}"]
+        for name, s in bias["annotators"].items()
+    ]
+    if rows:
+        blocks.append(("table", ["annotator", "decisive", "share", "95% CI", "p (vs 50%)"], rows))
+    return blocks
+
+
+def _agreement_blocks(agreement: dict[str, Any]) -> list[Block]:
+    blocks: list[Block] = [("h3", "Agreement"), ("p", agreement["statement"])]
+    if agreement["items"]:
+        fleiss = agreement["fleiss_kappa"]
+        blocks.append(
+            (
+                "p",
+                f"Fleiss' kappa = {fleiss['kappa']} on {fleiss['items']} pairs with "
+                f"{fleiss['raters_per_item']} annotators each.",
+            )
+        )
+        rows = [
+            [" & ".join(c["annotators"]), c["n"], _pct(c["percent_agreement"]), c["kappa"]]
+            for c in agreement["cohen_kappa"]
+        ]
+        blocks.append(("table", ["annotator pair", "shared pairs", "agreement", "Cohen's kappa"], rows))
+    return blocks
+
+
+def _group_blocks(kind: str, group: dict[str, Any], with_plot: bool) -> list[Block]:
+    blocks: list[Block] = [
+        (
+            "h2",
+            f"{KIND_TITLES.get(kind, kind)}: {group['judgments']} judgments by {len(group['annotators'])}",
+        ),
+        ("h3", "Head to head"),
+        *_comparison_blocks(group),
+        ("h3", "Bradley-Terry ratings"),
+        *_bt_blocks(group["bradley_terry"]),
+    ]
+    if with_plot:
+        blocks.append(("img", "bradley_terry.png", "Bradley-Terry rating per round with bootstrap intervals"))
+    blocks += _bias_blocks(
+        "Position bias (share of decisive judgments choosing the left side)", group["position_bias"]
+    )
+    blocks += _bias_blocks(
+        "Length bias (share of decisive judgments choosing the longer candidate)", group["length_bias"]
+    )
+    blocks += _agreement_blocks(group["agreement"])
+    return blocks
+
+
+def _health_blocks(data: dict[str, Any]) -> list[Block]:
+    if not data["health"]:
+        return [("h2", "Output health"), ("p", "No eval candidates yet.")]
+    win = {c["model"]: c for c in data["comparisons"] if c["baseline"] == data["anchor"]}
+    rows = []
+    for name, h in data["health"].items():
+        iqr = "-" if h["iqr_chars"] is None else f"{h['iqr_chars'][0]:.0f}-{h['iqr_chars'][1]:.0f}"
+        vs_base = f"{win[name]['win_rate']:.2f} {_ci(win[name]['ci95'])}" if name in win else "-"
+        rows.append(
+            [
+                name,
+                vs_base,
+                h["samples"],
+                "-" if h["median_chars"] is None else f"{h['median_chars']:.0f}",
+                iqr,
+            ]
+            + [
+                _pct(h[k])
+                for k in ("in_band_share", "eot_share", "distinct_share", "on_topic_share", "repeat_share")
+            ]
+        )
+    band = data["health"][next(iter(data["health"]))]["band"]
+    header = ["model", f"win rate vs {data['anchor']}", "samples", "median chars", "IQR"]
+    header += [f"in {band[0]}-{band[1]}", "end-of-turn", "distinct", "on topic", "degenerate"]
+    return [
+        ("h2", "Output health"),
+        (
+            "p",
+            "Health of each model's eval outputs beside its win rate: a policy can win preferences by "
+            "breaking itself. Distinct = distinct outputs per prompt; on topic = shares a key word with "
+            "the prompt's idea.",
+        ),
+        ("table", header, rows),
+        ("img", "lengths.png", "Output length distribution of each model against base"),
+    ]
+
+
+def report_blocks(data: dict[str, Any], plots: dict[str, bytes]) -> list[Block]:
+    kind = data["annotator_kind"]
+    blocks: list[Block] = [("h1", "prefloop evaluation report"), ("p", f"Generated {data['generated_at']}.")]
+    if data["flags"]:
+        blocks += [("h2", "Warning: output health"), ("list", data["flags"])]
+    else:
+        blocks.append(("p", "Output health: every model is within the configured bounds."))
+    blocks += [("h2", "Headline"), ("p", data["headline"])]
+    others = [k for k in data["groups"] if k != kind]
+    if others:
+        blocks.append(
+            (
+                "p",
+                f"The figures below the headline come from {kind} annotators only; "
+                f"{', '.join(others)} judgments are reported in their own sections and never pooled.",
+            )
+        )
+    blocks.append(("img", "win_rates.png", "Win rates with Wilson 95% intervals"))
+    for group_kind, group in data["groups"].items():
+        blocks += _group_blocks(
+            group_kind, group, with_plot=group_kind == kind and "bradley_terry.png" in plots
+        )
+    blocks += _health_blocks(data)
+    blocks += [
+        ("h2", "Method"),
+        (
+            "list",
+            [
+                "Eval pairs only (held-out prompts, blind, randomised sides); current judgments only, "
+                "superseded revisions and skips left out.",
+                "Win rate counts a tie or a both-bad as half a win; interval: Wilson score, 95%.",
+                f"p-value: {data['test']}.",
+                "Power: extra judgments for 80% power at alpha 0.05 if the true win rate equals the "
+                "observed one (normal approximation, arcsine effect size).",
+                "Bradley-Terry: logistic fit of all battles on the Elo scale (400 points = 10:1 odds), "
+                f"ties as half, {data['anchor']} fixed at 1000; percentile bootstrap over battles.",
+            ],
+        ),
+    ]
+    return [b for b in blocks if b[0] != "img" or b[1] in plots]
+
+
+def _md_cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(blocks: list[Block]) -> str:
+    out = []
+    for block in blocks:
+        tag = block[0]
+        if tag in ("h1", "h2", "h3"):
+            out.append(f"{'#' * int(tag[1])} {block[1]}")
+        elif tag == "p":
+            out.append(block[1])
+        elif tag == "list":
+            out.append("\n".join(f"- {item}" for item in block[1]))
+        elif tag == "table":
+            header, rows = block[1], block[2]
+            lines = ["| " + " | ".join(map(_md_cell, header)) + " |", "|" + "---|" * len(header)]
+            lines += ["| " + " | ".join(map(_md_cell, row)) + " |" for row in rows]
+            out.append("\n".join(lines))
+        elif tag == "img":
+            out.append(f"![{block[2]}]({block[1]})")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
+    "table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;"
+    "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+    "img{max-width:100%}h2{border-bottom:1px solid #ddd;margin-top:2rem}"
+)
+
+
+def render_html(blocks: list[Block], plots: dict[str, bytes]) -> str:
+    """One self-contained page: the PNGs are embedded as base64 data URIs."""
+    esc = html.escape
+    body = []
+    warned = False
+    for block in blocks:
+        tag = block[0]
+        if tag in ("h1", "h2", "h3"):
+            warned = block[1].startswith("Warning")
+            body.append(f"<{tag}>{esc(block[1])}</{tag}>")
+        elif tag == "p":
+            body.append(f"<p>{esc(block[1])}</p>")
+        elif tag == "list":
+            style = ' style="color:#b00020;font-weight:600"' if warned else ""
+            body.append(f"<ul{style}>" + "".join(f"<li>{esc(i)}</li>" for i in block[1]) + "</ul>")
+        elif tag == "table":
+            head = "".join(f"<th>{esc(str(h))}</th>" for h in block[1])
+            rows = "".join(
+                "<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>" for row in block[2]
+            )
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif tag == "img":
+            data = base64.b64encode(plots[block[1]]).decode("ascii")
+            body.append(f'<p><img alt="{esc(block[2])}" src="data:image/png;base64,{data}"></p>')
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>prefloop evaluation report</title>'
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"
+    )
+
+
+def write_report(engine: Engine, out_dir: Path, config: ReportConfig) -> dict[str, Any]:
+    """Build everything, write it into a staging folder, then swap the folder in; returns report.json data."""
+    report = build_report(engine, config)
+    blocks = report_blocks(report.data, report.plots)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        (staging / "report.json").write_text(
+            json.dumps(report.data, indent=2, ensure_ascii=False) + "\n", "utf-8"
+        )
+        (staging / "report.md").write_text(render_markdown(blocks), "utf-8")
+        (staging / "report.html").write_text(render_html(blocks, report.plots), "utf-8")
+        for name, png in report.plots.items():
+            (staging / name).write_bytes(png)
+        atomic_replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report.data
