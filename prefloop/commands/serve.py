@@ -1,9 +1,121 @@
-"""CLI: the serve area (see README)."""
+"""CLI: the serve area — ``prefloop serve-model`` runs vLLM's OpenAI-compatible server (see README "vLLM")."""
 
 from __future__ import annotations
 
+import signal
+import time
+from typing import Annotated
+
 import typer
+
+from prefloop.errors import PrefloopError
+
+
+def parse_adapters(items: list[str]) -> dict[str, str]:
+    """``NAME=PATH`` pairs from ``--adapter``; PrefloopError on a malformed or repeated name."""
+    adapters: dict[str, str] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise PrefloopError(f"--adapter {item!r}: expected NAME=PATH, e.g. round-1=var/adapters/round-1")
+        if name in adapters:
+            raise PrefloopError(f"--adapter {name}: given twice; each adapter needs its own name")
+        adapters[name.strip()] = path.strip()
+    return adapters
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to ``app``."""
+
+    @app.command(
+        "serve-model",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )
+    def serve_model(
+        ctx: typer.Context,
+        model: Annotated[
+            str | None,
+            typer.Option(
+                help="Base model: `embedded`, a local directory or a hub name (default: model.base)."
+            ),
+        ] = None,
+        port: Annotated[int | None, typer.Option(help="Port (default: generation.vllm_port).")] = None,
+        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+        python: Annotated[
+            str | None,
+            typer.Option(
+                help="Python of the environment vLLM is installed in (default: generation.vllm_python)."
+            ),
+        ] = None,
+        adapter: Annotated[
+            list[str] | None,
+            typer.Option(help="NAME=PATH of a LoRA adapter to serve from the start (repeatable)."),
+        ] = None,
+        max_lora_rank: Annotated[
+            int | None,
+            typer.Option(help="Largest adapter rank accepted (default: generation.vllm_max_lora_rank)."),
+        ] = None,
+        max_model_len: Annotated[
+            int | None, typer.Option(help="Context length (default: the model's own).")
+        ] = None,
+    ) -> None:
+        """Start vLLM's OpenAI-compatible server with LoRA enabled and keep it running until Ctrl-C.
+
+        vLLM runs from its own environment (`make vllm-env` builds .venv-vllm) because it pins its own
+        torch and transformers. Adapters can also be loaded later at runtime (POST /v1/load_lora_adapter),
+        which is what `prefloop generate --backend vllm-server` does for each new model version. Arguments
+        after `--` go to vLLM unchanged, e.g. `prefloop serve-model -- --max-num-seqs 64`.
+        """
+        from rich.console import Console
+
+        from generation.adapters import check_max_lora_rank, validate_servable_adapter
+        from generation.loading import resolve_model
+        from generation.serve import ServerSpec, resolve_python, start_server
+        from prefloop.cli import state
+
+        cfg = state(ctx).config
+        console = Console(stderr=True)
+        name = model or cfg.model.base
+        rank = check_max_lora_rank(max_lora_rank or cfg.generation.vllm_max_lora_rank)
+        adapters = parse_adapters(adapter or [])
+        for path in adapters.values():
+            validate_servable_adapter(path, rank)
+        spec = ServerSpec(
+            model=resolve_model(name),
+            served_name=name,
+            python=resolve_python(python or cfg.generation.vllm_python),
+            host=host,
+            port=port or cfg.generation.vllm_port,
+            max_lora_rank=rank,
+            dtype=cfg.model.dtype,
+            max_model_len=max_model_len,
+            adapters=adapters,
+            extra_args=tuple(ctx.args),
+        )
+        log_path = cfg.var_dir / "vllm" / f"server-{spec.port}.log"
+        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops vLLM as cleanly as Ctrl-C
+        server = None
+        try:
+            started = time.monotonic()
+            server = start_server(spec, log_path, console)
+            ready = time.monotonic() - started
+            console.print(
+                f"[green]vLLM is serving[/] {name} at {spec.url} (ready in {ready:.0f} s; log: {log_path})\n"
+                f"generate with it: prefloop --set generation.vllm_url={spec.url} "
+                "generate --backend vllm-server ...\nCtrl-C stops it.",
+                highlight=False,
+            )
+            code = server.process.wait()
+            raise PrefloopError(
+                f"the vLLM server exited with code {code}; full log: {log_path}\n{server.log_tail()}"
+            )
+        except KeyboardInterrupt:
+            console.print("stopping vLLM ...")
+        finally:
+            if server is not None:
+                code = server.stop()
+                console.print(f"vLLM stopped (exit code {code})")
