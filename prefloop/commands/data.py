@@ -134,6 +134,77 @@ def labels_import(
     )
 
 
+def export(
+    ctx: typer.Context,
+    format: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            "-f",
+            help="trl (train/validation JSONL + datasets DatasetDict, split by prompt), llamafactory "
+            "(sharegpt ranking JSON + dataset_info.json), judgments (every raw decision), arena (eval "
+            "judgments as Chatbot Arena battles).",
+        ),
+    ] = "trl",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Output folder (default: var/export/FORMAT).")
+    ] = None,
+    validation_share: Annotated[
+        float | None,
+        typer.Option(
+            help="trl: share of train prompts held out for validation (default: train.validation_share)."
+        ),
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="trl: seed of the validation prompt choice (default: train.seed).")
+    ] = None,
+) -> None:
+    """Write preference data: only train pairs of train-split prompts, majority of current judgments.
+
+    Ties, both-bad, skips and pairs without a majority are left out and counted; so are all pairs of
+    eval-split prompts (kept for the head-to-head evaluation). Same database -> byte-identical files.
+    """
+    from prefloop.cli import state
+    from prefloop.errors import PrefloopError
+    from storage import exports
+
+    if format not in exports.EXPORT_FORMATS:
+        raise PrefloopError(f"--format {format!r}: use one of {', '.join(exports.EXPORT_FORMATS)}")
+    st = state(ctx)
+    out = out or st.config.var_dir / "export" / format
+    if format == "arena":
+        try:
+            from evaluation.arena import export_arena
+        except ImportError as exc:
+            raise PrefloopError(
+                f"arena export is not available in this install ({exc}); use another --format"
+            ) from None
+        path = out / "arena_battles.jsonl"
+        console.print(f"arena: {export_arena(st.engine, path)} battles (current eval judgments) -> {path}")
+        return
+    if format == "trl":
+        share = st.config.train.validation_share if validation_share is None else validation_share
+        if not 0 <= share < 1:
+            raise PrefloopError(f"--validation-share {share}: use a number from 0 to below 1")
+        result = exports.export_trl(
+            st.engine, out, validation_share=share, seed=st.config.train.seed if seed is None else seed
+        )
+        console.print(
+            f"trl: {result.n_train} train pairs ({result.n_train_prompts} prompts), "
+            f"{result.n_validation} validation pairs ({result.n_validation_prompts} prompts) -> {out}"
+        )
+    elif format == "llamafactory":
+        result = exports.export_llamafactory(st.engine, out)
+        console.print(f"llamafactory: {result.n_train} pairs -> {result.paths['data']} (+ dataset_info.json)")
+    else:
+        result = exports.export_judgments(st.engine, out)
+        console.print(f"judgments: {result.n_train} decisions -> {result.paths['data']}")
+    if result.dropped:
+        reasons = ", ".join(f"{reason} {n}" for reason, n in result.dropped.items())
+        console.print(f"left out: {reasons}")
+    console.print(f"data hash: {result.data_hash}")
+
+
 def status(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
@@ -174,4 +245,5 @@ def register(app: typer.Typer) -> None:
     app.command()(init)
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(labels_app, name="labels")
+    app.command()(export)
     app.command()(status)
