@@ -1,9 +1,119 @@
-"""CLI: the annotate area (see README)."""
+"""CLI of the annotation app: ``prefloop app`` serves it, ``prefloop demo`` loads demo data (``make run``)."""
 
 from __future__ import annotations
 
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+
+console = Console()
+
+SEED_IDEAS = Path("data/youtube-titles/ideas.csv")
+SEED_TEMPLATE = "youtube-title"
+SEED_SOURCE = "demo:youtube-titles/ideas.csv"
 
 
-def register(app: typer.Typer) -> None:
-    """Add this area's subcommands to ``app``."""
+def streamlit_command(host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line: headless, no usage statistics, no file watcher."""
+    import annotate_app
+
+    script = Path(annotate_app.__file__).resolve().parent / "main.py"
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(script),
+        "--server.headless",
+        "true",
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.fileWatcherType",
+        "none",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+def app_environment(config_json: str, db_url: str) -> dict[str, str]:
+    """The app reads the exact config this command resolved (file + --set + --db), as JSON overrides."""
+    from annotate_app.context import ENV_SET
+
+    env = dict(os.environ)
+    env.pop("PREFLOOP_CONFIG", None)
+    env[ENV_SET] = config_json
+    env["PREFLOOP_DB"] = db_url
+    return env
+
+
+def app(
+    ctx: typer.Context,
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address to listen on. Anything but localhost makes sign-in with a token mandatory."
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
+) -> None:
+    """Start the annotation app (Annotate; Dashboard and Compare for admins) in the foreground."""
+    from annotate_app.context import bound_to_localhost
+    from prefloop.cli import state
+    from storage.db import database_url
+
+    st = state(ctx)
+    st.engine  # noqa: B018  (migrate before serving)
+    overrides = [f"{section}={json.dumps(values)}" for section, values in _sections(st.config).items()]
+    env = app_environment(json.dumps(overrides), database_url(st.config.db))
+    if bound_to_localhost(host) and st.config.annotate.allow_local_user:
+        console.print("Local use: no token needed on this machine (annotate.allow_local_user).")
+    else:
+        console.print("Sign-in required: give each annotator a token with `prefloop annotators add NAME`.")
+    console.print(f"Annotation app on http://{host}:{port}  (Ctrl-C stops it)")
+    sys.stdout.flush()
+    cmd = streamlit_command(host, port)
+    os.execve(cmd[0], cmd, env)
+
+
+def _sections(config) -> dict:
+    """The resolved config as ``section -> values`` (``--set section=<json mapping>`` replaces a section)."""
+    data = config.model_dump(mode="json")
+    return {key: value for key, value in data.items() if key not in ("db",)}
+
+
+def demo(ctx: typer.Context) -> None:
+    """Prepare demo data for `make run`: the seed video ideas as prompts, and round-0 titles from the
+    embedded model if there are no candidates yet. Safe to re-run: it only adds what is missing."""
+    from sqlmodel import func, select
+
+    from prefloop.cli import state
+    from storage.db import REPO_ROOT, session_scope
+    from storage.imports import import_prompts
+    from storage.models import Candidate
+
+    st = state(ctx)
+    engine = st.engine
+    ideas = REPO_ROOT / SEED_IDEAS
+    result = import_prompts(engine, ideas, template=SEED_TEMPLATE, source=SEED_SOURCE)
+    console.print(f"prompts: {result.added} added, {result.duplicates} already there ({SEED_IDEAS})")
+    with session_scope(engine) as session:
+        n_candidates = session.exec(select(func.count(Candidate.id))).one()
+    if n_candidates:
+        console.print(f"candidates: {n_candidates} already there; nothing to generate")
+        return
+    from generation.api import generate_candidates  # heavy: torch + the embedded model
+
+    summary = generate_candidates(st.config, engine, round_id=0)
+    console.print(f"round 0: {summary}")
+
+
+def register(app_: typer.Typer) -> None:
+    app_.command("app")(app)
+    app_.command()(demo)

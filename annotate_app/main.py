@@ -1,0 +1,32 @@
+"""prefloop's annotation app (``prefloop app``): sign-in, then Annotate, and for admins Dashboard and Compare.
+
+Streamlit reruns this file on every interaction; it only routes. Tables live in ``storage.models``
+(imported, never defined here) so reruns never redefine them.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from annotate_app import annotate_page, compare_page, dashboard_page
+from annotate_app.signin import ensure_user, render_sign_in, render_user_badge
+
+st.set_page_config(page_title="prefloop", page_icon="⚖️", layout="wide")
+
+user = ensure_user()
+if user is None:
+    pages = [st.Page(render_sign_in, title="Sign in", url_path="signin", default=True)]
+else:
+    render_user_badge(user)
+    # Admin pages are listed for admins; for others they stay reachable by URL but only say "refused".
+    visibility = "visible" if user.is_admin else "hidden"
+    pages = [
+        st.Page(annotate_page.render, title="Annotate", icon="✍️", url_path="annotate", default=True),
+        st.Page(
+            dashboard_page.render, title="Dashboard", icon="📊", url_path="dashboard", visibility=visibility
+        ),
+        st.Page(
+            compare_page.render_page, title="Compare", icon="🆚", url_path="compare", visibility=visibility
+        ),
+    ]
+st.navigation(pages).run()

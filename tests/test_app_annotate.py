@@ -1,0 +1,118 @@
+"""The Annotate page through ``streamlit.testing.v1.AppTest`` on a real SQLite database."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import select
+from streamlit import config as st_config
+from streamlit.testing.v1 import AppTest
+
+from annotate_app.context import ENV_SET
+from storage.db import session_scope
+from storage.models import Candidate, Choice, Comparison, Judgment
+from tests.annotate_seed import seed_pairs
+
+MAIN = str(Path(__file__).resolve().parent.parent / "annotate_app" / "main.py")
+HEAVY = ("torch", "transformers", "trl", "peft")
+
+
+@pytest.fixture
+def app_env(monkeypatch, sqlite_url, engine) -> Iterator[str]:
+    """The app on a fresh database, served on localhost with the local user allowed (like `make run`)."""
+    monkeypatch.setenv("PREFLOOP_DB", sqlite_url)
+    monkeypatch.setenv(ENV_SET, json.dumps(["annotate.eval_share=0"]))
+    monkeypatch.delenv("PREFLOOP_CONFIG", raising=False)
+    previous = st_config.get_option("server.address")
+    st_config.set_option("server.address", "127.0.0.1")
+    yield sqlite_url
+    st_config.set_option("server.address", previous)
+
+
+def run_app() -> AppTest:
+    at = AppTest.from_file(MAIN, default_timeout=20)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def texts(at: AppTest) -> list[str]:
+    return [t.value for t in at.text]
+
+
+def current(engine) -> list[Judgment]:
+    with session_scope(engine) as session:
+        return list(session.exec(select(Judgment).where(Judgment.superseded_at.is_(None))))
+
+
+def test_local_user_sees_a_pair_as_plain_text_with_progress(app_env, engine):
+    seed_pairs(engine, train=3, texts=("<script>alert(1)</script>", "![x](http://example.com/x.png)"))
+    at = run_app()
+    shown = texts(at)
+    assert "<script>alert(1)</script>" in shown and "![x](http://example.com/x.png)" in shown
+    assert any(t.startswith("Given the idea write a title.") for t in shown), "prompt shown as text"
+    assert "0 of 3 in round 0" in at.get("progress")[0].proto.text
+    labels = {b.label: b.proto.shortcut for b in at.button}
+    assert labels["A is better"] == "1" and labels["B is better"] == "2" and labels["Skip"] == "0"
+    assert labels["Tie"] == "3" and labels["Both bad"] == "4"
+    assert any("local user" in i.value for i in at.sidebar.info), "local mode is stated on screen"
+
+
+def test_choosing_left_records_the_left_candidate_and_shows_the_next_pair(app_env, engine):
+    seed_pairs(engine, train=2)
+    at = run_app()
+    left_text, right_text = at.text[1].value, at.text[2].value  # [0] is the prompt
+    at.text_input(key="annotate_note").input("  left is  punchier ")
+    at.button(key="choose_left").click().run()
+    (judgment,) = current(engine)
+    with session_scope(engine) as session:
+        comp = session.get(Comparison, judgment.comparison_id)
+        chosen = session.get(
+            Candidate, comp.candidate_a_id if judgment.choice == Choice.a else comp.candidate_b_id
+        )
+    assert chosen.text == left_text
+    assert judgment.left in ("a", "b") and judgment.ms_to_decide is not None and judgment.ms_to_decide >= 0
+    assert judgment.note == "left is punchier"
+    assert at.text_input(key="annotate_note").value == "", "the note is cleared for the next pair"
+    assert {at.text[1].value, at.text[2].value}.isdisjoint({left_text, right_text}), "next pair on screen"
+    assert "1 of 2" in at.get("progress")[0].proto.text
+
+
+def test_tie_both_bad_skip_and_undo(app_env, engine):
+    seed_pairs(engine, train=4)
+    at = run_app()
+    for key in ("choose_tie", "choose_both_bad", "choose_skip"):
+        at.button(key=key).click().run()
+    assert sorted(j.choice for j in current(engine)) == sorted([Choice.tie, Choice.both_bad, Choice.skip])
+    at.button(key="undo").click().run()
+    assert sorted(j.choice for j in current(engine)) == sorted([Choice.tie, Choice.both_bad])
+    assert any("Undone" in c.value for c in at.caption)
+    at.button(key="choose_right").click().run()
+    assert len(current(engine)) == 3
+
+
+def test_nothing_left_says_so(app_env, engine):
+    at = run_app()
+    assert "Nothing left to label" in at.success[0].value
+
+
+def test_sign_in_is_mandatory_off_localhost(app_env, engine):
+    st_config.set_option("server.address", "0.0.0.0")
+    seed_pairs(engine, train=1)
+    at = run_app()
+    assert [t.label for t in at.text_input] == ["Name", "Token"]
+    assert not at.button or all(b.key != "choose_left" for b in at.button)
+    assert not any("local user" in b.label for b in at.button), "no token-free way in off localhost"
+
+
+def test_annotate_path_does_not_import_the_training_stack(app_env, engine):
+    for name in HEAVY:
+        if name in sys.modules:
+            pytest.skip(f"{name} already imported by another test in this process")
+    seed_pairs(engine, train=1)
+    run_app()
+    assert [m for m in HEAVY if m in sys.modules] == []
