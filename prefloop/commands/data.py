@@ -16,6 +16,7 @@ from storage.templates import TEMPLATES
 console = Console()
 
 prompts_app = typer.Typer(help="Prompts: the inputs candidates are generated for.", no_args_is_help=True)
+annotators_app = typer.Typer(help="People (and simulated annotators) who judge pairs.", no_args_is_help=True)
 labels_app = typer.Typer(
     help="Existing preference labels (pairs already judged elsewhere).", no_args_is_help=True
 )
@@ -134,6 +135,50 @@ def labels_import(
     )
 
 
+@annotators_app.command("add")
+def annotators_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The name they sign in with.")],
+    admin: Annotated[
+        bool, typer.Option("--admin", help="May see progress of everyone and run rounds.")
+    ] = False,
+) -> None:
+    """Add an annotator and print their sign-in token ONCE (only a salted hash is stored)."""
+    from prefloop.cli import state
+    from storage.auth import create_annotator
+    from storage.db import session_scope
+    from storage.models import Role
+
+    with session_scope(state(ctx).engine, write=True) as session:
+        token = create_annotator(session, name, Role.admin if admin else Role.annotator)
+    console.print(f"added {'admin' if admin else 'annotator'} {name!r}; token (shown only now, keep it):")
+    print(token)
+
+
+@annotators_app.command("list")
+def annotators_list(ctx: typer.Context) -> None:
+    """Every annotator with role, kind and number of current judgments."""
+    from sqlalchemy import func
+    from sqlmodel import select
+
+    from prefloop.cli import state
+    from storage.db import session_scope
+    from storage.models import Annotator, Judgment
+
+    table = Table("name", "role", "kind", "judgments")
+    with session_scope(state(ctx).engine) as session:
+        counts = dict(
+            session.exec(
+                select(Judgment.annotator_id, func.count())
+                .where(Judgment.superseded_at.is_(None))
+                .group_by(Judgment.annotator_id)
+            ).all()
+        )
+        for a in session.exec(select(Annotator).order_by(Annotator.name)):
+            table.add_row(a.name, a.role.value, a.kind.value, str(counts.get(a.id, 0)))
+    console.print(table)
+
+
 def export(
     ctx: typer.Context,
     format: Annotated[
@@ -245,5 +290,6 @@ def register(app: typer.Typer) -> None:
     app.command()(init)
     app.add_typer(prompts_app, name="prompts")
     app.add_typer(labels_app, name="labels")
+    app.add_typer(annotators_app, name="annotators")
     app.command()(export)
     app.command()(status)
