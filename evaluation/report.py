@@ -272,11 +272,16 @@ def _agreement_blocks(agreement: dict[str, Any]) -> list[Block]:
     return blocks
 
 
+def _annotators(group: dict[str, Any]) -> str:
+    count = len(group["annotators"])
+    return f"{count} annotator" + ("" if count == 1 else "s")
+
+
 def _group_blocks(kind: str, group: dict[str, Any], with_plot: bool) -> list[Block]:
     blocks: list[Block] = [
         (
             "h2",
-            f"{KIND_TITLES.get(kind, kind)}: {group['judgments']} judgments by {len(group['annotators'])}",
+            f"{KIND_TITLES.get(kind, kind)}: {group['judgments']} judgments by {_annotators(group)}",
         ),
         ("h3", "Head to head"),
         *_comparison_blocks(group),

@@ -1,0 +1,222 @@
+"""Chatbot Arena battles in and out: the seed's 50 judgments, round trips, and bad files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func
+from sqlmodel import select
+
+from evaluation.arena import export_arena, import_battles
+from evaluation.report import build_report
+from prefloop.config import ReportConfig
+from prefloop.errors import PrefloopError
+from storage.db import make_engine, migrate, session_scope
+from storage.models import (
+    Annotator,
+    AnnotatorKind,
+    Comparison,
+    Judgment,
+    ModelVersion,
+    Prompt,
+    Purpose,
+    Split,
+    VersionKind,
+)
+from storage.repo import get_or_create_annotator, get_or_create_version
+from tests.eval_seed import build_eval_db, seed_battle_rows, write_battles
+
+FAST = ReportConfig(bootstrap_rounds=100)
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _count(engine, table) -> int:
+    with session_scope(engine) as session:
+        return session.exec(select(func.count()).select_from(table)).one()
+
+
+def test_seed_evaluation_imported_gives_the_seed_statistics(engine, tmp_path):
+    """The seed's 50 comparisons, fine-tuned preferred in 34: 0.68, Wilson [0.542, 0.792], p = 0.015."""
+    result = import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows()))
+    assert (result.rows, result.judgments_added, result.prompts_added, result.versions_added) == (
+        50,
+        50,
+        50,
+        2,
+    )
+    data = build_report(engine, FAST).data
+    assert data["annotator_kind"] == "imported"
+    [comp] = data["comparisons"]
+    assert (comp["model"], comp["baseline"], comp["n"], comp["wins"], comp["losses"]) == (
+        "round-1",
+        "base",
+        50,
+        34,
+        16,
+    )
+    assert comp["win_rate"] == 0.68
+    assert comp["ci95"] == [0.542, 0.792]
+    assert comp["p_value"] == 0.015
+    assert "round-1 is preferred over base" in data["headline"]
+    # Arena shows model_a on the left: half the battles had the fine-tuned model there
+    assert data["position_bias"]["n"] == 50
+
+
+def test_import_creates_eval_rows_with_provenance(engine, tmp_path):
+    import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows(n=4)))
+    with session_scope(engine) as session:
+        assert {v.kind for v in session.exec(select(ModelVersion))} == {VersionKind.external}
+        assert {p.split for p in session.exec(select(Prompt))} == {Split.eval}
+        assert {c.purpose for c in session.exec(select(Comparison))} == {Purpose.eval}
+        [judge] = session.exec(select(Annotator)).all()
+        assert (judge.name, judge.kind) == ("seed-author", AnnotatorKind.imported)
+        assert all(j.left in ("a", "b") for j in session.exec(select(Judgment)))
+
+
+def test_existing_versions_are_reused_by_name(engine, tmp_path):
+    with session_scope(engine, write=True) as session:
+        get_or_create_version(session, "base", VersionKind.base, "embedded")
+    result = import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows(n=4)))
+    assert result.versions_added == 1
+    with session_scope(engine) as session:
+        kinds = {v.name: v.kind for v in session.exec(select(ModelVersion))}
+    assert kinds == {"base": VersionKind.base, "round-1": VersionKind.external}
+
+
+def test_reimport_is_idempotent_and_a_changed_winner_revises(engine, tmp_path):
+    rows = seed_battle_rows(n=6)
+    path = write_battles(tmp_path / "seed.jsonl", rows)
+    import_battles(engine, path)
+    again = import_battles(engine, path)
+    assert (again.judgments_added, again.duplicates, again.revised) == (0, 6, 0)
+    rows[0] = {**rows[0], "winner": "tie"}
+    changed = import_battles(engine, write_battles(tmp_path / "changed.jsonl", rows))
+    assert (changed.judgments_added, changed.duplicates, changed.revised) == (1, 5, 1)
+    assert _count(engine, Judgment) == 7  # history kept: the old answer is superseded, not deleted
+
+
+def _arena_view(rows: list[dict]) -> list[tuple]:
+    keys = ("model_a", "model_b", "winner", "judge", "prompt", "response_a", "response_b")
+    return sorted(tuple(r[k] for k in keys) for r in rows)
+
+
+def test_round_trip_export_import_export(engine, tmp_path):
+    build_eval_db(engine)
+    first = tmp_path / "first.jsonl"
+    count = export_arena(engine, first)
+    # current eval judgments only: 10 alice + 6 bob + 20 sim (revision, skip and train pair left out)
+    assert count == 36
+    rows = [json.loads(line) for line in first.read_text().splitlines()]
+    assert {r["winner"] for r in rows} == {"model_a", "model_b", "tie", "tie (bothbad)"}
+    # alice always chose the side shown on the left, which export writes as model_a
+    assert {r["winner"] for r in rows if r["judge"] == "alice"} <= {"model_a", "tie", "tie (bothbad)"}
+
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    migrate(other)
+    # the other database names its annotators apart from ours: imported judges are kind "imported"
+    result = import_battles(other, first)
+    assert result.judgments_added == 36
+    second = tmp_path / "second.jsonl"
+    export_arena(other, second)
+    assert _arena_view(rows) == _arena_view([json.loads(x) for x in second.read_text().splitlines()])
+
+    ours, theirs = build_report(engine, FAST).data, build_report(other, FAST).data
+    other.dispose()
+    by_kind = {k: g["comparisons"] for k, g in ours["groups"].items()}
+    stats = ("model", "baseline", "n", "wins", "losses", "ties", "both_bad", "win_rate", "ci95", "p_value")
+    pooled_imported = sorted(
+        (tuple(c[k] for k in stats) for c in theirs["groups"]["imported"]["comparisons"]), key=str
+    )
+    assert pooled_imported == sorted(
+        (tuple(c[k] for k in stats) for c in by_kind["human"] + by_kind["simulated"]), key=str
+    )
+    assert (
+        theirs["position_bias"]["k"]
+        == ours["groups"]["human"]["position_bias"]["k"] + (ours["groups"]["simulated"]["position_bias"]["k"])
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "needle"),
+    [
+        ("{not json", "bad JSON"),
+        ('["a list"]', "expected a JSON object"),
+        (
+            '{"model_a": "x", "model_b": "y", "winner": "model_c", "judge": "j", "prompt": "p", '
+            '"response_a": "r", "response_b": "s"}',
+            "field winner: 'model_c' is not one of",
+        ),
+        (
+            '{"model_a": "x", "model_b": "x", "winner": "tie", "judge": "j", "prompt": "p", '
+            '"response_a": "r", "response_b": "s"}',
+            "field model_b: same model as model_a",
+        ),
+        (
+            '{"model_a": "x", "model_b": "y", "winner": "tie", "prompt": "p", "response_a": "r", '
+            '"response_b": "s"}',
+            "field judge",
+        ),
+        (
+            '{"model_a": "x", "model_b": "y", "winner": "tie", "judge": "j", "prompt": "p", "response_a": ""'
+            ', "response_b": "s"}',
+            "field response_a: empty text",
+        ),
+        (
+            '{"model_a": "x", "model_b": "y", "winner": "tie", "judge": "j", "conversation_a": '
+            '[{"role": "user", "content": "q"}], "conversation_b": []}',
+            "field conversation_a",
+        ),
+    ],
+)
+def test_bad_row_names_line_and_field_and_writes_nothing(engine, tmp_path, line, needle):
+    good = seed_battle_rows(n=2)
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(good[0]) + "\n\n" + line + "\n" + json.dumps(good[1]) + "\n")
+    with pytest.raises(PrefloopError) as err:
+        import_battles(engine, path)
+    assert str(err.value).startswith(f"{path}:3")
+    assert needle in str(err.value)
+    assert _count(engine, Judgment) == 0 and _count(engine, Prompt) == 0
+
+
+def test_judge_who_is_a_human_annotator_is_refused(engine, tmp_path):
+    with session_scope(engine, write=True) as session:
+        get_or_create_annotator(session, "seed-author")
+    with pytest.raises(PrefloopError, match=r"seed.jsonl:1: field judge: 'seed-author' is an existing human"):
+        import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows(n=3)))
+    assert _count(engine, Judgment) == 0
+
+
+def test_single_turn_conversations_are_accepted(engine, tmp_path):
+    row = {
+        "model_a": "gpt-x",
+        "model_b": "base",
+        "winner": "tie (bothbad)",
+        "judge": "arena-user",
+        "conversation_a": [{"role": "user", "content": "Title?"}, {"role": "assistant", "content": "One"}],
+        "conversation_b": [{"role": "user", "content": "Title?"}, {"role": "assistant", "content": "Two"}],
+    }
+    import_battles(engine, write_battles(tmp_path / "conv.jsonl", [row]))
+    with session_scope(engine) as session:
+        [judgment] = session.exec(select(Judgment)).all()
+        assert judgment.choice == "both_bad"
+        assert session.exec(select(Prompt.text)).one() == "Title?"
+
+
+def test_cli_import_then_bad_file_exits_1(sqlite_url, tmp_path):
+    env = {**os.environ, "PREFLOOP_DB": sqlite_url}
+    good = write_battles(tmp_path / "seed.jsonl", seed_battle_rows())
+    run = [sys.executable, "-m", "prefloop.cli", "judgments", "import"]
+    ok = subprocess.run([*run, str(good)], capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "50 judgments added" in " ".join(ok.stdout.split())
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"model_a": "x"}\n')
+    failed = subprocess.run([*run, str(bad)], capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    assert failed.returncode == 1
+    assert "bad.jsonl:1: field model_b" in " ".join(failed.stderr.split())

@@ -1,0 +1,249 @@
+"""The report end to end on a real database with real judgments: exact hand-counted figures."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from scipy.stats import binomtest
+
+from evaluation.analysis import JudgmentRecord, VersionInfo, analyse, conclusion
+from evaluation.report import build_report, write_report
+from evaluation.stats import HeadToHead, judgments_needed, krippendorff_alpha_nominal
+from prefloop.config import ReportConfig
+from storage.db import make_engine, migrate
+from tests.eval_seed import build_eval_db
+
+FAST = ReportConfig(bootstrap_rounds=200)
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def eval_db(engine):
+    build_eval_db(engine)
+    return engine
+
+
+@pytest.fixture(scope="module")
+def report_data(tmp_path_factory) -> dict:
+    """One report over ``build_eval_db``, shared by the tests that only read its figures."""
+    eng = make_engine(f"sqlite:///{tmp_path_factory.mktemp('eval') / 'prefloop.db'}")
+    migrate(eng)
+    build_eval_db(eng)
+    data = build_report(eng, FAST).data
+    eng.dispose()
+    return data
+
+
+def test_head_to_head_counts_current_human_judgments_only(report_data):
+    data = report_data
+    assert data["annotator_kind"] == "human"
+    [comp] = data["comparisons"]
+    # alice W W W L W W W L T B (her first answer on prompt 0 was revised) + bob W W W L L T (+ a skip)
+    assert (comp["model"], comp["baseline"]) == ("round-1", "base")
+    assert (comp["wins"], comp["losses"], comp["ties"], comp["both_bad"], comp["n"]) == (9, 4, 2, 1, 16)
+    assert comp["win_rate"] == round((9 + 0.5 * 3) / 16, 3)
+    assert comp["p_value"] == round(binomtest(9, 13).pvalue, 3)
+    assert comp["annotators"]["alice"]["wins"] == 6 and comp["annotators"]["alice"]["n"] == 10
+    assert comp["annotators"]["bob"]["n"] == 6
+    assert "sign test" in comp["test"]
+
+
+def test_simulated_judgments_are_reported_apart(report_data):
+    data = report_data
+    assert list(data["groups"]) == ["human", "simulated"]
+    sim = data["groups"]["simulated"]
+    assert sim["annotators"] == ["sim"]
+    pairs = {(c["model"], c["baseline"]): (c["wins"], c["losses"]) for c in sim["comparisons"]}
+    assert pairs == {("round-2", "base"): (9, 1), ("round-2", "round-1"): (7, 3)}
+    # nothing simulated leaks into the human (headline) figures
+    assert "round-2" not in data["bradley_terry"]
+    assert set(data["groups"]["human"]["annotators"]) == {"alice", "bob"}
+
+
+def test_bradley_terry_per_round(report_data):
+    data = report_data
+    bt = data["groups"]["simulated"]["bradley_terry"]
+    assert [bt[m]["round"] for m in ("base", "round-1", "round-2")] == [0, 1, 2]
+    assert bt["base"]["rating"] == 1000.0
+    assert bt["round-2"]["rating"] > 1000.0
+    for rating in bt.values():
+        assert rating["ci95"][0] <= rating["rating"] <= rating["ci95"][1]
+
+
+def test_position_and_length_bias(report_data):
+    data = report_data
+    position = data["position_bias"]
+    # alice chose the left side in all 8 decisive judgments, bob in none of his 5
+    assert (position["k"], position["n"]) == (8, 13)
+    assert position["annotators"]["alice"]["share"] == 1.0
+    assert position["annotators"]["alice"]["p_value"] == round(binomtest(8, 8).pvalue, 3)
+    assert position["annotators"]["bob"]["share"] == 0.0
+    assert position["p_value"] == round(binomtest(8, 13).pvalue, 3)
+    assert position["statement"].startswith("No evidence of bias")
+    # round-1's titles are the longer ones: the longer won whenever round-1 won
+    assert (data["length_bias"]["k"], data["length_bias"]["n"]) == (9, 13)
+
+
+def test_agreement_on_pairs_judged_twice(report_data):
+    agreement = report_data["agreement"]
+    assert agreement["items"] == 6
+    [pair] = agreement["cohen_kappa"]
+    assert pair["annotators"] == ["alice", "bob"]
+    # alice W W W L W W vs bob W W W L L T: po = 4/6, pe = (5*3 + 1*2)/36 → κ = 7/19
+    assert pair["kappa"] == round(7 / 19, 3)
+    assert pair["percent_agreement"] == round(4 / 6, 3)
+    units = [["W", "W"], ["W", "W"], ["W", "W"], ["L", "L"], ["W", "L"], ["W", "T"]]
+    assert agreement["krippendorff_alpha"]["alpha"] == round(krippendorff_alpha_nominal(units), 3)
+    assert agreement["fleiss_kappa"]["items"] == 6 and agreement["fleiss_kappa"]["raters_per_item"] == 2
+
+
+def test_power_is_stated_in_words(report_data):
+    data = report_data
+    [power] = data["power"]
+    needed = judgments_needed((9 + 1.5) / 16, 16)
+    assert power["judgments_needed"] == needed > 0
+    assert "too few judgments to conclude" in power["conclusion"]
+    assert f"about {needed} more eval judgments" in power["conclusion"]
+
+
+def test_health_flags_the_broken_model_at_the_top(eval_db, tmp_path):
+    data = write_report(eval_db, tmp_path / "report", FAST)
+    assert set(data["health"]) == {"base", "round-1", "round-2"}
+    assert data["health"]["round-2"]["eot_share"] == 0.0
+    assert data["health"]["round-2"]["repeat_share"] == 1.0
+    assert data["health"]["round-1"]["flags"] == []
+    assert len(data["flags"]) == 2 and all(f.startswith("round-2: ") for f in data["flags"])
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    top = markdown.split("## Headline")[0]
+    assert "## Warning: output health" in top and "end-of-turn" in top
+
+
+def test_report_files_and_json_contract(eval_db, tmp_path):
+    out = tmp_path / "report"
+    write_report(eval_db, out, FAST)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bradley_terry.png",
+        "lengths.png",
+        "report.html",
+        "report.json",
+        "report.md",
+        "win_rates.png",
+    ]
+    data = json.loads((out / "report.json").read_text())
+    for key in ("comparisons", "bradley_terry", "position_bias", "length_bias", "agreement"):
+        assert key in data
+    comp = data["comparisons"][0]
+    for key in (
+        "model",
+        "baseline",
+        "n",
+        "wins",
+        "losses",
+        "ties",
+        "both_bad",
+        "win_rate",
+        "ci95",
+        "p_value",
+    ):
+        assert key in comp
+    assert set(data["bradley_terry"]["round-1"]) >= {"rating", "ci95"}
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 3
+    assert 'src="' not in page.replace('src="data:', "")  # self-contained: no file references
+    assert "<script" not in page
+
+
+def test_rewrite_replaces_the_folder(eval_db, tmp_path):
+    out = tmp_path / "reports" / "latest"
+    out.mkdir(parents=True)
+    (out / "stale.txt").write_text("old")
+    write_report(eval_db, out, FAST)
+    assert not (out / "stale.txt").exists()
+    assert [p.name for p in out.parent.iterdir()] == ["latest"]  # no staging folder left behind
+
+
+def test_empty_database_reports_nothing_yet(engine, tmp_path):
+    data = write_report(engine, tmp_path / "r", FAST)
+    assert data["comparisons"] == [] and data["groups"] == {}
+    assert data["headline"].startswith("No eval judgments yet")
+    assert (tmp_path / "r" / "report.html").exists()
+
+
+def _record(cid, annotator, choice, model_a="round-1", model_b="base", kind="human", left=None):
+    return JudgmentRecord(cid, annotator, kind, choice, left, model_a, model_b, "x" * 10, "y" * 20)
+
+
+def test_analyse_orients_against_base_and_counts_ties_as_half():
+    versions = {
+        "base": VersionInfo("base", "base", 0, 1),
+        "round-1": VersionInfo("round-1", "adapter", 1, 2),
+    }
+    # base is model_a here: the comparison is still "round-1 vs base", wins seen from round-1
+    records = [
+        _record(1, "ann", "b", "base", "round-1"),
+        _record(2, "ann", "tie"),
+        _record(3, "ann", "both_bad"),
+    ]
+    data = analyse(records, versions, {}, FAST)
+    [comp] = data["comparisons"]
+    assert (comp["model"], comp["baseline"], comp["wins"], comp["ties"], comp["both_bad"]) == (
+        "round-1",
+        "base",
+        1,
+        1,
+        1,
+    )
+    assert comp["win_rate"] == round(2 / 3, 3)
+    assert data["length_bias"]["n"] == 1 and data["length_bias"]["k"] == 1  # "y"*20 was longer and won
+
+
+def test_conclusion_words():
+    assert conclusion("r", "base", HeadToHead(34, 16, 0, 0))[0].endswith("r is preferred over base.")
+    assert conclusion("r", "base", HeadToHead(16, 34, 0, 0))[0].endswith("base is preferred over r.")
+    words, needed = conclusion("r", "base", HeadToHead(5, 5, 0, 0))
+    assert needed is None and "no preference either way" in words
+    words, needed = conclusion("r", "base", HeadToHead(0, 0, 0, 0))
+    assert needed is None and "no eval judgments yet" in words
+    words, needed = conclusion("r", "base", HeadToHead(6, 4, 0, 0))
+    assert needed == judgments_needed(0.6, 10) and "too few judgments" in words
+    assert math.isfinite(needed)
+
+
+def test_cli_report_prints_the_headline(eval_db, sqlite_url, tmp_path):
+    env = {**os.environ, "PREFLOOP_DB": sqlite_url}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefloop.cli",
+            "--set",
+            "report.bootstrap_rounds=100",
+            "report",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "round-1 vs base (human annotators): win rate 0.66" in " ".join(result.stdout.split())
+    assert "health:" in result.stdout and "round-2" in result.stdout
+    assert (tmp_path / "r" / "report.json").exists()
+
+
+def test_gather_on_both_backends(any_engine):
+    build_eval_db(any_engine)
+    data = build_report(any_engine, FAST).data
+    assert (data["comparisons"][0]["wins"], data["comparisons"][0]["n"]) == (9, 16)
+    assert data["agreement"]["items"] == 6
