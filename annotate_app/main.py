@@ -9,11 +9,12 @@ from __future__ import annotations
 import streamlit as st
 
 from annotate_app import annotate_page, compare_page, dashboard_page
-from annotate_app.signin import ensure_user, render_sign_in, render_user_badge
+from annotate_app.signin import ensure_user, render_sign_in, render_user_badge, run_cookie_script
 
-st.set_page_config(page_title="prefloop", page_icon="⚖️", layout="wide")
+st.set_page_config(page_title="prefloop", page_icon=":material/balance:", layout="wide")
 
 user = ensure_user()
+run_cookie_script()
 if user is None:
     pages = [st.Page(render_sign_in, title="Sign in", url_path="signin", default=True)]
 else:
@@ -21,12 +22,26 @@ else:
     # Admin pages are listed for admins; for others they stay reachable by URL but only say "refused".
     visibility = "visible" if user.is_admin else "hidden"
     pages = [
-        st.Page(annotate_page.render, title="Annotate", icon="✍️", url_path="annotate", default=True),
         st.Page(
-            dashboard_page.render, title="Dashboard", icon="📊", url_path="dashboard", visibility=visibility
+            annotate_page.render,
+            title="Annotate",
+            icon=":material/rate_review:",
+            url_path="annotate",
+            default=True,
         ),
         st.Page(
-            compare_page.render_page, title="Compare", icon="🆚", url_path="compare", visibility=visibility
+            dashboard_page.render,
+            title="Dashboard",
+            icon=":material/monitoring:",
+            url_path="dashboard",
+            visibility=visibility,
+        ),
+        st.Page(
+            compare_page.render_page,
+            title="Compare",
+            icon=":material/compare:",
+            url_path="compare",
+            visibility=visibility,
         ),
     ]
 st.navigation(pages).run()

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotate_app.context import LOCAL_USER, User, current_user, engine, local_user_allowed, set_user
+from annotate_app import session_cookie
+from annotate_app.context import LOCAL_USER, User, config, current_user, engine, local_user_allowed, set_user
 from storage.db import session_scope
-from storage.models import Role
+from storage.models import Annotator, Role
 
 _DECLINED_LOCAL = "prefloop_local_declined"
+_COOKIE_SCRIPT = "prefloop_cookie_script"  # set or clear the session cookie on the next render
 
 
 def _local_user() -> User:
@@ -23,26 +25,60 @@ def _local_user() -> User:
         return User(id=row.id, name=row.name, role=row.role, local=True)
 
 
+@st.cache_resource(show_spinner=False)
+def _secret() -> bytes:
+    return session_cookie.load_secret(config().var_dir / "app-secret")
+
+
 def _sign_in(name: str, token: str) -> User | None:
     from storage.auth import authenticate
 
     with session_scope(engine()) as session:
         row = authenticate(session, name.strip(), token.strip())
-        return None if row is None else User(id=row.id, name=row.name, role=row.role)
+        if row is None:
+            return None
+        st.session_state[_COOKIE_SCRIPT] = session_cookie.set_cookie_script(
+            session_cookie.sign(_secret(), row.id, row.token_hash)
+        )
+        return User(id=row.id, name=row.name, role=row.role)
+
+
+def _from_cookie() -> User | None:
+    """Resume after a reload: the signed cookie names an annotator whose token is unchanged."""
+    value = st.context.cookies.get(session_cookie.COOKIE_NAME)
+    annotator_id = session_cookie.annotator_id_of(value) if value else None
+    if annotator_id is None:
+        return None
+    with session_scope(engine()) as session:
+        row = session.get(Annotator, annotator_id)
+        if row is None or not session_cookie.verify(_secret(), value, row.token_hash):
+            return None
+        return User(id=row.id, name=row.name, role=row.role)
 
 
 def ensure_user() -> User | None:
-    """The signed-in user; on an allowed localhost server, the local user unless they signed out."""
+    """The signed-in user: this session's, else the session cookie's, else on an allowed localhost
+    server the local user (unless they signed out)."""
     user = current_user()
-    if user is None and local_user_allowed() and not st.session_state.get(_DECLINED_LOCAL):
-        user = _local_user()
+    if user is None and not st.session_state.get(_DECLINED_LOCAL):
+        user = _from_cookie()
+        if user is None and local_user_allowed():
+            user = _local_user()
         set_user(user)
     return user
 
 
 def sign_out() -> None:
     st.session_state[_DECLINED_LOCAL] = True
+    st.session_state[_COOKIE_SCRIPT] = session_cookie.clear_cookie_script()
     set_user(None)
+
+
+def run_cookie_script() -> None:
+    """Set or clear the session cookie in the browser (Streamlit cannot send Set-Cookie itself)."""
+    script = st.session_state.pop(_COOKIE_SCRIPT, None)
+    if script:
+        st.html(script, unsafe_allow_javascript=True, width=1)
 
 
 def continue_as_local() -> None:
