@@ -123,9 +123,15 @@ def labels_import(
     if format is not None and format not in LABEL_FORMATS:
         raise PrefloopError(f"--format {format!r}: use one of {', '.join(LABEL_FORMATS)}")
     st = state(ctx)
-    r = import_labels(
-        st.engine, file, format=format, template=template, split=split, eval_share=st.config.data.eval_share
-    )
+    with console.status(f"importing {file} ..."):
+        r = import_labels(
+            st.engine,
+            file,
+            format=format,
+            template=template,
+            split=split,
+            eval_share=st.config.data.eval_share,
+        )
     new = r.prompts.by_split
     console.print(
         f"{file} ({r.format}): {r.rows} labels; prompts: {r.prompts.added} new "
@@ -218,12 +224,8 @@ def export(
     st = state(ctx)
     out = out or st.config.var_dir / "export" / format
     if format == "arena":
-        try:
-            from evaluation.arena import export_arena
-        except ImportError as exc:
-            raise PrefloopError(
-                f"arena export is not available in this install ({exc}); use another --format"
-            ) from None
+        from evaluation.arena import export_arena
+
         path = out / "arena_battles.jsonl"
         console.print(f"arena: {export_arena(st.engine, path)} battles (current eval judgments) -> {path}")
         return
@@ -231,9 +233,10 @@ def export(
         share = st.config.train.validation_share if validation_share is None else validation_share
         if not 0 <= share < 1:
             raise PrefloopError(f"--validation-share {share}: use a number from 0 to below 1")
-        result = exports.export_trl(
-            st.engine, out, validation_share=share, seed=st.config.train.seed if seed is None else seed
-        )
+        with console.status("exporting (TRL rows + datasets DatasetDict) ..."):
+            result = exports.export_trl(
+                st.engine, out, validation_share=share, seed=st.config.train.seed if seed is None else seed
+            )
         console.print(
             f"trl: {result.n_train} train pairs ({result.n_train_prompts} prompts), "
             f"{result.n_validation} validation pairs ({result.n_validation_prompts} prompts) -> {out}"
