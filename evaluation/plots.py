@@ -72,6 +72,7 @@ def bradley_terry_plot(ratings: dict[str, dict[str, Any]], kind: str) -> bytes:
         list(xs),
         [m if ratings[m]["round"] is None else f"{m}\n(round {ratings[m]['round']})" for m in names],
     )
+    ax.set_xlim(-0.5, len(names) - 0.5)
     ax.set_ylabel("Bradley-Terry rating (Elo scale)")
     ax.set_title(f"Ratings per round, bootstrap 95% intervals ({kind} annotators)")
     ax.grid(axis="y", alpha=0.3)

@@ -449,6 +449,7 @@ def write_report(engine: Engine, out_dir: Path, config: ReportConfig) -> dict[st
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
+        staging.chmod(0o755)  # mkdtemp makes it private; the report is meant to be shared
         (staging / "report.json").write_text(
             json.dumps(report.data, indent=2, ensure_ascii=False) + "\n", "utf-8"
         )

@@ -97,13 +97,14 @@ def _outcome(session, comp, annotator_id, code, model, baseline, *, picks_left: 
     judge(session, comp, annotator_id, winner, winner if picks_left else loser)
 
 
-def build_eval_db(engine: Engine) -> None:
+def build_eval_db(engine: Engine, suffix: str = "") -> None:
     """base, round-1 (round 1) and round-2 (round 2) on 10 held-out prompts.
 
     Humans, round-1 vs base: alice (10 judgments) + bob (6, plus a skip) = 9 wins, 4 losses, 2 ties,
     1 both-bad; alice's first answer on prompt 0 (L) was revised to W (the old row is superseded).
     Simulated "sim": round-2 vs base 9-1, round-2 vs round-1 7-3; round-2's outputs are truncated and
     repetitive (finish_reason "length"), so its health is flagged. A judged train pair must be ignored.
+    ``suffix`` makes the prompts new, so the bench can stack several copies in one database.
     """
     with session_scope(engine, write=True) as session:
         get_or_create_round(session, 0)
@@ -114,7 +115,7 @@ def build_eval_db(engine: Engine) -> None:
         bob = get_or_create_annotator(session, "bob").id
         sim = get_or_create_annotator(session, "sim", kind=AnnotatorKind.simulated).id
         for k, idea in enumerate(IDEAS):
-            prompt = _prompt(session, idea, Split.eval)
+            prompt = _prompt(session, idea + suffix, Split.eval)
             c_base, _ = get_or_create_candidate(
                 session, prompt, base, f"Sourdough at Home, Lesson {k}: Bread Basics", finish_reason="stop"
             )
@@ -141,7 +142,7 @@ def build_eval_db(engine: Engine) -> None:
             _outcome(session, r2_base, sim, SIM_VS_BASE[k], c_r2, c_base, picks_left=k % 2 == 0)
             r2_r1, _ = get_or_create_comparison(session, c_r2, c_r1, Purpose.eval, 2)
             _outcome(session, r2_r1, sim, SIM_VS_ROUND_1[k], c_r2, c_r1, picks_left=k % 2 == 1)
-        train_prompt = _prompt(session, "A train-split idea", Split.train)
+        train_prompt = _prompt(session, "A train-split idea" + suffix, Split.train)
         t1, _ = get_or_create_candidate(session, train_prompt, base, "Train title one")
         t2, _ = get_or_create_candidate(session, train_prompt, base, "Train title two")
         train_pair, _ = get_or_create_comparison(session, t1, t2, Purpose.train, 0)
