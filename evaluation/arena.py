@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
+from evaluation.judgments import current_eval_judgments
 from prefloop.errors import PrefloopError
 from storage.db import session_scope
 from storage.files import atomic_write_bytes, checked_text, jsonl_records, read_text, where
@@ -39,7 +39,6 @@ from storage.models import (
     Comparison,
     Judgment,
     ModelVersion,
-    Prompt,
     Purpose,
     Split,
     VersionKind,
@@ -219,27 +218,13 @@ def _store_judgment(
 
 
 def battle_rows(session: Session) -> list[dict[str, Any]]:
-    """Every current, non-skip eval judgment as an Arena row (left candidate as model_a)."""
-    cand_a, cand_b = aliased(Candidate), aliased(Candidate)
-    ver_a, ver_b = aliased(ModelVersion), aliased(ModelVersion)
-    query = (
-        select(Judgment, Annotator, Prompt, cand_a, cand_b, ver_a, ver_b)
-        .join(Comparison, Judgment.comparison_id == Comparison.id)
-        .join(Annotator, Judgment.annotator_id == Annotator.id)
-        .join(Prompt, Comparison.prompt_id == Prompt.id)
-        .join(cand_a, Comparison.candidate_a_id == cand_a.id)
-        .join(cand_b, Comparison.candidate_b_id == cand_b.id)
-        .join(ver_a, cand_a.model_version_id == ver_a.id)
-        .join(ver_b, cand_b.model_version_id == ver_b.id)
-        .where(
-            Comparison.purpose == Purpose.eval,
-            Judgment.superseded_at.is_(None),
-            Judgment.choice != Choice.skip,
-        )
-        .order_by(Judgment.id)
-    )
+    """Every current, non-skip eval judgment as an Arena row (left candidate as model_a).
+
+    Only the prompt's final user text is written: a system prompt or earlier turns are not exported.
+    """
     rows = []
-    for judgment, annotator, prompt, ca, cb, va, vb in session.exec(query):
+    for ej in current_eval_judgments(session):
+        judgment, ca, cb, va, vb = ej.judgment, ej.candidate_a, ej.candidate_b, ej.version_a, ej.version_b
         swap = judgment.left == "b"
         (left, lv), (right, rv) = ((cb, vb), (ca, va)) if swap else ((ca, va), (cb, vb))
         winner = {
@@ -254,8 +239,8 @@ def battle_rows(session: Session) -> list[dict[str, Any]]:
                 "model_a": lv.name,
                 "model_b": rv.name,
                 "winner": winner,
-                "judge": annotator.name,
-                "prompt": prompt.text,
+                "judge": ej.annotator.name,
+                "prompt": ej.prompt.text,
                 "response_a": left.text,
                 "response_b": right.text,
                 "turn": 1,

@@ -19,21 +19,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from evaluation.analysis import JudgmentRecord, VersionInfo, analyse
 from evaluation.health import Health, Sample, output_health
+from evaluation.judgments import current_eval_judgments
 from evaluation.plots import bradley_terry_plot, length_plot, win_rate_plot
 from prefloop.config import ReportConfig
 from storage.db import session_scope
 from storage.files import atomic_replace_dir
 from storage.models import (
-    Annotator,
     Candidate,
-    Choice,
     Comparison,
-    Judgment,
     ModelVersion,
     Prompt,
     Purpose,
@@ -69,44 +66,26 @@ def _round_of(version: ModelVersion, run_rounds: dict[int, int | None]) -> int |
 
 def gather(session: Session) -> EvalData:
     """Current, non-skip judgments of eval pairs (superseded revisions ignored) and what they compare."""
-    cand_a, cand_b = aliased(Candidate), aliased(Candidate)
-    query = (
-        select(Judgment, Annotator, cand_a, cand_b)
-        .join(Comparison, Judgment.comparison_id == Comparison.id)
-        .join(Annotator, Judgment.annotator_id == Annotator.id)
-        .join(cand_a, Comparison.candidate_a_id == cand_a.id)
-        .join(cand_b, Comparison.candidate_b_id == cand_b.id)
-        .where(
-            Comparison.purpose == Purpose.eval,
-            Judgment.superseded_at.is_(None),
-            Judgment.choice != Choice.skip,
-        )
-        .order_by(Judgment.id)
-    )
-    rows = session.exec(query).all()
     version_rows = {v.id: v for v in session.exec(select(ModelVersion))}
     run_rounds = {r.id: r.round_id for r in session.exec(select(TrainingRun))}
     versions = {
         v.name: VersionInfo(v.name, v.kind.value, _round_of(v, run_rounds), v.id)
         for v in version_rows.values()
     }
-    records = []
-    judged: dict[int, Candidate] = {}
-    for judgment, annotator, ca, cb in rows:
-        judged[ca.id], judged[cb.id] = ca, cb
-        records.append(
-            JudgmentRecord(
-                comparison_id=judgment.comparison_id,
-                annotator=annotator.name,
-                annotator_kind=annotator.kind.value,
-                choice=judgment.choice.value,
-                left=judgment.left,
-                model_a=version_rows[ca.model_version_id].name,
-                model_b=version_rows[cb.model_version_id].name,
-                text_a=ca.text,
-                text_b=cb.text,
-            )
+    records = [
+        JudgmentRecord(
+            comparison_id=ej.judgment.comparison_id,
+            annotator=ej.annotator.name,
+            annotator_kind=ej.annotator.kind.value,
+            choice=ej.judgment.choice.value,
+            left=ej.judgment.left,
+            model_a=ej.version_a.name,
+            model_b=ej.version_b.name,
+            text_a=ej.candidate_a.text,
+            text_b=ej.candidate_b.text,
         )
+        for ej in current_eval_judgments(session)
+    ]
     samples, drawn = _health_samples(session, version_rows)
     return EvalData(records, versions, samples, drawn)
 
