@@ -258,15 +258,35 @@ def _store_judgments(
         comp = comparisons[tuple(sorted((chosen_id, rejected_id)))]
         choice = Choice.a if chosen_id == comp.candidate_a_id else Choice.b
         previous = current.get(comp.id)
-        if previous is not None and previous.choice == choice:
+        judgment = replace_judgment(session, previous, comp.id, annotator.id, choice)
+        if judgment is None:
             result.duplicates += 1
             continue
         if previous is not None:
-            previous.superseded_at = utcnow()
-            session.add(previous)
             result.revised += 1
-        judgment = Judgment(comparison_id=comp.id, annotator_id=annotator.id, choice=choice)
-        session.add(judgment)
-        current[comp.id] = judgment
         result.judgments_added += 1
+        current[comp.id] = judgment
     session.flush()
+
+
+def replace_judgment(
+    session: Session,
+    previous: Judgment | None,
+    comparison_id: int,
+    annotator_id: int,
+    choice: Choice,
+    left: str | None = None,
+) -> Judgment | None:
+    """An imported decision on a pair, given the importer's current judgment of it (``previous``).
+
+    None when it is the same decision (a duplicate: nothing is written); otherwise the new current
+    judgment, and ``previous``, if any, is superseded (kept as history).
+    """
+    if previous is not None and previous.choice == choice:
+        return None
+    if previous is not None:
+        previous.superseded_at = utcnow()
+        session.add(previous)
+    judgment = Judgment(comparison_id=comparison_id, annotator_id=annotator_id, choice=choice, left=left)
+    session.add(judgment)
+    return judgment
