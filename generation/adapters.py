@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import struct
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -142,10 +143,55 @@ def read_adapter_config(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def validate_servable_adapter(path: str | Path, max_rank: int) -> dict[str, Any]:
+def safetensors_shapes(file: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape from a .safetensors header (8-byte length, then JSON), without loading weights."""
+    with open(file, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return {name: meta["shape"] for name, meta in header.items() if name != "__metadata__"}
+
+
+def model_weight_shapes(model_dir: Path) -> dict[str, list[int]] | None:
+    """Shapes of a saved model's weights (single or sharded safetensors); None if it has no safetensors."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
+        return {k: v for shard in shards for k, v in safetensors_shapes(model_dir / shard).items()}
+    single = model_dir / "model.safetensors"
+    return safetensors_shapes(single) if single.is_file() else None
+
+
+def adapter_fit_problems(adapter_dir: Path, base_dir: Path) -> list[str]:
+    """Where the adapter's LoRA matrices do not fit the base model's layers.
+
+    vLLM does not check this: it copies a smaller adapter's matrices into its buffers and serves
+    wrong text without an error. peft would refuse it, so an adapter trained on another base shows here.
+    """
+    weights = adapter_dir / "adapter_model.safetensors"
+    base_shapes = model_weight_shapes(base_dir)
+    if base_shapes is None or not weights.is_file():
+        return []
+    problems = []
+    for name, shape in sorted(safetensors_shapes(weights).items()):
+        kind = "A" if ".lora_A." in name else "B" if ".lora_B." in name else None
+        if kind is None:
+            continue
+        module = name.removeprefix("base_model.model.").split(f".lora_{kind}.")[0]
+        base = base_shapes.get(f"{module}.weight")
+        if base is None:
+            problems.append(f"{module}: not a layer of the base model")
+        elif (kind == "A" and shape[1] != base[1]) or (kind == "B" and shape[0] != base[0]):
+            problems.append(f"{module}: lora_{kind} has shape {shape}, the base layer {base}")
+    return problems
+
+
+def validate_servable_adapter(
+    path: str | Path, max_rank: int, base_dir: str | Path | None = None
+) -> dict[str, Any]:
     """Check a saved adapter directory before vLLM sees it; return its config.
 
-    Raises PrefloopError naming ``<path>/adapter_config.json`` and the field vLLM would reject.
+    Raises PrefloopError naming ``<path>/adapter_config.json`` and the field vLLM would reject, or, given
+    the base model's directory, the first layer the adapter does not fit.
     """
     config = read_adapter_config(path)
     directory = Path(path).expanduser()
@@ -155,4 +201,12 @@ def validate_servable_adapter(path: str | Path, max_rank: int) -> dict[str, Any]
             "the adapter was not saved completely"
         )
     validate_lora_settings(config, max_rank, source=f"{directory / 'adapter_config.json'}")
+    if base_dir is not None and Path(base_dir).is_dir():
+        misfits = adapter_fit_problems(directory, Path(base_dir))
+        if misfits:
+            raise PrefloopError(
+                f"adapter {path} does not fit base model {base_dir} ({len(misfits)} mismatches, first: "
+                f"{misfits[0]}); was it trained on another base model? adapter_config.json says "
+                f"base_model_name_or_path={config.get('base_model_name_or_path')!r}"
+            )
     return config

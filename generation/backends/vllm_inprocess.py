@@ -74,7 +74,7 @@ class VllmInProcessBackend:
         path = str(Path(policy.adapter_path).expanduser().resolve())
         request = LoRARequest(f"{policy.name}-{policy.lora_id}", policy.lora_id, path)
         if policy.lora_id not in self._checked_loras:
-            validate_servable_adapter(path, self.max_lora_rank)
+            validate_servable_adapter(path, self.max_lora_rank, self.resolve_model(policy.base_model))
             try:
                 llm.llm_engine.add_lora(request)
             except Exception as exc:  # vLLM raises ValueError/RuntimeError subclasses with the reason

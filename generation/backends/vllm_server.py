@@ -138,7 +138,8 @@ class VllmServerBackend:
         if not policy.adapter_path:
             return base_id
         path = str(Path(policy.adapter_path).expanduser().resolve())
-        validate_servable_adapter(path, self.max_lora_rank)
+        base_dir = self._resolve_model(policy.base_model) if self._resolve_model is not None else None
+        validate_servable_adapter(path, self.max_lora_rank, base_dir)
         name = adapter_version_name(policy)
         if not any(m["id"] == name for m in self._models()):
             self.load_adapter(name, path)

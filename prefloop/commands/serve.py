@@ -80,14 +80,16 @@ def register(app: typer.Typer) -> None:
         cfg = state(ctx).config
         console = Console(stderr=True)
         name = model or cfg.model.base
+        vllm_python = resolve_python(python or cfg.generation.vllm_python)
         rank = check_max_lora_rank(max_lora_rank or cfg.generation.vllm_max_lora_rank)
         adapters = parse_adapters(adapter or [])
+        model_dir = resolve_model(name)
         for path in adapters.values():
-            validate_servable_adapter(path, rank)
+            validate_servable_adapter(path, rank, model_dir)
         spec = ServerSpec(
-            model=resolve_model(name),
+            model=model_dir,
             served_name=name,
-            python=resolve_python(python or cfg.generation.vllm_python),
+            python=vllm_python,
             host=host,
             port=port or cfg.generation.vllm_port,
             max_lora_rank=rank,
