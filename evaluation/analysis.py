@@ -92,34 +92,42 @@ def head_to_head_summary(h2h: HeadToHead) -> dict[str, Any]:
     }
 
 
-def conclusion(model: str, baseline: str, h2h: HeadToHead) -> tuple[str, int | None]:
-    """The verdict in words, and how many more judgments would settle it (None: no size would)."""
+def verdict(model: str, baseline: str, h2h: HeadToHead) -> tuple[str, int | None]:
+    """What the judgments say, in words, and how many more would settle it (None: no number would)."""
     if h2h.n == 0:
-        return f"{model} vs {baseline}: no eval judgments yet.", None
-    lo, hi = h2h.ci95
-    facts = (
-        f"{model} won {h2h.win_rate:.0%} of {h2h.n} judgments against {baseline} "
-        f"(95% interval {lo:.0%}-{hi:.0%}; sign test p = {h2h.p_value:.2g})"
-    )
+        return "no eval judgments yet.", None
     if h2h.p_value < ALPHA and h2h.wins != h2h.losses:
         winner, loser = (model, baseline) if h2h.wins > h2h.losses else (baseline, model)
-        return f"{facts}: {winner} is preferred over {loser}.", 0
+        return f"{winner} is preferred over {loser}.", 0
     needed = judgments_needed(h2h.win_rate, h2h.n, alpha=ALPHA)
     if needed is None:
         return (
-            f"{facts}: no preference either way; at an observed 50% no number of further judgments "
-            "would show a difference, only narrow the interval.",
+            "no preference either way; at an observed 50% no number of further judgments would show a "
+            "difference, only narrow the interval.",
             None,
         )
     if needed == 0:
         return (
-            f"{facts}: not significant, although {h2h.n} judgments would usually suffice at this win rate "
-            "with 80% power; the true difference is probably smaller than observed.",
+            f"not significant, although {h2h.n} judgments would usually suffice at this win rate with 80% "
+            "power; the true difference is probably smaller than observed.",
             0,
         )
     return (
-        f"{facts}: too few judgments to conclude. If the true win rate is {h2h.win_rate:.0%}, about "
-        f"{needed} more eval judgments are needed to tell it from 50% with 80% power.",
+        f"too few judgments to conclude. If the true win rate is {h2h.win_rate:.0%}, about {needed} more "
+        "eval judgments are needed to tell it from 50% with 80% power.",
+        needed,
+    )
+
+
+def conclusion(model: str, baseline: str, h2h: HeadToHead) -> tuple[str, int | None]:
+    """The observed figures and the verdict in one sentence, for the report body."""
+    words, needed = verdict(model, baseline, h2h)
+    if h2h.n == 0:
+        return f"{model} vs {baseline}: {words}", needed
+    lo, hi = h2h.ci95
+    return (
+        f"{model} won {h2h.win_rate:.0%} of {h2h.n} judgments against {baseline} "
+        f"(95% interval {lo:.0%}-{hi:.0%}; sign test p = {h2h.p_value:.2g}): {words}",
         needed,
     )
 
@@ -167,6 +175,7 @@ def comparisons(
     for model, baseline in sorted(totals, key=order):
         h2h = _h2h(totals[(model, baseline)])
         words, needed = conclusion(model, baseline, h2h)
+        short, _ = verdict(model, baseline, h2h)
         out.append(
             {
                 "model": model,
@@ -175,6 +184,7 @@ def comparisons(
                 "test": SIGN_TEST,
                 "judgments_needed": needed,
                 "conclusion": words,
+                "verdict": short,
                 "annotators": {
                     name: head_to_head_summary(_h2h(counts))
                     for name, counts in sorted(per_annotator[(model, baseline)].items())
@@ -329,7 +339,7 @@ def headline(group: dict[str, Any], kind: str) -> str:
     return (
         f"{newest['model']} vs {newest['baseline']} ({kind} annotators): win rate {newest['win_rate']:.2f} "
         f"[{newest['ci95'][0]:.3f}, {newest['ci95'][1]:.3f}] over {newest['n']} judgments, "
-        f"sign test p = {newest['p_value']:.3g}. {newest['conclusion']}"
+        f"sign test p = {newest['p_value']:.3g}: {newest['verdict']}"
     )
 
 

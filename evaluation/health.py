@@ -103,18 +103,18 @@ def flags(
     out: list[str] = []
     if health.eot_share is not None and health.eot_share < bounds.min_eot_rate:
         out.append(
-            f"{model}: only {health.eot_share:.0%} of outputs end at the end-of-turn token "
-            f"(bound {bounds.min_eot_rate:.0%}); the rest were cut off at the length limit."
+            f"{model}: {health.eot_share:.0%} of outputs end at the end-of-turn token, below the bound of "
+            f"{bounds.min_eot_rate:.0%}; the rest were cut off at the length limit."
         )
     if health.distinct_share is not None and health.distinct_share < bounds.min_distinct_share:
         out.append(
-            f"{model}: only {health.distinct_share:.0%} of samples per prompt are distinct "
-            f"(bound {bounds.min_distinct_share:.0%}); the model has collapsed towards one answer."
+            f"{model}: {health.distinct_share:.0%} of samples per prompt are distinct, below the bound of "
+            f"{bounds.min_distinct_share:.0%}; the model is collapsing towards one answer."
         )
     if health.repeat_share is not None and health.repeat_share > bounds.max_repeat_share:
         out.append(
-            f"{model}: {health.repeat_share:.0%} of outputs repeat words or phrases degenerately "
-            f"(bound {bounds.max_repeat_share:.0%})."
+            f"{model}: {health.repeat_share:.0%} of outputs repeat words or phrases degenerately, above "
+            f"the bound of {bounds.max_repeat_share:.0%}."
         )
     if base_health is None:
         return out
@@ -130,7 +130,7 @@ def flags(
         ratio = health.on_topic_share / base_health.on_topic_share
         if ratio < bounds.min_on_topic_ratio:
             out.append(
-                f"{model}: only {health.on_topic_share:.0%} of outputs share a key word with the prompt, "
+                f"{model}: {health.on_topic_share:.0%} of outputs share a key word with the prompt, "
                 f"against {base_health.on_topic_share:.0%} for base (bound: at least "
                 f"{bounds.min_on_topic_ratio:.0%} of base's share); it drifts off topic."
             )

@@ -47,7 +47,7 @@ def win_rate_plot(groups: dict[str, list[dict[str, Any]]]) -> bytes:
     ax.set_xlabel("win rate (ties count ½), Wilson 95% interval")
     ax.set_title("Head-to-head win rates on held-out prompts")
     if rows:
-        ax.legend(title="annotators", loc="lower right", fontsize=8)
+        ax.legend(title="annotators", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     else:
         ax.text(0.5, 0, "no eval judgments yet", ha="center")
     return _png(fig)
@@ -89,9 +89,12 @@ def length_plot(lengths: dict[str, Sequence[int]], band: tuple[int, int], base: 
     ax.axvspan(*band, color="green", alpha=0.08, label=f"target {band[0]}-{band[1]} chars")
     for name, values in lengths.items():
         style = {"color": "black", "linewidth": 2.2} if name == base else {"linewidth": 1.4}
-        ax.hist(values, bins=bins, histtype="step", density=True, label=f"{name} (n={len(values)})", **style)
-    ax.set_xlabel("output length (characters)")
-    ax.set_ylabel("share of outputs per character")
+        weights = [1 / len(values)] * len(values)
+        ax.hist(
+            values, bins=bins, weights=weights, histtype="step", label=f"{name} (n={len(values)})", **style
+        )
+    ax.set_xlabel("output length (characters, 5-character bins)")
+    ax.set_ylabel("share of the model's outputs")
     ax.set_title("Output length of each model on eval prompts, against base")
     ax.legend(fontsize=8)
     return _png(fig)

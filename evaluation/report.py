@@ -279,18 +279,28 @@ def _group_blocks(kind: str, group: dict[str, Any], with_plot: bool) -> list[Blo
     return blocks
 
 
+def _win_rates_vs_anchor(data: dict[str, Any]) -> dict[str, str]:
+    """Each model's win rate against base, from the headline kind, else the first kind that has one."""
+    out: dict[str, str] = {}
+    for kind, group in data["groups"].items():
+        for comp in group["comparisons"]:
+            if comp["baseline"] == data["anchor"] and comp["model"] not in out:
+                label = "" if kind == data["annotator_kind"] else f" ({kind})"
+                out[comp["model"]] = f"{comp['win_rate']:.2f} {_ci(comp['ci95'])}{label}"
+    return out
+
+
 def _health_blocks(data: dict[str, Any]) -> list[Block]:
     if not data["health"]:
         return [("h2", "Output health"), ("p", "No eval candidates yet.")]
-    win = {c["model"]: c for c in data["comparisons"] if c["baseline"] == data["anchor"]}
+    vs_base = _win_rates_vs_anchor(data)
     rows = []
     for name, h in data["health"].items():
         iqr = "-" if h["iqr_chars"] is None else f"{h['iqr_chars'][0]:.0f}-{h['iqr_chars'][1]:.0f}"
-        vs_base = f"{win[name]['win_rate']:.2f} {_ci(win[name]['ci95'])}" if name in win else "-"
         rows.append(
             [
                 name,
-                vs_base,
+                vs_base.get(name, "-"),
                 h["samples"],
                 "-" if h["median_chars"] is None else f"{h['median_chars']:.0f}",
                 iqr,
@@ -385,7 +395,8 @@ def render_markdown(blocks: list[Block]) -> str:
 _CSS = (
     "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}"
     "table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border:1px solid #ccc;padding:.25rem .5rem;"
-    "text-align:right}th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}"
+    "text-align:right;white-space:nowrap}th{background:#f3f3f3;white-space:normal}"
+    "td:first-child,th:first-child{text-align:left}"
     "img{max-width:100%}h2{border-bottom:1px solid #ddd;margin-top:2rem}"
 )
 
