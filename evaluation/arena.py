@@ -30,7 +30,7 @@ from evaluation.judgments import current_eval_judgments
 from prefloop.errors import PrefloopError
 from storage.db import session_scope
 from storage.files import atomic_write_bytes, checked_text, jsonl_records, read_text, where
-from storage.imports import store_prompts
+from storage.imports import replace_judgment, store_prompts
 from storage.models import (
     Annotator,
     AnnotatorKind,
@@ -42,7 +42,6 @@ from storage.models import (
     Purpose,
     Split,
     VersionKind,
-    utcnow,
 )
 from storage.parsing import PromptRecord
 from storage.repo import (
@@ -204,15 +203,12 @@ def _store_judgment(
             Judgment.superseded_at.is_(None),
         )
     ).first()
-    if previous is not None and previous.choice == choice:
+    side = "a" if left.id == comp.candidate_a_id else "b"
+    if replace_judgment(session, previous, comp.id, annotator.id, choice, left=side) is None:
         result.duplicates += 1
         return
     if previous is not None:
-        previous.superseded_at = utcnow()
-        session.add(previous)
         result.revised += 1
-    side = "a" if left.id == comp.candidate_a_id else "b"
-    session.add(Judgment(comparison_id=comp.id, annotator_id=annotator.id, choice=choice, left=side))
     session.flush()
     result.judgments_added += 1
 
