@@ -40,8 +40,9 @@ def _count(engine, table) -> int:
         return session.exec(select(func.count()).select_from(table)).one()
 
 
-def test_seed_evaluation_imported_gives_the_seed_statistics(engine, tmp_path):
+def test_seed_evaluation_imported_gives_the_seed_statistics(any_engine, tmp_path):
     """The seed's 50 comparisons, fine-tuned preferred in 34: 0.68, Wilson [0.542, 0.792], p = 0.015."""
+    engine = any_engine
     result = import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows()))
     assert (result.rows, result.judgments_added, result.prompts_added, result.versions_added) == (
         50,
