@@ -224,7 +224,7 @@ def _bias_summary(hits: dict[str, list[bool]], what: str) -> dict[str, Any]:
     every = [h for values in hits.values() for h in values]
     overall = share_summary(sum(every), len(every))
     if not every:
-        overall["statement"] = f"No decisive judgment recorded {what}."
+        overall["statement"] = "Not measurable: no decisive judgment to measure it on."
     elif overall["p_value"] < ALPHA:
         overall["statement"] = (
             f"Biased: {what} in {overall['share']:.0%} of {len(every)} decisive judgments "
