@@ -1,0 +1,274 @@
+"""The one generation API the CLI, the app and training use.
+
+``generate_candidates`` is step 1 of a round: validate everything first (model, adapter, prompt lengths),
+sample with a backend, then store all candidates and the pairs to label in ONE transaction, so a round's
+candidates appear together or not at all. ``generate_texts`` samples without storing (the app's Compare).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, select
+
+from generation.backends import get_backend, resolve_backend_name
+from generation.backends.base import Backend, Generated, Messages, Policy, SamplingParams
+from generation.pairs import all_pairs, budget_pairs
+from prefloop.config import Config
+from prefloop.errors import PrefloopError
+from storage.db import session_scope
+from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
+from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
+
+BASE_VERSION = "base"
+ROUND_SEED_STRIDE = 1000  # round r samples with seeds starting at seed + r * stride: new round, new texts
+
+
+@dataclass
+class GenerationSummary:
+    policy: str
+    backend: str
+    prompts: int
+    generated: int  # texts sampled
+    candidates_added: int  # new rows stored
+    duplicates_dropped: int  # texts identical to another of the same prompt and policy
+    empty_dropped: int  # blank texts (nothing to judge)
+    pairs_queued: int  # new comparisons
+    truncated: int  # texts cut at max_new_tokens
+    tokens: int
+    seconds: float  # sampling time
+    tokens_per_s: float
+    candidates_per_s: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_policy(session: Session, config: Config, policy: str, *, create: bool = True) -> ModelVersion:
+    """``base`` (created on first use from ``model.base``), ``latest`` (newest adapter, else base), or a
+    version name. With ``create=False`` a missing base version is returned unsaved (id None)."""
+    if policy == "latest":
+        newest = session.exec(
+            select(ModelVersion)
+            .where(ModelVersion.kind == VersionKind.adapter)
+            .order_by(col(ModelVersion.created_at).desc(), col(ModelVersion.id).desc())
+        ).first()
+        return newest or resolve_policy(session, config, BASE_VERSION, create=create)
+    version = session.exec(select(ModelVersion).where(ModelVersion.name == policy)).first()
+    if policy == BASE_VERSION:
+        if version is None:
+            version = ModelVersion(name=BASE_VERSION, kind=VersionKind.base, base_model=config.model.base)
+            if create:
+                session.add(version)
+                session.flush()
+        elif version.base_model != config.model.base:
+            raise PrefloopError(
+                f"policy base: this database's base model is {version.base_model!r} but model.base is "
+                f"{config.model.base!r}; use --set model.base={version.base_model} or a new database (--db)"
+            )
+        return version
+    if version is None:
+        names = session.exec(select(ModelVersion.name).where(ModelVersion.kind != VersionKind.external)).all()
+        raise PrefloopError(
+            f"policy {policy!r}: no such model version; use base, latest or one of: {', '.join(names) or '-'}"
+        )
+    if version.kind == VersionKind.external:
+        raise PrefloopError(f"policy {policy!r} is an external model (imported text): it cannot generate")
+    return version
+
+
+def policy_of(version: ModelVersion) -> Policy:
+    return Policy(
+        name=version.name,
+        base_model=version.base_model,
+        adapter_path=version.adapter_path,
+        lora_id=version.id or 0,
+    )
+
+
+def sampling_from(config: Config, n: int | None = None, seed: int | None = None) -> SamplingParams:
+    g = config.generation
+    return SamplingParams(
+        n=n or g.n,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        max_new_tokens=g.max_new_tokens,
+        seed=g.seed if seed is None else seed,
+    )
+
+
+def validate_policy(policy: Policy) -> int:
+    """Model and adapter exist and load offline; returns the model's context length (tokens)."""
+    from transformers import AutoConfig
+
+    from generation.loading import check_adapter, resolve_model
+
+    path = resolve_model(policy.base_model)
+    if policy.adapter_path:
+        check_adapter(policy.adapter_path)
+    cfg = AutoConfig.from_pretrained(path)
+    return int(getattr(cfg, "max_position_embeddings", 0) or 2048)
+
+
+def check_prompt_lengths(policy: Policy, prompts: dict[int, Messages], max_new_tokens: int) -> None:
+    """PrefloopError naming the first prompt whose tokens + max_new_tokens exceed the context."""
+    from generation.loading import load_tokenizer
+
+    context = validate_policy(policy)
+    tok = load_tokenizer(policy.base_model)
+    for prompt_id, messages in prompts.items():
+        length = len(tok.apply_chat_template(messages, add_generation_prompt=True, return_dict=False))
+        if length + max_new_tokens > context:
+            raise PrefloopError(
+                f"prompt {prompt_id}: {length} tokens + max_new_tokens {max_new_tokens} exceed the model's "
+                f"context of {context}; shorten the prompt or lower generation.max_new_tokens"
+            )
+
+
+def _load_prompts(session: Session, split: Split, prompt_ids: list[int] | None) -> list[Prompt]:
+    query = select(Prompt).where(Prompt.split == split).order_by(col(Prompt.id))
+    if prompt_ids is not None:
+        query = select(Prompt).where(col(Prompt.id).in_(prompt_ids)).order_by(col(Prompt.id))
+    prompts = list(session.exec(query))
+    if prompt_ids is not None and len(prompts) != len(set(prompt_ids)):
+        missing = sorted(set(prompt_ids) - {p.id for p in prompts})
+        raise PrefloopError(f"prompt ids {missing} do not exist; see `prefloop status`")
+    if not prompts:
+        raise PrefloopError(
+            f"no {split.value} prompts in the database; add some with `prefloop prompts import FILE`"
+        )
+    return prompts
+
+
+def _sample(
+    backend: Backend,
+    prompts: list[Prompt],
+    policy: Policy,
+    sampling: SamplingParams,
+    group: int,
+    progress: bool,
+) -> tuple[list[tuple[Prompt, SamplingParams, list[Generated]]], float]:
+    """Sample in groups of ``group`` prompts (one backend call each, seed + group index)."""
+    from tqdm import tqdm
+
+    results = []
+    started = time.perf_counter()
+    with tqdm(total=len(prompts), unit="prompt", desc=f"generate {policy.name}", disable=not progress) as bar:
+        for index, start in enumerate(range(0, len(prompts), group)):
+            chunk = prompts[start : start + group]
+            params = SamplingParams(**{**sampling.as_dict(), "seed": sampling.seed + index})
+            outs = backend.generate([prompt_messages(p) for p in chunk], policy, params)
+            results.extend((p, params, out) for p, out in zip(chunk, outs, strict=True))
+            bar.update(len(chunk))
+    return results, time.perf_counter() - started
+
+
+def generate_candidates(
+    engine: Engine,
+    config: Config,
+    *,
+    round_id: int,
+    policy: str = "base",
+    split: Split = Split.train,
+    n: int | None = None,
+    purpose: Purpose = Purpose.train,
+    make_pairs: bool = True,
+    prompt_ids: list[int] | None = None,
+    backend: str | None = None,
+    progress: bool = True,
+) -> GenerationSummary:
+    """Sample ``n`` candidates per prompt of ``split`` with ``policy`` and store them for round ``round_id``.
+
+    Pairs: all C(n, 2) per prompt, or ``generation.pairs_per_prompt`` chosen by ``pairs.budget_pairs``.
+    Seeds: ``generation.seed + round_id * 1000 + group index``, stored with each candidate.
+    """
+    if round_id < 0:
+        raise PrefloopError(f"--round {round_id}: rounds are numbered from 0")
+    sampling = sampling_from(config, n, seed=config.generation.seed + round_id * ROUND_SEED_STRIDE)
+    if sampling.n < 1:
+        raise PrefloopError(f"--n {sampling.n}: ask for at least one candidate per prompt")
+    with session_scope(engine) as session:
+        prompts = _load_prompts(session, split, prompt_ids)
+        pol = policy_of(resolve_policy(session, config, policy, create=False))
+    check_prompt_lengths(pol, {p.id: prompt_messages(p) for p in prompts}, sampling.max_new_tokens)
+
+    backend_name = resolve_backend_name(config, backend)
+    engine_backend = get_backend(config, backend_name)
+    try:
+        group = max(1, config.generation.batch_size // sampling.n)
+        results, seconds = _sample(engine_backend, prompts, pol, sampling, group, progress)
+    finally:
+        engine_backend.close()
+
+    added = duplicates = empty = pairs = 0
+    with session_scope(engine, write=True) as session:
+        get_or_create_round(session, round_id)
+        version = resolve_policy(session, config, policy)
+        for prompt, params, outs in results:
+            kept = {}
+            for g in outs:
+                if not g.text.strip():
+                    empty += 1
+                    continue
+                cand, created = get_or_create_candidate(
+                    session,
+                    prompt,
+                    version,
+                    g.text,
+                    round_id=round_id,
+                    sampling=params.as_dict(),
+                    seed=params.seed,
+                    backend=backend_name,
+                    finish_reason=g.finish_reason,
+                )
+                added += created
+                duplicates += cand.id in kept or not created
+                kept[cand.id] = cand
+            if make_pairs:
+                ids = list(kept)
+                budget = config.generation.pairs_per_prompt
+                chosen = (
+                    all_pairs(ids) if budget is None else budget_pairs(ids, budget, params.seed + prompt.id)
+                )
+                for a, b in chosen:
+                    pairs += get_or_create_comparison(session, kept[a], kept[b], purpose, round_id)[1]
+    generated = sum(len(outs) for _, _, outs in results)
+    tokens = sum(g.n_tokens for _, _, outs in results for g in outs)
+    return GenerationSummary(
+        policy=pol.name,
+        backend=backend_name,
+        prompts=len(prompts),
+        generated=generated,
+        candidates_added=added,
+        duplicates_dropped=duplicates,
+        empty_dropped=empty,
+        pairs_queued=pairs,
+        truncated=sum(g.finish_reason == "length" for _, _, outs in results for g in outs),
+        tokens=tokens,
+        seconds=seconds,
+        tokens_per_s=tokens / seconds if seconds else 0.0,
+        candidates_per_s=generated / seconds if seconds else 0.0,
+    )
+
+
+_shared_backends: dict[str, Backend] = {}
+
+
+def generate_texts(
+    config: Config,
+    version: ModelVersion,
+    messages: Messages,
+    n: int = 1,
+    sampling: SamplingParams | None = None,
+) -> list[Generated]:
+    """``n`` completions of one chat for ``version``, nothing stored. The backend stays loaded between
+    calls (the app calls this per click)."""
+    pol = policy_of(version)
+    sampling = sampling or sampling_from(config, n)
+    check_prompt_lengths(pol, {0: messages}, sampling.max_new_tokens)
+    name = resolve_backend_name(config, config.generation.backend)
+    if name not in _shared_backends:
+        _shared_backends[name] = get_backend(config, name)
+    return _shared_backends[name].generate([messages], pol, sampling)[0]

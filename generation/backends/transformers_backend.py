@@ -1,0 +1,90 @@
+"""Generation with Hugging Face ``generate``: batched, left-padded, seeded; runs anywhere torch runs.
+
+Prompts are grouped so that (prompts in a group) × n ≤ ``generation.batch_size`` sequences, and each
+group reseeds torch's generator from ``seed + group index``: the same prompts, sampling and batch size
+give the same texts, and a group's output does not depend on what ran before it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from generation.backends.base import Generated, Messages, Policy, SamplingParams
+from generation.loading import MERGE_BY_DEFAULT, load_model, load_tokenizer
+
+if TYPE_CHECKING:
+    from prefloop.config import Config
+
+
+class TransformersBackend:
+    name = "transformers"
+
+    def __init__(self, batch_size: int = 64, dtype: str = "auto", merge: bool = MERGE_BY_DEFAULT) -> None:
+        self.batch_size = batch_size
+        self.dtype = dtype
+        self.merge = merge
+        self._loaded: tuple[tuple[str, str | None], object, object] | None = None
+
+    def _model_for(self, policy: Policy):
+        """Keeps one (model, tokenizer) loaded; switching policy reloads (a round uses one policy)."""
+        key = (policy.base_model, policy.adapter_path)
+        if self._loaded is None or self._loaded[0] != key:
+            self._loaded = None
+            model = load_model(policy.base_model, policy.adapter_path, dtype=self.dtype, merge=self.merge)
+            self._loaded = (key, model, load_tokenizer(policy.base_model))
+        return self._loaded[1], self._loaded[2]
+
+    def generate(
+        self, prompts: list[Messages], policy: Policy, sampling: SamplingParams
+    ) -> list[list[Generated]]:
+        import torch
+
+        model, tok = self._model_for(policy)
+        texts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
+        stop_ids = stop_token_ids(model, tok)
+        per_group = max(1, self.batch_size // sampling.n)
+        out: list[list[Generated]] = []
+        for index, start in enumerate(range(0, len(texts), per_group)):
+            batch = tok(
+                texts[start : start + per_group], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
+            torch.manual_seed(sampling.seed + index)
+            with torch.inference_mode():
+                seqs = model.generate(
+                    **batch,
+                    do_sample=sampling.temperature > 0,
+                    temperature=sampling.temperature if sampling.temperature > 0 else None,
+                    top_p=sampling.top_p if sampling.temperature > 0 else None,
+                    top_k=None,
+                    max_new_tokens=sampling.max_new_tokens,
+                    num_return_sequences=sampling.n,
+                    eos_token_id=stop_ids,
+                    pad_token_id=tok.pad_token_id,
+                )
+            new = seqs[:, batch["input_ids"].shape[1] :].tolist()
+            decoded = [decode_completion(tok, ids, stop_ids) for ids in new]
+            out.extend(decoded[i : i + sampling.n] for i in range(0, len(decoded), sampling.n))
+        return out
+
+    def close(self) -> None:
+        self._loaded = None
+
+
+def stop_token_ids(model, tok) -> list[int]:
+    """End-of-turn plus the model's own eos ids (Qwen's generation_config lists both)."""
+    ids = {tok.eos_token_id}
+    configured = model.generation_config.eos_token_id
+    ids.update(configured if isinstance(configured, list) else [configured])
+    return sorted(i for i in ids if i is not None)
+
+
+def decode_completion(tok, ids: list[int], stop_ids: list[int]) -> Generated:
+    """Cut at the first stop token; count it as generated (it is what makes the answer end)."""
+    stop_at = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+    if stop_at is None:
+        return Generated(tok.decode(ids, skip_special_tokens=True).strip(), "length", len(ids))
+    return Generated(tok.decode(ids[:stop_at], skip_special_tokens=True).strip(), "stop", stop_at + 1)
+
+
+def make_backend(config: Config) -> TransformersBackend:
+    return TransformersBackend(batch_size=config.generation.batch_size, dtype=config.model.dtype)

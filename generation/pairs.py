@@ -1,0 +1,52 @@
+"""Which candidates to compare: pure functions over candidate ids (no database, no model).
+
+Selection rule for a budget (``budget_pairs``, ``cross_pairs``): pairs are taken one at a time, each time
+the pair whose two candidates have so far been used least (lowest sum of uses, then lowest max), ties
+broken by a seeded shuffle. So every candidate is compared before any is compared twice, uses differ by at
+most one where the budget allows, and the same seed gives the same pairs.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Hashable, Sequence
+from itertools import combinations, product
+from typing import TypeVar
+
+T = TypeVar("T", bound=Hashable)
+
+
+def all_pairs(ids: Sequence[T]) -> list[tuple[T, T]]:
+    """Every unordered pair once: C(n, 2) of them, in input order."""
+    return list(combinations(dict.fromkeys(ids), 2))
+
+
+def balanced_pick(pairs: list[tuple[T, T]], budget: int, seed: int) -> list[tuple[T, T]]:
+    """``budget`` of ``pairs`` by the least-used-first rule in the module docstring."""
+    pool = list(pairs)
+    random.Random(seed).shuffle(pool)
+    if budget >= len(pool):
+        return pool
+    uses: Counter[T] = Counter()
+    chosen: list[tuple[T, T]] = []
+    for _ in range(max(0, budget)):
+        best = min(
+            range(len(pool)),
+            key=lambda i: (uses[pool[i][0]] + uses[pool[i][1]], max(uses[x] for x in pool[i])),
+        )
+        a, b = pool.pop(best)
+        uses.update((a, b))
+        chosen.append((a, b))
+    return chosen
+
+
+def budget_pairs(ids: Sequence[T], budget: int, seed: int) -> list[tuple[T, T]]:
+    """At most ``budget`` pairs of one prompt's candidates, every candidate covered before repeats."""
+    return balanced_pick(all_pairs(ids), budget, seed)
+
+
+def cross_pairs(ids_a: Sequence[T], ids_b: Sequence[T], k: int, seed: int) -> list[tuple[T, T]]:
+    """``k`` pairs (one of model A's candidates, one of model B's) for one prompt, each candidate used
+    evenly; at most len(a) × len(b) pairs. The first element always comes from ``ids_a``."""
+    return balanced_pick(list(product(dict.fromkeys(ids_a), dict.fromkeys(ids_b))), k, seed)

@@ -1,0 +1,47 @@
+"""Is a batch of sampled titles usable? Pure measures the build and the tests both check."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+
+from generation.backends.base import Generated
+from generation.tiny_model.data import STOPWORDS, words
+
+
+@dataclass
+class TitleHealth:
+    prompts: int
+    samples: int
+    mean_chars: float
+    stop_rate: float  # share that ended at end-of-turn (not cut at max_new_tokens)
+    in_band_rate: float  # share with 30-75 characters (the prompt's own guidance)
+    distinct_per_prompt: float  # mean number of distinct texts among a prompt's samples
+    idea_word_rate: float  # share that repeats a content word of the idea
+    copied_rate: float  # share identical to a training title (memorisation)
+    length_sd: float  # spread of lengths: a preference for length needs variety to act on
+
+    def as_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def content_words(text: str) -> set[str]:
+    return {w.group().casefold() for w in words(text)} - STOPWORDS
+
+
+def title_health(samples: dict[str, list[Generated]], training_titles: set[str]) -> TitleHealth:
+    """Measures over ``{idea: [its samples]}``."""
+    flat = [(idea, g) for idea, gs in samples.items() for g in gs]
+    lengths = [len(g.text) for _, g in flat]
+    n = len(flat)
+    return TitleHealth(
+        prompts=len(samples),
+        samples=n,
+        mean_chars=statistics.fmean(lengths),
+        stop_rate=sum(g.finish_reason == "stop" for _, g in flat) / n,
+        in_band_rate=sum(30 <= x <= 75 for x in lengths) / n,
+        distinct_per_prompt=statistics.fmean(len({g.text for g in gs}) for gs in samples.values()),
+        idea_word_rate=sum(bool(content_words(idea) & content_words(g.text)) for idea, g in flat) / n,
+        copied_rate=sum(g.text in training_titles for _, g in flat) / n,
+        length_sd=statistics.pstdev(lengths),
+    )

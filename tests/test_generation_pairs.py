@@ -1,0 +1,50 @@
+"""Pair selection: counts, coverage before repeats, even use, determinism."""
+
+from __future__ import annotations
+
+from collections import Counter
+from math import comb
+
+import pytest
+
+from generation.pairs import all_pairs, budget_pairs, cross_pairs
+
+
+def test_all_pairs_is_every_unordered_pair_once() -> None:
+    pairs = all_pairs([4, 7, 9, 11, 20])
+    assert len(pairs) == comb(5, 2) == 10
+    assert len({frozenset(p) for p in pairs}) == 10
+    assert all_pairs([1, 1, 2]) == [(1, 2)]  # a repeated id is one candidate
+    assert all_pairs([3]) == []
+
+
+@pytest.mark.parametrize("n, budget", [(5, 3), (5, 4), (6, 3), (7, 5), (10, 12)])
+def test_budget_covers_every_candidate_before_repeating(n: int, budget: int) -> None:
+    ids = list(range(100, 100 + n))
+    pairs = budget_pairs(ids, budget, seed=1)
+    assert len(pairs) == budget
+    assert len({frozenset(p) for p in pairs}) == budget
+    uses = Counter(x for p in pairs for x in p)
+    if 2 * budget >= n:
+        assert set(uses) == set(ids)  # everyone compared at least once
+    assert max(uses.values()) - min(uses[i] for i in ids) <= 1
+
+
+def test_budget_is_seeded_and_capped() -> None:
+    ids = list(range(6))
+    assert budget_pairs(ids, 4, seed=3) == budget_pairs(ids, 4, seed=3)
+    assert {frozenset(p) for s in range(5) for p in budget_pairs(ids, 4, seed=s)} != {
+        frozenset(p) for p in budget_pairs(ids, 4, seed=0)
+    }
+    assert sorted(map(sorted, budget_pairs(ids, 99, seed=0))) == sorted(map(sorted, all_pairs(ids)))
+    assert budget_pairs(ids, 0, seed=0) == []
+
+
+def test_cross_pairs_use_each_model_evenly() -> None:
+    a, b = [1, 2, 3, 4, 5], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+    pairs = cross_pairs(a, b, 10, seed=0)
+    assert len(pairs) == len(set(pairs)) == 10
+    assert all(x in a and y in b for x, y in pairs)
+    assert set(Counter(x for x, _ in pairs).values()) == {2}
+    assert set(Counter(y for _, y in pairs).values()) == {1}
+    assert len(cross_pairs([1, 2], [3], 10, seed=0)) == 2
