@@ -61,7 +61,8 @@ def judgments_import(
     from evaluation.arena import import_battles
     from prefloop.cli import state
 
-    result = import_battles(state(ctx).engine, file)
+    with console.status(f"importing {file} (one transaction)..."):
+        result = import_battles(state(ctx).engine, file)
     console.print(
         f"{file}: {result.rows} battles: {result.judgments_added} judgments added, "
         f"{result.duplicates} already present, {result.revised} revised; "
