@@ -209,3 +209,25 @@ def test_trl_rows_keep_system_and_history_and_the_template_prompt(engine, tmp_pa
     assert any(r["prompt"][0]["role"] == "system" for r in rows)
     assert any([m["role"] for m in r["prompt"]][:3] == ["user", "assistant", "user"] for r in rows)
     assert all(r["prompt"][-1]["role"] == "user" for r in rows)
+
+
+@pytest.mark.postgres
+def test_sqlite_and_postgresql_export_the_same_bytes(engine, postgres_server, tmp_path):
+    from storage.db import make_engine, migrate
+    from tests.conftest import fresh_postgres_url
+
+    pg = make_engine(fresh_postgres_url(postgres_server))
+    migrate(pg)
+    hashes = []
+    for name, eng in (("sqlite", engine), ("postgres", pg)):
+        import_prompts(eng, IDEAS, column="Idea", template="youtube-title")
+        import_labels(eng, SEED_LABELS, template="youtube-title")
+        import_labels(eng, LF_DEMO / "dpo_zh_demo.json")
+        hashes.append(
+            (
+                export_trl(eng, tmp_path / name / "trl").data_hash,
+                export_llamafactory(eng, tmp_path / name / "lf").data_hash,
+            )
+        )
+    pg.dispose()
+    assert hashes[0] == hashes[1]
