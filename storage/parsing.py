@@ -100,7 +100,9 @@ def _prompt_from_json(
     if isinstance(item, str):
         return make_prompt(checked_text(item, path, n, "prompt"), n, template)
     if not isinstance(item, dict):
-        raise PrefloopError(f"{where(path, n)}: expected a string or an object, got {type(item).__name__}")
+        raise PrefloopError(
+            f"{where(path, n)}: expected a string or an object, got {type(item).__name__}; fix the row"
+        )
     field = column or next((k for k in ("prompt", "text") if k in item), "prompt")
     if field not in item:
         raise PrefloopError(f"{where(path, n, field)}: missing; add it or pass --column NAME")
@@ -111,7 +113,9 @@ def _prompt_from_json(
 def _json_list(path: Path, text: str) -> list[tuple[int, Any]]:
     doc = json_document(path, text)
     if not isinstance(doc, list):
-        raise PrefloopError(f"{path}: expected a JSON array of records, got {type(doc).__name__}")
+        raise PrefloopError(
+            f"{path}: expected a JSON array of records, got {type(doc).__name__}; wrap them in [...]"
+        )
     return list(enumerate(doc, start=1))
 
 
@@ -136,7 +140,7 @@ def detect_label_format(path: Path, text: str) -> str:
 
 def parse_label_file(
     path: Path, *, format: str | None = None, template: str | None = None
-) -> tuple[str, list]:
+) -> tuple[str, list[LabelRecord]]:
     """(format, [LabelRecord]) for a labels file; ``format`` None detects it from the name and content."""
     text = read_text(path)
     fmt = format or detect_label_format(path, text)
