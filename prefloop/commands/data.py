@@ -13,7 +13,7 @@ from rich.table import Table
 from storage.parsing import LABEL_FORMATS
 from storage.templates import TEMPLATES
 
-console = Console()
+console = Console(soft_wrap=True)  # summary lines stay whole lines (greppable, copyable)
 
 prompts_app = typer.Typer(help="Prompts: the inputs candidates are generated for.", no_args_is_help=True)
 annotators_app = typer.Typer(help="People (and simulated annotators) who judge pairs.", no_args_is_help=True)
@@ -134,9 +134,9 @@ def labels_import(
         )
     new = r.prompts.by_split
     console.print(
-        f"{file} ({r.format}): {r.rows} labels; prompts: {r.prompts.added} new "
-        f"(train {new['train']}, eval {new['eval']}); added {r.candidates_added} candidates, "
-        f"{r.comparisons_added} comparisons, {r.judgments_added} judgments by {r.annotator}; "
+        f"{file} ({r.format}): {r.rows} labels -> {r.judgments_added} judgments by {r.annotator}\n"
+        f"  added {r.prompts.added} prompts (train {new['train']}, eval {new['eval']}), "
+        f"{r.candidates_added} candidates, {r.comparisons_added} comparisons; "
         f"{r.duplicates} duplicate labels skipped, {r.revised} revised"
     )
 
@@ -280,6 +280,9 @@ def _print_status(info: dict[str, Any]) -> None:
         f"rounds: {', '.join(map(str, info['rounds'])) or 'none'}"
     )
     console.print(f"model versions: {', '.join(info['model_versions']) or 'none'}")
+    for name in ("annotators", "training_runs"):
+        counts = ", ".join(f"{k} {v}" for k, v in info[name].items())
+        console.print(f"{name.replace('_', ' ')}: {counts}")
     by = Table(title="current judgments by round / purpose / annotator")
     for col in ("round", "purpose", "annotator", "kind", "judgments"):
         by.add_column(col, justify="right" if col in ("round", "judgments") else "left")
