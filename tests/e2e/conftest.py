@@ -59,7 +59,19 @@ def start_app(db_url: str, *overrides: str, host: str = "127.0.0.1") -> tuple[su
     """``prefloop app`` exactly as an operator runs it; returns the process and its base URL."""
     port = free_port()
     sets = [arg for item in overrides for arg in ("--set", item)]
-    cmd = [sys.executable, "-m", "prefloop.cli", "--db", db_url, *sets, "app", "--host", host, "--port", str(port)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "prefloop.cli",
+        "--db",
+        db_url,
+        *sets,
+        "app",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -17,29 +17,35 @@ def sign_in(page: Page, url: str, name: str, token: str) -> None:
     expect(page.get_by_text("Signed in as " + name)).to_be_visible(timeout=TIMEOUT_MS)
 
 
-def shown_pair(page: Page) -> tuple[str, str]:
-    """The two candidate texts on screen, once both boxes are rendered (and not stale)."""
-    left = page.locator(f"{LEFT_BOX} [data-testid='stText']")
-    right = page.locator(f"{RIGHT_BOX} [data-testid='stText']")
-    expect(left).to_be_visible(timeout=TIMEOUT_MS)
-    expect(right).to_be_visible(timeout=TIMEOUT_MS)
-    return left.inner_text(), right.inner_text()
+_PAIR_JS = """([selLeft, selRight, before]) => {
+    const app = document.querySelector("[data-testid='stApp']");
+    if (!app || app.dataset.testScriptState !== "notRunning") return null;
+    const settled = (sel) => {
+        const texts = [...document.querySelectorAll(sel + " [data-testid='stText']")]
+            .filter((el) => !el.closest("[data-stale='true']"));
+        return texts.length === 1 ? texts[0].innerText : null;
+    };
+    const pair = [settled(selLeft), settled(selRight)];
+    if (pair[0] === null || pair[1] === null) return null;
+    if (before && pair[0] === before[0] && pair[1] === before[1]) return null;
+    return pair;
+}"""
+
+
+def shown_pair(page: Page, *, other_than: tuple[str, str] | None = None) -> tuple[str, str]:
+    """The two candidate texts once the script run has finished and both boxes hold exactly one fresh
+    (non-stale) text, and, with ``other_than``, once they differ from that pair. (A key pressed while the
+    page is still being rebuilt can hit a button whose shortcut is not bound yet.)"""
+    handle = page.wait_for_function(_PAIR_JS, arg=[LEFT_BOX, RIGHT_BOX, other_than], timeout=TIMEOUT_MS)
+    left, right = handle.json_value()
+    return left, right
 
 
 def press_and_wait_for_next(page: Page, key: str) -> tuple[str, str]:
-    """Press a shortcut with no input focused and wait until a different pair is on screen."""
+    """Press a shortcut (no input focused) and wait until a different pair is on screen."""
     before = shown_pair(page)
     page.keyboard.press(key)
-    page.wait_for_function(
-        """([sel_l, sel_r, l, r]) => {
-            const a = document.querySelector(sel_l + " [data-testid='stText']");
-            const b = document.querySelector(sel_r + " [data-testid='stText']");
-            return !!a && !!b && (a.innerText !== l || b.innerText !== r);
-        }""",
-        arg=[LEFT_BOX, RIGHT_BOX, *before],
-        timeout=TIMEOUT_MS,
-    )
-    return shown_pair(page)
+    return shown_pair(page, other_than=before)
 
 
 def blur(page: Page) -> None:
