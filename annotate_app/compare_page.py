@@ -40,7 +40,7 @@ def _generate(versions: list[ModelVersion], prompt: str, n: int) -> None:
     outputs = {}
     bar = st.progress(0.0, text="Generating…")
     for i, version in enumerate(versions):
-        outputs[version.name] = generate_texts(config(), version, messages, n)
+        outputs[version.name] = [g.text for g in generate_texts(config(), version, messages, n)]
         bar.progress((i + 1) / len(versions), text=f"Generated {i + 1} of {len(versions)}")
     bar.empty()
     names = list(outputs)

@@ -1,9 +1,16 @@
-"""Pairs to label, built through the same repo helpers the importers and generator use (tests only)."""
+"""Test data for the app: pairs built through the same repo helpers the importers and generator use,
+and the environment the app reads its config from."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import json
+from collections.abc import Iterator
 
+import pytest
+from sqlalchemy import Engine
+from streamlit import config as st_config
+
+from annotate_app.context import ENV_SET
 from storage.db import session_scope
 from storage.models import Prompt, Purpose, Role, Split, VersionKind, prompt_key, text_hash
 from storage.repo import (
@@ -45,3 +52,15 @@ def seed_pairs(
 def add_annotator(engine: Engine, name: str, role: Role = Role.annotator) -> int:
     with session_scope(engine, write=True) as session:
         return get_or_create_annotator(session, name, role=role).id
+
+
+@pytest.fixture
+def app_env(monkeypatch, sqlite_url, engine) -> Iterator[str]:
+    """The app on a fresh database, served on localhost with the local user allowed (like `make run`)."""
+    monkeypatch.setenv("PREFLOOP_DB", sqlite_url)
+    monkeypatch.setenv(ENV_SET, json.dumps(["annotate.eval_share=0"]))
+    monkeypatch.delenv("PREFLOOP_CONFIG", raising=False)
+    previous = st_config.get_option("server.address")
+    st_config.set_option("server.address", "127.0.0.1")
+    yield sqlite_url
+    st_config.set_option("server.address", previous)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,25 +10,13 @@ from sqlmodel import select
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
-from annotate_app.context import ENV_SET
 from storage.db import session_scope
 from storage.models import Candidate, Choice, Comparison, Judgment
-from tests.annotate_seed import seed_pairs
+from tests.annotate_seed import app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
 
 MAIN = str(Path(__file__).resolve().parent.parent / "annotate_app" / "main.py")
 HEAVY = ("torch", "transformers", "trl", "peft")
-
-
-@pytest.fixture
-def app_env(monkeypatch, sqlite_url, engine) -> Iterator[str]:
-    """The app on a fresh database, served on localhost with the local user allowed (like `make run`)."""
-    monkeypatch.setenv("PREFLOOP_DB", sqlite_url)
-    monkeypatch.setenv(ENV_SET, json.dumps(["annotate.eval_share=0"]))
-    monkeypatch.delenv("PREFLOOP_CONFIG", raising=False)
-    previous = st_config.get_option("server.address")
-    st_config.set_option("server.address", "127.0.0.1")
-    yield sqlite_url
-    st_config.set_option("server.address", previous)
+pytestmark = pytest.mark.usefixtures("app_env")
 
 
 def run_app() -> AppTest:
@@ -49,7 +35,7 @@ def current(engine) -> list[Judgment]:
         return list(session.exec(select(Judgment).where(Judgment.superseded_at.is_(None))))
 
 
-def test_local_user_sees_a_pair_as_plain_text_with_progress(app_env, engine):
+def test_local_user_sees_a_pair_as_plain_text_with_progress(engine):
     seed_pairs(engine, train=3, texts=("<script>alert(1)</script>", "![x](http://example.com/x.png)"))
     at = run_app()
     shown = texts(at)
@@ -62,7 +48,7 @@ def test_local_user_sees_a_pair_as_plain_text_with_progress(app_env, engine):
     assert any("local user" in i.value for i in at.sidebar.info), "local mode is stated on screen"
 
 
-def test_choosing_left_records_the_left_candidate_and_shows_the_next_pair(app_env, engine):
+def test_choosing_left_records_the_left_candidate_and_shows_the_next_pair(engine):
     seed_pairs(engine, train=2)
     at = run_app()
     left_text, right_text = at.text[1].value, at.text[2].value  # [0] is the prompt
@@ -82,7 +68,7 @@ def test_choosing_left_records_the_left_candidate_and_shows_the_next_pair(app_en
     assert "1 of 2" in at.get("progress")[0].proto.text
 
 
-def test_tie_both_bad_skip_and_undo(app_env, engine):
+def test_tie_both_bad_skip_and_undo(engine):
     seed_pairs(engine, train=4)
     at = run_app()
     for key in ("choose_tie", "choose_both_bad", "choose_skip"):
@@ -95,12 +81,12 @@ def test_tie_both_bad_skip_and_undo(app_env, engine):
     assert len(current(engine)) == 3
 
 
-def test_nothing_left_says_so(app_env, engine):
+def test_nothing_left_says_so(engine):
     at = run_app()
     assert "Nothing left to label" in at.success[0].value
 
 
-def test_sign_in_is_mandatory_off_localhost(app_env, engine):
+def test_sign_in_is_mandatory_off_localhost(engine):
     st_config.set_option("server.address", "0.0.0.0")
     seed_pairs(engine, train=1)
     at = run_app()
@@ -109,7 +95,7 @@ def test_sign_in_is_mandatory_off_localhost(app_env, engine):
     assert not any("local user" in b.label for b in at.button), "no token-free way in off localhost"
 
 
-def test_annotate_path_does_not_import_the_training_stack(app_env, engine):
+def test_annotate_path_does_not_import_the_training_stack(engine):
     for name in HEAVY:
         if name in sys.modules:
             pytest.skip(f"{name} already imported by another test in this process")

@@ -112,8 +112,11 @@ def demo(ctx: typer.Context) -> None:
         return
     from generation.api import generate_candidates  # heavy: torch + the embedded model
 
-    summary = generate_candidates(st.config, engine, round_id=0)
-    console.print(f"round 0: {summary}")
+    summary = generate_candidates(engine, st.config, round_id=0)
+    console.print(
+        f"round 0: {summary.candidates_added} candidates from {summary.prompts} prompts ({summary.policy}, "
+        f"{summary.backend}), {summary.pairs_queued} pairs to label, {summary.seconds:.1f} s"
+    )
 
 
 def register(app_: typer.Typer) -> None:
