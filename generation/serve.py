@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -41,6 +42,10 @@ class ServerSpec:
     max_model_len: int | None = None
     adapters: dict[str, str] = field(default_factory=dict)  # name -> path, loaded at start
     kv_cache_gib: int = 1  # CPU build only: memory reserved for the KV cache
+    # The CPU build dies (EngineDeadError "CPU Generator does not use offset") when a seeded request's
+    # prompt is prefilled in chunks: it rewinds torch's generator by a CUDA-only offset. Whole-prompt
+    # prefill avoids that; on a GPU chunked prefill is safe and faster.
+    chunked_prefill: bool = field(default_factory=lambda: shutil.which("nvidia-smi") is not None)
     extra_args: tuple[str, ...] = ()  # passed through to vLLM unchanged
 
     @property
@@ -67,6 +72,8 @@ class ServerSpec:
             str(self.max_lora_rank),
             "--enforce-eager",  # no graph capture/compile: starts in seconds, fine for small batches
         ]
+        if not self.chunked_prefill:
+            cmd.append("--no-enable-chunked-prefill")
         if self.max_model_len:
             cmd += ["--max-model-len", str(self.max_model_len)]
         if self.adapters:

@@ -338,14 +338,18 @@ def test_adapter_changes_output_and_matches_transformers(
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_sampling_is_seeded_and_titles_end_cleanly(server_backend: VllmServerBackend) -> None:
-    prompts = seed_prompts(6)
+def test_a_seeded_round_is_reproducible_and_titles_end_cleanly(server_backend: VllmServerBackend) -> None:
+    """All 114 seed ideas x 5 in one call: more prompt tokens than one prefill step takes, which on the CPU
+    build killed the engine for seeded requests until chunked prefill was turned off (generation.serve)."""
+    prompts = seed_prompts(114)
     sampling = SamplingParams(n=5, temperature=1.0, top_p=1.0, max_new_tokens=48, seed=7)
+    started = time.monotonic()
     first = server_backend.generate(prompts, Policy("base", BASE), sampling)
-    assert [len(c) for c in first] == [5] * 6
-    assert first == server_backend.generate(prompts, Policy("base", BASE), sampling)
+    TIMINGS["round of 114 x 5 candidates s"] = round(time.monotonic() - started, 1)
+    assert [len(c) for c in first] == [5] * 114
+    assert first[:8] == server_backend.generate(prompts[:8], Policy("base", BASE), sampling)
     other_seed = SamplingParams(n=5, temperature=1.0, max_new_tokens=48, seed=8)
-    assert first != server_backend.generate(prompts, Policy("base", BASE), other_seed)
+    assert first[:8] != server_backend.generate(prompts[:8], Policy("base", BASE), other_seed)
     candidates = [g for c in first for g in c]
     assert sum(g.finish_reason == "stop" for g in candidates) >= 0.9 * len(candidates)
     assert all(0 < g.n_tokens <= 48 and g.text for g in candidates)
@@ -386,7 +390,9 @@ def test_unservable_adapter_is_refused_and_server_stays_healthy(
     with pytest.raises(PrefloopError, match="vLLM could not load adapter .*DoRA"):
         server_backend.load_adapter("dora-direct", str(adapters["dora"]))
     # vLLM would accept this one silently and serve wrong text; prefloop compares shapes first.
-    with pytest.raises(PrefloopError, match=r"does not fit base model .*lora_A has shape \[8, 128\]"):
+    with pytest.raises(
+        PrefloopError, match=r"does not fit base model .* first: model\.layers\.0\..*: lora_A has shape"
+    ):
         server_backend.generate(prompts, Policy("foreign", BASE, str(adapters["foreign"]), 6), GREEDY)
     assert is_healthy(serve_model[1])
     assert server_backend.generate(prompts, Policy("base", BASE), GREEDY) == transformers_texts["base"]

@@ -49,6 +49,7 @@ class VllmInProcessBackend:
         if self._llm is None or self._base != base_model:
             self.close()
             from vllm import LLM
+            from vllm.platforms import current_platform
 
             self._llm = LLM(
                 model=self.resolve_model(base_model),
@@ -56,6 +57,8 @@ class VllmInProcessBackend:
                 enable_lora=True,
                 max_lora_rank=self.max_lora_rank,
                 enforce_eager=True,
+                # CPU: chunked prefill of a seeded request kills the engine (see generation.serve).
+                enable_chunked_prefill=not current_platform.is_cpu(),
                 **self.engine_args,
             )
             self._base = base_model
