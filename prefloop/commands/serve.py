@@ -24,6 +24,17 @@ def parse_adapters(items: list[str]) -> dict[str, str]:
     return adapters
 
 
+SERVE_HELP = (
+    "Start vLLM's OpenAI-compatible server with LoRA enabled, wait until it is healthy, keep it running "
+    "until Ctrl-C.\n\n"
+    "vLLM runs from its own environment (`make vllm-env` builds .venv-vllm) because it pins its own torch "
+    "and transformers. Adapters given with --adapter are served from the start; `prefloop generate "
+    "--backend vllm-server` loads each new model version at runtime (POST /v1/load_lora_adapter).\n\n"
+    "Arguments after `--` go to vLLM unchanged, e.g. `prefloop serve-model -- --max-num-seqs 64`. "
+    "The server's log is var/vllm/server-PORT.log."
+)
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -33,6 +44,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command(
         "serve-model",
+        help=SERVE_HELP,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )
     def serve_model(
@@ -63,13 +75,7 @@ def register(app: typer.Typer) -> None:
             int | None, typer.Option(help="Context length (default: the model's own).")
         ] = None,
     ) -> None:
-        """Start vLLM's OpenAI-compatible server with LoRA enabled and keep it running until Ctrl-C.
-
-        vLLM runs from its own environment (`make vllm-env` builds .venv-vllm) because it pins its own
-        torch and transformers. Adapters can also be loaded later at runtime (POST /v1/load_lora_adapter),
-        which is what `prefloop generate --backend vllm-server` does for each new model version. Arguments
-        after `--` go to vLLM unchanged, e.g. `prefloop serve-model -- --max-num-seqs 64`.
-        """
+        """Run vLLM's server from its own environment until Ctrl-C (help text: SERVE_HELP)."""
         from rich.console import Console
 
         from generation.adapters import check_max_lora_rank, validate_servable_adapter
