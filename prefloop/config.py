@@ -82,13 +82,16 @@ class TrainConfig(Section):
     warmup_steps: int = 0
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (measured)
     precompute_ref_log_probs: bool = False
-    num_processes: int = 1  # > 1: train-round launches training through `accelerate launch`
+    num_processes: int = 1  # > 1: training runs through `accelerate launch` (README "training")
+    accelerate_config: str | None = None  # accelerate config file (DeepSpeed/FSDP) for num_processes > 1
     seed: int = 0
 
 
 class RoundConfig(Section):
+    """``train-round``'s evaluation queue: the held-out prompts are few, so several samples per model."""
+
     eval_samples_per_model: int = 10  # samples per model per held-out prompt for blind eval pairs
-    eval_pairs_per_prompt: int = 10
+    eval_pairs_per_baseline: int = 120  # blind pairs new-vs-base (and new-vs-previous), spread over prompts
 
 
 class ReportConfig(Section):

@@ -1,0 +1,172 @@
+"""One TRL ``DPOTrainer`` run with a LoRA adapter on an exported DatasetDict (no database access here).
+
+Two starting points (``train.round_policy``):
+- no parent adapter: a fresh LoRA on the base; TRL's reference is the base with the adapter disabled;
+- a parent adapter (``continue``): the previous round's adapter trained further; TRL copies it into a
+  frozen "ref" adapter, so the reference is the previous policy.
+
+Works unchanged under ``accelerate launch`` (one process per device): only the main process saves.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prefloop.config import TrainConfig
+from prefloop.errors import PrefloopError
+from training.settings import Hardware, detect_hardware, dpo_settings, lora_settings, lora_targets
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+@dataclass
+class TrainResult:
+    """What a run reports: per-step log rows, the final validation figures, and the settings used."""
+
+    metrics: list[dict[str, Any]]
+    final: dict[str, float]
+    n_train: int
+    n_validation: int
+    seconds: float
+    hardware: Hardware
+    dpo_settings: dict[str, Any]
+    lora_settings: dict[str, Any]
+    is_main_process: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pairs_per_second(self) -> float:
+        epochs = self.dpo_settings["num_train_epochs"]
+        return self.n_train * epochs / self.seconds if self.seconds else 0.0
+
+
+def load_pairs(dataset_dir: Path):
+    """The export's DatasetDict (``train`` and optional ``validation``), pair columns only."""
+    from datasets import load_from_disk
+
+    try:
+        data = load_from_disk(str(dataset_dir))
+    except (FileNotFoundError, ValueError) as exc:
+        raise PrefloopError(
+            f"{dataset_dir}: not a saved DatasetDict ({exc}); run `prefloop export --format trl --out DIR` "
+            "and pass DIR/dataset"
+        ) from exc
+    if "train" not in data or len(data["train"]) == 0:
+        raise PrefloopError(f"{dataset_dir}: no training pairs; label some train pairs first")
+    for split in data:
+        missing = [c for c in PAIR_COLUMNS if c not in data[split].column_names]
+        if missing:
+            raise PrefloopError(f"{dataset_dir}: split {split!r} lacks column(s) {', '.join(missing)}")
+        extra = [c for c in data[split].column_names if c not in PAIR_COLUMNS]
+        if extra:
+            data[split] = data[split].remove_columns(extra)
+    return data
+
+
+def _linear_leaf_names(model) -> list[str]:
+    import torch
+
+    return [
+        name.rsplit(".", 1)[-1] for name, mod in model.named_modules() if isinstance(mod, torch.nn.Linear)
+    ]
+
+
+def _metrics_callback(rows: list[dict[str, Any]], on_log: Callable[[dict[str, Any]], None] | None):
+    from transformers import TrainerCallback
+
+    class KeepLogs(TrainerCallback):
+        """Keeps every logging step's figures (train and eval rows) with step and epoch."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            entry = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
+            entry.update({k: float(v) for k, v in logs.items() if isinstance(v, int | float)})
+            rows.append(entry)
+            if on_log is not None:
+                on_log(entry)
+
+    return KeepLogs()
+
+
+def train_dpo(
+    *,
+    base_model: str,
+    dataset_dir: Path,
+    output_dir: Path,
+    train: TrainConfig,
+    parent_adapter: Path | None = None,
+    max_lora_rank: int = 16,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train and save the adapter (adapter_config.json + weights only) into ``output_dir``.
+
+    Raises PrefloopError before any training when the LoRA settings are not servable by vLLM.
+    """
+    from generation.adapters import validate_lora_settings
+    from generation.loading import load_model, load_tokenizer
+
+    hardware = detect_hardware(train)
+    data = load_pairs(dataset_dir)
+    has_validation = "validation" in data and len(data["validation"]) > 0
+    tokenizer = load_tokenizer(base_model)
+    model = load_model(
+        base_model,
+        adapter_path=str(parent_adapter) if parent_adapter else None,
+        dtype="float32",
+        trainable=True,
+        device=hardware.device,
+    )
+    if parent_adapter is not None:
+        lora = dict(model.peft_config["default"].to_dict())
+        lora_map = {k: lora.get(k) for k in ("r", "lora_alpha", "lora_dropout", "bias", "use_dora")}
+        lora_map["target_modules"] = sorted(lora.get("target_modules") or [])
+        lora_map["modules_to_save"] = lora.get("modules_to_save")
+    else:
+        lora_map = lora_settings(train, lora_targets(train.lora_target, _linear_leaf_names(model)))
+    validate_lora_settings(lora_map, max_lora_rank)
+    settings = dpo_settings(train, hardware, output_dir=str(output_dir), has_validation=has_validation)
+    return _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log)
+
+
+def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log):
+    from trl import DPOTrainer
+
+    from training.settings import build_dpo_config, build_lora_config
+
+    rows: list[dict[str, Any]] = []
+    trainer = DPOTrainer(
+        model=model,
+        args=build_dpo_config(settings),
+        train_dataset=data["train"],
+        eval_dataset=data["validation"] if has_validation else None,
+        processing_class=tokenizer,
+        peft_config=None if parent_adapter is not None else build_lora_config(lora_map),
+        callbacks=[_metrics_callback(rows, on_log)],
+    )
+    started = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - started
+    final: dict[str, float] = {}
+    if has_validation:
+        final = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
+    main = trainer.accelerator.is_main_process
+    if main:
+        unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+        unwrapped.save_pretrained(settings["output_dir"], selected_adapters=["default"])
+    trainer.accelerator.wait_for_everyone()
+    return TrainResult(
+        metrics=rows,
+        final=final,
+        n_train=len(data["train"]),
+        n_validation=len(data["validation"]) if has_validation else 0,
+        seconds=seconds,
+        hardware=hardware,
+        dpo_settings=settings,
+        lora_settings=lora_map,
+        is_main_process=main,
+    )

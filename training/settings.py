@@ -1,0 +1,178 @@
+"""LLaMA-Factory-style knobs (``TrainConfig``) mapped to TRL's ``DPOConfig`` and peft's ``LoraConfig``.
+
+The mapping is pure (plain dicts), so it is testable without importing torch; ``build_*`` wrap the dicts
+in the real classes. TRL 1.16 defaults that fail or crawl on a CPU LoRA run are overridden here (see
+NOTES.md): bf16 without a bf16-capable device, gradient checkpointing, and lr 1e-6.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from prefloop.config import TrainConfig
+from prefloop.errors import PrefloopError
+
+if TYPE_CHECKING:
+    from peft import LoraConfig
+    from trl import DPOConfig
+
+# TRL 1.16's pairwise losses (``loss_type``); "sft" is added through ``pref_ftx``, not named here.
+PREF_LOSSES = frozenset(
+    [
+        "sigmoid",
+        "hinge",
+        "ipo",
+        "exo_pair",
+        "nca_pair",
+        "robust",
+        "bco_pair",
+        "sppo_hard",
+        "aot",
+        "aot_unpaired",
+        "apo_zero",
+        "apo_down",
+        "discopop",
+        "sigmoid_norm",
+    ]
+)
+# Modules LoRA must never wrap: vLLM serves LoRA on the linear projections only (NOTES: Qwen2).
+OUTPUT_AND_EMBEDDING_MODULES = frozenset({"lm_head", "embed_tokens", "wte", "word_embeddings", "embed_out"})
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """Where a run executes; ``bf16`` is mixed precision (fp32 master weights, bf16 autocast)."""
+
+    device: str  # "cuda" or "cpu"
+    bf16: bool
+    processes: int = 1
+
+
+def detect_hardware(train: TrainConfig) -> Hardware:
+    """CUDA when present, else CPU; bf16 per ``train.precision`` ("auto": on a bf16-capable GPU only).
+
+    On this project's CPUs bf16 autocast was measured slower for the embedded model (bench_training), so
+    "auto" keeps fp32 on CPU; ``precision: bf16`` forces it where the CPU has native bf16.
+    """
+    import torch
+
+    from generation.loading import cpu_has_native_bf16
+
+    cuda = torch.cuda.is_available()
+    supported = torch.cuda.is_bf16_supported() if cuda else cpu_has_native_bf16()
+    if train.precision == "bf16" and not supported:
+        raise PrefloopError(
+            "train.precision: bf16 is not supported on this "
+            + ("GPU" if cuda else "CPU (no avx512_bf16/amx)")
+            + "; use precision: auto or fp32"
+        )
+    bf16 = train.precision == "bf16" or (train.precision == "auto" and cuda and supported)
+    return Hardware(device="cuda" if cuda else "cpu", bf16=bf16)
+
+
+def loss_terms(train: TrainConfig) -> tuple[list[str], list[float]]:
+    """``pref_loss`` (one name or "a,b") plus an ``sft`` term weighted ``pref_ftx`` when it is > 0.
+
+    LLaMA-Factory's ``pref_ftx`` adds ``ftx * NLL(chosen)`` to the preference loss; TRL 1.x expresses the
+    same as ``loss_type=[..., "sft"]`` with ``loss_weights`` (``rpo_alpha`` is gone).
+    """
+    names = [name.strip() for name in train.pref_loss.split(",") if name.strip()]
+    if not names:
+        raise PrefloopError("train.pref_loss: empty; use e.g. sigmoid, ipo, hinge or robust")
+    unknown = [name for name in names if name not in PREF_LOSSES]
+    if unknown:
+        hint = "add an SFT term with train.pref_ftx" if "sft" in unknown else f"one of {sorted(PREF_LOSSES)}"
+        raise PrefloopError(f"train.pref_loss: unknown loss {', '.join(unknown)}; {hint}")
+    if train.pref_ftx < 0:
+        raise PrefloopError(f"train.pref_ftx: {train.pref_ftx} is negative; use 0 (off) or a positive weight")
+    weights = [1.0] * len(names)
+    if train.pref_ftx > 0:
+        names.append("sft")
+        weights.append(train.pref_ftx)
+    return names, weights
+
+
+def lora_targets(lora_target: str, linear_module_names: list[str]) -> list[str]:
+    """Module names LoRA wraps: "all" = every linear layer but the output/embedding ones, else the list.
+
+    ``linear_module_names`` are the leaf names of the model's ``nn.Linear`` modules (e.g. "q_proj").
+    """
+    available = sorted(set(linear_module_names))
+    if lora_target.strip() == "all":
+        targets = [name for name in available if name not in OUTPUT_AND_EMBEDDING_MODULES]
+    else:
+        targets = [name.strip() for name in lora_target.split(",") if name.strip()]
+        missing = [
+            name for name in targets if name not in available and name not in OUTPUT_AND_EMBEDDING_MODULES
+        ]
+        if missing:
+            raise PrefloopError(
+                f"train.lora_target: no linear module named {', '.join(missing)} in this model; "
+                f"choose from {', '.join(available)} or 'all'"
+            )
+    if not targets:
+        raise PrefloopError("train.lora_target: no module to adapt; use 'all'")
+    return targets
+
+
+def lora_settings(train: TrainConfig, targets: list[str]) -> dict[str, Any]:
+    """The ``LoraConfig`` fields, as a mapping ``generation.adapters.validate_lora_settings`` also checks."""
+    return {
+        "r": train.lora_rank,
+        "lora_alpha": train.lora_alpha,
+        "lora_dropout": train.lora_dropout,
+        "target_modules": targets,
+        "bias": "none",
+        "use_dora": False,
+        "modules_to_save": None,
+        "task_type": "CAUSAL_LM",
+    }
+
+
+def dpo_settings(
+    train: TrainConfig, hardware: Hardware, *, output_dir: str, has_validation: bool
+) -> dict[str, Any]:
+    """The ``DPOConfig`` fields for one run (TRL defaults that break a CPU LoRA run replaced)."""
+    loss_type, loss_weights = loss_terms(train)
+    evaluate = has_validation and train.eval_steps != 0
+    return {
+        "output_dir": output_dir,
+        "learning_rate": train.learning_rate,
+        "num_train_epochs": train.num_train_epochs,
+        "per_device_train_batch_size": train.per_device_train_batch_size,
+        "per_device_eval_batch_size": train.per_device_train_batch_size * 2,
+        "gradient_accumulation_steps": train.gradient_accumulation_steps,
+        "max_length": train.cutoff_len,
+        "beta": train.pref_beta,
+        "loss_type": loss_type,
+        "loss_weights": loss_weights,
+        "lr_scheduler_type": train.lr_scheduler_type,
+        "warmup_steps": train.warmup_steps,
+        "seed": train.seed,
+        "data_seed": train.seed,
+        "logging_steps": train.logging_steps,
+        "eval_strategy": ("steps" if train.eval_steps else "epoch") if evaluate else "no",
+        "eval_steps": train.eval_steps or None,
+        "save_strategy": "no",  # the adapter is saved once, atomically, by training.registry
+        "report_to": [],
+        "bf16": hardware.bf16,
+        "use_cpu": hardware.device == "cpu",
+        "gradient_checkpointing": False,  # TRL defaults to True: ~20% slower and pointless for LoRA here
+        "precompute_ref_log_probs": train.precompute_ref_log_probs,
+        "precompute_ref_batch_size": train.per_device_train_batch_size * 4,
+        "dataloader_num_workers": 0,
+        "disable_tqdm": False,
+    }
+
+
+def build_dpo_config(settings: dict[str, Any]) -> DPOConfig:
+    from trl import DPOConfig
+
+    return DPOConfig(**settings)
+
+
+def build_lora_config(settings: dict[str, Any]) -> LoraConfig:
+    from peft import LoraConfig
+
+    return LoraConfig(**settings)
