@@ -2,9 +2,11 @@
 
 Workload: the seed's 114 video ideas x 5 titles (quick: 24 ideas) with the embedded model at the default
 sampling (temperature 1, top_p 1, max 48 new tokens). Both backends run in this process's run, on the same
-machine, one after the other: transformers batched (``TransformersBackend``, ``generation.batch_size``
-sequences per batch, adapter merged), then ``prefloop``'s vLLM server (``.venv-vllm``, built by
-``make vllm-env``) through the ``vllm-server`` backend, every prompt of the round in one call.
+machine, one after the other, in the same dtype (bf16 where the CPU has native bf16, as
+``generation.loading.pick_dtype`` decides): transformers batched (``TransformersBackend``,
+``generation.batch_size`` sequences per batch, adapter merged), then prefloop's vLLM server
+(``.venv-vllm``, built by ``make vllm-env``) through the ``vllm-server`` backend, every prompt of the
+round in one call, and again in the groups ``prefloop generate`` sends.
 
 The adapter is a random LoRA r8 on the 7 projections with a small scale (lora_alpha 1), so its titles
 stay about as long as the base model's and tokens/s compare like for like.
@@ -33,10 +35,16 @@ def _prompts(count: int) -> list[list[dict[str, str]]]:
     return [[{"role": "user", "content": render_seed_prompt(idea)}] for idea in ideas]
 
 
-def _timed(backend, prompts, policy: Policy, sampling: SamplingParams) -> tuple[float, int, int]:
-    """(seconds, candidates, generated tokens) of one ``generate`` call over all prompts."""
+def _timed(
+    backend, prompts, policy: Policy, sampling: SamplingParams, group: int = 0
+) -> tuple[float, int, int]:
+    """(seconds, candidates, generated tokens) over all prompts: one ``generate`` call, or calls of
+    ``group`` prompts each (what ``generation.api`` does with ``generation.batch_size // n``)."""
+    group = group or len(prompts)
+    out: list[list[Generated]] = []
     started = time.perf_counter()
-    out: list[list[Generated]] = backend.generate(prompts, policy, sampling)
+    for start in range(0, len(prompts), group):
+        out += backend.generate(prompts[start : start + group], policy, sampling)
     seconds = time.perf_counter() - started
     return seconds, sum(len(c) for c in out), sum(g.n_tokens for c in out for g in c)
 
@@ -67,11 +75,12 @@ def run(quick: bool = False) -> list[BenchRow]:
     from generation.backends.transformers_backend import TransformersBackend
     from generation.backends.vllm_server import VllmServerBackend
     from generation.demo_adapter import save_random_adapter
-    from generation.loading import resolve_model
+    from generation.loading import pick_dtype, resolve_model
     from generation.serve import ServerSpec, free_port, resolve_python, start_server
     from prefloop.config import EMBEDDED_MODEL, load_config
 
     config = load_config()
+    dtype = str(pick_dtype(config.model.dtype, "cpu")).removeprefix("torch.")  # same for both backends
     n_prompts = 24 if quick else 114
     prompts = _prompts(n_prompts)
     sampling = SamplingParams(n=5, temperature=1.0, top_p=1.0, max_new_tokens=48, seed=0)
@@ -85,7 +94,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             1,
         )
 
-        hf = TransformersBackend(batch_size=config.generation.batch_size, dtype=config.model.dtype)
+        hf = TransformersBackend(batch_size=config.generation.batch_size, dtype=dtype)
         hf.generate(prompts[:2], base, sampling)  # load + warm up outside the timing
         hf_base = _timed(hf, prompts, base, sampling)
         hf.generate(prompts[:2], adapter, sampling)
@@ -98,7 +107,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             python=resolve_python(config.generation.vllm_python),
             port=free_port(),
             max_lora_rank=8,
-            dtype=config.model.dtype,
+            dtype=dtype,
         )
         started = time.perf_counter()
         server = start_server(spec, config.var_dir / "vllm" / "bench-server.log", Console(stderr=True))
@@ -107,6 +116,8 @@ def run(quick: bool = False) -> list[BenchRow]:
         try:
             backend.generate(prompts[:2], base, sampling)  # first request pays lazy initialisation
             vllm_base = _timed(backend, prompts, base, sampling)
+            group = max(1, config.generation.batch_size // sampling.n)
+            vllm_grouped = _timed(backend, prompts, base, sampling, group)
             started = time.perf_counter()
             backend.generate(prompts[:1], adapter, SamplingParams(n=1, max_new_tokens=1))
             load_s = time.perf_counter() - started
@@ -115,7 +126,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             backend.close()
             server.stop()
 
-    where = f"{machine()}; model dtype {config.model.dtype}"
+    where = f"{machine()}; {dtype}"
     rows = _pair_rows("base model", vllm_base, hf_base, n_prompts) + _pair_rows(
         "LoRA r8", vllm_adapter, hf_adapter, n_prompts
     )
@@ -128,6 +139,17 @@ def run(quick: bool = False) -> list[BenchRow]:
             "same server, base model",
             vllm_base[2] / vllm_base[0],
             "ratio < 1 is the LoRA overhead (punica CPU kernels)",
+        )
+    )
+    rows.append(
+        row(
+            AREA,
+            f"vLLM CPU server, base: {group} prompts per call (prefloop generate's groups)",
+            vllm_grouped[1] / vllm_grouped[0],
+            "candidates/s",
+            "all prompts in one call",
+            vllm_base[1] / vllm_base[0],
+            "higher is better; groups come from generation.batch_size // n",
         )
     )
     rows.append(row(AREA, "vLLM server start until /health", start_s, "s", note=f"{where}; lower is better"))
