@@ -12,12 +12,17 @@ from __future__ import annotations
 
 import hashlib
 import random
+import threading
 import time
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import Engine, and_, case, delete, func, literal
+from sqlalchemy import Connection, Engine, and_, bindparam, case, delete, func, insert, literal, update
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from prefloop.config import AnnotateConfig
@@ -57,6 +62,30 @@ class Progress:
     mine_today: int  # this annotator's decisions (skips excluded) since local midnight
 
 
+_CANDIDATE_A = aliased(Candidate, name="candidate_a")  # built once: a fresh alias per call costs ~1 ms
+_CANDIDATE_B = aliased(Candidate, name="candidate_b")
+_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_SQLITE_WRITERS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _write_scope(engine: Engine) -> Iterator[Session]:
+    """A write transaction; on SQLite, threads of one process (the app's sessions) queue on a lock first.
+
+    SQLite's own wait for the write lock polls with growing sleeps, so 32 threads contending for it get
+    a long unfair tail; a lock hands over as soon as the holder commits. Other processes still wait
+    through BEGIN IMMEDIATE's busy timeout.
+    """
+    if engine.dialect.name != "sqlite":
+        with session_scope(engine, write=True) as session:
+            yield session
+        return
+    with _SQLITE_WRITERS_GUARD:
+        lock = _SQLITE_WRITERS.setdefault(engine, threading.Lock())
+    with lock, session_scope(engine, write=True) as session:
+        yield session
+
+
 def left_side(annotator_id: int, comparison_id: int) -> Side:
     """Stable coin flip per (annotator, pair): a reload shows the same order; annotators differ."""
     digest = hashlib.sha256(f"{annotator_id}:{comparison_id}".encode()).digest()
@@ -72,16 +101,6 @@ def side_to_choice(side: Literal["left", "right"], left: Side) -> Choice:
 
 def overlap_for(purpose: Purpose, settings: AnnotateConfig) -> int:
     return settings.overlap_eval if purpose == Purpose.eval else settings.overlap_train
-
-
-def _lock_annotator(session: Session, annotator_id: int) -> Annotator:
-    """Serialise one annotator's calls (two tabs) on PostgreSQL; SQLite's BEGIN IMMEDIATE already does."""
-    annotator = session.exec(select(Annotator).where(Annotator.id == annotator_id).with_for_update()).first()
-    if annotator is None:
-        raise PrefloopError(
-            f"annotator id {annotator_id} does not exist: add one with `prefloop annotators add`"
-        )
-    return annotator
 
 
 def _current(annotator_id: int | None = None):
@@ -110,45 +129,38 @@ def _live_leases_on(comparison_id_col, now: datetime, other_than: int):
     )
 
 
-def _assigned(session: Session, annotator_id: int, comparison: Comparison, expires_at: datetime) -> Assigned:
-    cand_a = session.get(Candidate, comparison.candidate_a_id)
-    cand_b = session.get(Candidate, comparison.candidate_b_id)
-    prompt = session.get(Prompt, comparison.prompt_id)
-    left = left_side(annotator_id, comparison.id)
-    left_cand, right_cand = (cand_a, cand_b) if left == "a" else (cand_b, cand_a)
+def _assigned(conn: Connection, annotator_id: int, comparison_id: int, expires_at: datetime) -> Assigned:
+    """The pair as the page shows it, read in one query."""
+    round_id, prompt_text, system, history, a_text, b_text = conn.execute(
+        _SQL_PAIR_TEXTS, {"comparison": comparison_id}
+    ).one()
+    left = left_side(annotator_id, comparison_id)
     return Assigned(
-        comparison_id=comparison.id,
-        round_id=comparison.round_id,
-        prompt=prompt.text,
-        system=prompt.system,
-        history=list(prompt.history or []),
+        comparison_id=comparison_id,
+        round_id=round_id,
+        prompt=prompt_text,
+        system=system,
+        history=list(history or []),
         left=left,
-        left_text=left_cand.text,
-        right_text=right_cand.text,
+        left_text=a_text if left == "a" else b_text,
+        right_text=b_text if left == "a" else a_text,
         lease_expires_at=expires_at,
     )
 
 
-def _own_live_lease(session: Session, annotator_id: int, now: datetime) -> Lease | None:
-    return session.exec(
-        select(Lease)
-        .where(Lease.annotator_id == annotator_id, Lease.expires_at > now)
-        .order_by(Lease.expires_at.desc())
-    ).first()
-
-
-def _purpose_order(session: Session, annotator_id: int, settings: AnnotateConfig) -> list[Purpose]:
+def _purpose_order(conn: Connection, annotator_id: int, settings: AnnotateConfig) -> list[Purpose]:
     """Eval first with probability ``eval_share``; seeded by how many decisions this annotator has made,
     so the interleaving is irregular (annotators cannot spot the eval pairs) yet reproducible."""
-    n_made = session.exec(select(func.count(Judgment.id)).where(Judgment.annotator_id == annotator_id)).one()
+    n_made = conn.execute(_SQL_N_MADE, {"annotator": annotator_id}).scalar_one()
     rng = random.Random(f"{annotator_id}:{n_made}")
     if rng.random() < settings.eval_share:
         return [Purpose.eval, Purpose.train]
     return [Purpose.train, Purpose.eval]
 
 
-def _eligible(annotator_id: int, purpose: Purpose, overlap: int, now: datetime):
-    """SQL condition: a pair of ``purpose`` this annotator has not judged whose overlap is not taken yet."""
+def _eligible(annotator_id, purpose, overlap, now):
+    """SQL condition: a pair of ``purpose`` this annotator has not judged whose overlap is not taken yet.
+    Arguments are values or ``bindparam``s (the prebuilt statements below)."""
     decisions = _decisions_on(Comparison.id)
     leases = _live_leases_on(Comparison.id, now, annotator_id)
     already = (
@@ -157,16 +169,15 @@ def _eligible(annotator_id: int, purpose: Purpose, overlap: int, now: datetime):
     return and_(Comparison.purpose == purpose, ~already, decisions + leases < overlap)
 
 
-def _eligible_ids(
-    session: Session, annotator_id: int, purpose: Purpose, overlap: int, now: datetime
-) -> list[int]:
-    """Pairs this annotator may get, best first: newest round, nearly-full pairs (so overlapping
+def _eligible_statement():
+    """Pairs an annotator may get, best first: newest round, nearly-full pairs (so overlapping
     judgments arrive together), then a fixed pseudo-random order that mixes prompts."""
+    annotator, now = bindparam("annotator"), bindparam("now")
     decisions = _decisions_on(Comparison.id)
-    leases = _live_leases_on(Comparison.id, now, annotator_id)
-    stmt = (
+    leases = _live_leases_on(Comparison.id, now, annotator)
+    return (
         select(Comparison.id)
-        .where(_eligible(annotator_id, purpose, overlap, now))
+        .where(_eligible(annotator, bindparam("purpose"), bindparam("overlap"), now))
         .order_by(
             func.coalesce(Comparison.round_id, -1).desc(),
             (decisions + leases).desc(),
@@ -174,67 +185,121 @@ def _eligible_ids(
         )
         .limit(_CANDIDATES_PER_PICK)
     )
-    return list(session.exec(stmt))
 
 
-def _taken_slots(session: Session, comparison_id: int, annotator_id: int, now: datetime) -> int:
-    """Slots of a pair taken: current decisions plus other annotators' live leases."""
-    decisions = session.exec(
-        select(func.count(Judgment.id)).where(
-            Judgment.comparison_id == comparison_id, _current(), Judgment.choice != Choice.skip
+# Built once: constructing a statement costs more than running it on SQLite (ORM coercion), and the
+# page asks for a pair on every click.
+_SQL_ANNOTATOR = select(Annotator.id).where(Annotator.id == bindparam("annotator")).with_for_update()
+_SQL_DROP_MY_EXPIRED_LEASES = delete(Lease).where(
+    Lease.annotator_id == bindparam("annotator"), Lease.expires_at <= bindparam("now")
+)
+_SQL_MY_LIVE_LEASE = (
+    select(Lease.comparison_id, Comparison.purpose)
+    .join(Comparison, Comparison.id == Lease.comparison_id)
+    .where(Lease.annotator_id == bindparam("annotator"), Lease.expires_at > bindparam("now"))
+    .order_by(Lease.expires_at.desc())
+    .limit(1)
+)
+_SQL_SET_LEASE_EXPIRY = (
+    update(Lease)
+    .where(Lease.annotator_id == bindparam("annotator"), Lease.comparison_id == bindparam("comparison"))
+    .values(expires_at=bindparam("expires"))
+)
+_SQL_DROP_LEASE = delete(Lease).where(
+    Lease.annotator_id == bindparam("annotator"), Lease.comparison_id == bindparam("comparison")
+)
+_SQL_INSERT_LEASE = insert(Lease).values(
+    comparison_id=bindparam("comparison"),
+    annotator_id=bindparam("annotator"),
+    expires_at=bindparam("expires"),
+)
+_SQL_N_MADE = select(func.count(Judgment.id)).where(Judgment.annotator_id == bindparam("annotator"))
+_SQL_ELIGIBLE = _eligible_statement()
+_SQL_TAKEN = select(
+    _decisions_on(bindparam("comparison"))
+    + _live_leases_on(bindparam("comparison"), bindparam("now"), bindparam("annotator"))
+)
+_SQL_LOCK_PAIR = (
+    select(Comparison.id).where(Comparison.id == bindparam("comparison")).with_for_update(skip_locked=True)
+)
+_SQL_PAIR_EXISTS = select(Comparison.id).where(Comparison.id == bindparam("comparison"))
+_SQL_SUPERSEDE = (
+    update(Judgment)
+    .where(
+        Judgment.comparison_id == bindparam("comparison"),
+        Judgment.annotator_id == bindparam("annotator"),
+        Judgment.superseded_at.is_(None),
+    )
+    .values(superseded_at=bindparam("now"))
+)
+_SQL_PAIR_TEXTS = (
+    select(
+        Comparison.round_id, Prompt.text, Prompt.system, Prompt.history, _CANDIDATE_A.text, _CANDIDATE_B.text
+    )
+    .join(Prompt, Prompt.id == Comparison.prompt_id)
+    .join(_CANDIDATE_A, _CANDIDATE_A.id == Comparison.candidate_a_id)
+    .join(_CANDIDATE_B, _CANDIDATE_B.id == Comparison.candidate_b_id)
+    .where(Comparison.id == bindparam("comparison"))
+)
+
+
+def _lock_annotator(conn: Connection, annotator_id: int) -> None:
+    """Serialise one annotator's calls (two tabs) on PostgreSQL; SQLite's BEGIN IMMEDIATE already does."""
+    if conn.execute(_SQL_ANNOTATOR, {"annotator": annotator_id}).first() is None:
+        raise PrefloopError(
+            f"annotator id {annotator_id} does not exist: add one with `prefloop annotators add`"
         )
-    ).one()
-    leases = session.exec(
-        select(func.count())
-        .select_from(Lease)
-        .where(
-            Lease.comparison_id == comparison_id, Lease.expires_at > now, Lease.annotator_id != annotator_id
-        )
-    ).one()
-    return decisions + leases
+
+
+def _eligible_ids(
+    conn: Connection, annotator_id: int, purpose: Purpose, overlap: int, now: datetime
+) -> list[int]:
+    params = {"annotator": annotator_id, "purpose": purpose, "overlap": overlap, "now": now}
+    return list(conn.execute(_SQL_ELIGIBLE, params).scalars())
 
 
 def _claim_postgres(
-    session: Session, ids: list[int], annotator_id: int, overlap: int, now: datetime
+    conn: Connection, ids: list[int], annotator_id: int, overlap: int, now: datetime
 ) -> tuple[int | None, bool]:
     """Lock one pair row (SKIP LOCKED: a pair someone else is being given right now is passed over), then
     re-count under READ COMMITTED, which now sees every committed lease. Returns the claimed id (or None)
     and whether some open pair was passed over because another transaction held it."""
     contended = False
     for comparison_id in ids:
-        locked = session.exec(
-            select(Comparison.id).where(Comparison.id == comparison_id).with_for_update(skip_locked=True)
-        ).first()
-        if locked is None:
+        if conn.execute(_SQL_LOCK_PAIR, {"comparison": comparison_id}).first() is None:
             contended = True
-        elif _taken_slots(session, comparison_id, annotator_id, now) < overlap:
+            continue
+        taken = conn.execute(
+            _SQL_TAKEN, {"comparison": comparison_id, "now": now, "annotator": annotator_id}
+        ).scalar_one()
+        if taken < overlap:
             return comparison_id, contended
     return None, contended
 
 
 def _pick(
-    session: Session,
+    conn: Connection,
     annotator_id: int,
     settings: AnnotateConfig,
     now: datetime,
     postgres: bool,
     only: Purpose | None = None,
 ) -> int | None:
-    for purpose in [only] if only is not None else _purpose_order(session, annotator_id, settings):
+    for purpose in [only] if only is not None else _purpose_order(conn, annotator_id, settings):
         overlap = overlap_for(purpose, settings)
-        ids = _eligible_ids(session, annotator_id, purpose, overlap, now)
+        ids = _eligible_ids(conn, annotator_id, purpose, overlap, now)
         if not postgres:  # BEGIN IMMEDIATE: no other writer runs until we commit, the first one is ours
             if ids:
                 return ids[0]
             continue
         for _attempt in range(_CONTENDED_RETRIES):
-            claimed, contended = _claim_postgres(session, ids, annotator_id, overlap, now)
+            claimed, contended = _claim_postgres(conn, ids, annotator_id, overlap, now)
             if claimed is not None:
                 return claimed
             if not contended:
                 break
             time.sleep(_CONTENDED_SLEEP_S)  # the holders commit within milliseconds; look again
-            ids = _eligible_ids(session, annotator_id, purpose, overlap, now)
+            ids = _eligible_ids(conn, annotator_id, purpose, overlap, now)
     return None
 
 
@@ -253,30 +318,29 @@ def next_pair(
     pair of the other purpose is released."""
     now = now or utcnow()
     expires_at = now + timedelta(seconds=settings.lease_seconds)
-    with session_scope(engine, write=True) as session:
-        _lock_annotator(session, annotator_id)
+    mine = {"annotator": annotator_id, "now": now}
+    with _write_scope(engine) as session:
+        conn = session.connection()
+        _lock_annotator(conn, annotator_id)
         # Only this annotator's stale rows are removed (others' are ignored by the expires_at filters):
         # two transactions never delete the same rows, so PostgreSQL cannot deadlock on them.
-        session.exec(delete(Lease).where(Lease.annotator_id == annotator_id, Lease.expires_at <= now))
-        own = _own_live_lease(session, annotator_id, now)
-        if (
-            own is not None
-            and purpose is not None
-            and session.get(Comparison, own.comparison_id).purpose != purpose
-        ):
-            session.delete(own)
+        conn.execute(_SQL_DROP_MY_EXPIRED_LEASES, mine)
+        own = conn.execute(_SQL_MY_LIVE_LEASE, mine).first()
+        if own is not None and purpose is not None and own.purpose != purpose:
+            conn.execute(_SQL_DROP_LEASE, {"annotator": annotator_id, "comparison": own.comparison_id})
             own = None
         if own is not None:
-            own.expires_at = expires_at
-            session.add(own)
-            return _assigned(session, annotator_id, session.get(Comparison, own.comparison_id), expires_at)
+            lease = {"annotator": annotator_id, "comparison": own.comparison_id, "expires": expires_at}
+            conn.execute(_SQL_SET_LEASE_EXPIRY, lease)
+            return _assigned(conn, annotator_id, own.comparison_id, expires_at)
         postgres = engine.dialect.name == "postgresql"
-        comparison_id = _pick(session, annotator_id, settings, now, postgres, purpose)
+        comparison_id = _pick(conn, annotator_id, settings, now, postgres, purpose)
         if comparison_id is None:
             return None
-        session.add(Lease(comparison_id=comparison_id, annotator_id=annotator_id, expires_at=expires_at))
-        session.flush()
-        return _assigned(session, annotator_id, session.get(Comparison, comparison_id), expires_at)
+        conn.execute(
+            _SQL_INSERT_LEASE, {"annotator": annotator_id, "comparison": comparison_id, "expires": expires_at}
+        )
+        return _assigned(conn, annotator_id, comparison_id, expires_at)
 
 
 def open_pair_count(
@@ -330,15 +394,14 @@ def record_judgment(
     if ms_to_decide is not None and ms_to_decide < 0:
         raise PrefloopError(f"ms_to_decide={ms_to_decide}: must be >= 0")
     now = utcnow()
-    with session_scope(engine, write=True) as session:
-        _lock_annotator(session, annotator_id)
-        if session.get(Comparison, comparison_id) is None:
+    pair = {"annotator": annotator_id, "comparison": comparison_id}
+    with _write_scope(engine) as session:
+        conn = session.connection()
+        _lock_annotator(conn, annotator_id)
+        if conn.execute(_SQL_PAIR_EXISTS, pair).first() is None:
             raise PrefloopError(f"comparison id {comparison_id} does not exist")
-        for old in session.exec(
-            select(Judgment).where(Judgment.comparison_id == comparison_id, _current(annotator_id))
-        ):
-            old.superseded_at = now
-            session.add(old)
+        conn.execute(_SQL_SUPERSEDE, {**pair, "now": now})
+        conn.execute(_SQL_DROP_LEASE, pair)
         judgment = Judgment(
             comparison_id=comparison_id,
             annotator_id=annotator_id,
@@ -349,9 +412,6 @@ def record_judgment(
             created_at=now,
         )
         session.add(judgment)
-        session.exec(
-            delete(Lease).where(Lease.annotator_id == annotator_id, Lease.comparison_id == comparison_id)
-        )
         session.flush()
         return judgment
 
@@ -363,8 +423,8 @@ def undo_last(
     them, so ``next_pair`` shows it again; the pair they were looking at returns to the queue."""
     now = now or utcnow()
     lease_seconds = (settings or AnnotateConfig()).lease_seconds
-    with session_scope(engine, write=True) as session:
-        _lock_annotator(session, annotator_id)
+    with _write_scope(engine) as session:
+        _lock_annotator(session.connection(), annotator_id)
         last = session.exec(
             select(Judgment).where(_current(annotator_id)).order_by(Judgment.id.desc()).limit(1)
         ).first()
