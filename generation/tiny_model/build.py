@@ -20,7 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from generation.tiny_model.data import (
@@ -55,10 +55,20 @@ class BuildSettings:
     sft_batch: int = 32
     sft_lr: float = 1e-3
     augment_share: float = 0.5  # share of each SFT epoch made of topic-substituted examples
+    sft_limit: int | None = None  # use only the first N title examples (the shortened test build)
+    health_ideas: int | None = None  # sample the health check for the first N ideas only
     threads: int = 2
 
 
-QUICK = {"pretrain_steps": 20, "sft_epochs": 2, "vocab_size": 1024}
+# The shortened build the tests run: every stage once, on a few examples; not a usable model.
+QUICK = {
+    "pretrain_steps": 2,
+    "pretrain_batch": 2,
+    "sft_epochs": 1,
+    "sft_limit": 64,
+    "vocab_size": 1024,
+    "health_ideas": 4,
+}
 
 
 def log(msg: str) -> None:
@@ -168,13 +178,15 @@ def sft_batch(tok, examples: list[TitleExample]):
     return ids, attn, loss
 
 
-def sample_health(model_dir: Path, examples: list[TitleExample], seed: int) -> tuple[dict, dict[str, list]]:
+def sample_health(
+    model_dir: Path, examples: list[TitleExample], seed: int, limit: int | None = None
+) -> tuple[dict, dict[str, list]]:
     """5 samples per seed idea with the default sampling, through the real generation backend."""
     from generation.backends.base import Policy, SamplingParams
     from generation.backends.transformers_backend import TransformersBackend
     from generation.tiny_model.quality import title_health
 
-    ideas = list(dict.fromkeys(ex.idea for ex in examples))
+    ideas = list(dict.fromkeys(ex.idea for ex in examples))[:limit]
     backend = TransformersBackend(batch_size=120)
     policy = Policy(name="base", base_model=str(model_dir))
     prompts = [[{"role": "user", "content": render_seed_prompt(i)}] for i in ideas]
@@ -197,7 +209,7 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
     torch.set_num_threads(settings.threads)
     bf16 = cpu_has_native_bf16()
 
-    examples = load_title_examples()
+    examples = load_title_examples()[: settings.sft_limit]
     english = load_english_text()
     rendered = [render_seed_prompt(i) for i in dict.fromkeys(ex.idea for ex in examples)]
     corpus = english + rendered + [ex.title for ex in examples]
@@ -239,9 +251,8 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
             trainer.step(*sft_batch(tok, epoch_examples[i : i + settings.sft_batch]))
             for i in range(0, len(epoch_examples), settings.sft_batch)
         ]
-        log(
-            f"sft epoch {epoch + 1}/{settings.sft_epochs} loss {sum(losses) / len(losses):.3f} ({elapsed(started)})"
-        )
+        mean_loss = sum(losses) / len(losses)
+        log(f"sft epoch {epoch + 1}/{settings.sft_epochs} loss {mean_loss:.3f} ({elapsed(started)})")
 
     model.eval()
     model.generation_config = GenerationConfig(
@@ -256,7 +267,7 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
     model.save_pretrained(staging)
     tok.save_pretrained(staging)
     train_seconds = time.perf_counter() - started
-    health, samples = sample_health(staging, examples, settings.seed)
+    health, samples = sample_health(staging, examples, settings.seed, settings.health_ideas)
     report = {
         "settings": asdict(settings),
         "train_seconds": round(train_seconds, 1),
@@ -289,14 +300,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps only (tests): not a usable model")
     parser.add_argument("--threads", type=int, default=2)
-    for name in ("pretrain_steps", "sft_epochs"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int)
+    for f in fields(BuildSettings):
+        if f.name not in ("seed", "threads"):
+            parser.add_argument(f"--{f.name.replace('_', '-')}", type=float if f.type == "float" else int)
     args = parser.parse_args(argv)
-    fields = {"seed": args.seed, "threads": args.threads, **(QUICK if args.quick else {})}
-    fields.update({k: v for k in ("pretrain_steps", "sft_epochs") if (v := getattr(args, k)) is not None})
+    chosen = {"seed": args.seed, "threads": args.threads, **(QUICK if args.quick else {})}
+    chosen.update(
+        {f.name: v for f in fields(BuildSettings) if (v := getattr(args, f.name, None)) is not None}
+    )
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = build(args.out, BuildSettings(**fields))
+    report = build(args.out, BuildSettings(**chosen))
     print(json.dumps({k: report[k] for k in ("train_seconds", "health_5_per_seed_idea")}, indent=2))
 
 

@@ -144,3 +144,14 @@ def chat_example(render: Callable[[str], str], ex: TitleExample) -> tuple[list[d
 def render_seed_prompt(idea: str) -> str:
     """The seed's training prompt, rendered by the same function ``prompts import --template`` uses."""
     return render(SEED_TEMPLATE, idea)
+
+
+def seed_ideas(count: int | None = None) -> list[str]:
+    """The seed's video ideas in file order (all 114, or the first ``count``)."""
+    ideas = list(dict.fromkeys(ex.idea for ex in load_title_examples()))
+    return ideas[:count]
+
+
+def seed_idea_messages(count: int | None = None) -> list[list[dict[str, str]]]:
+    """Chat prompts for the seed ideas, as ``prefloop prompts import --template youtube-title`` makes them."""
+    return [[{"role": "user", "content": render_seed_prompt(idea)}] for idea in seed_ideas(count)]
