@@ -35,7 +35,7 @@ from storage.db import make_engine, migrate, session_scope
 from storage.models import Choice, Judgment
 from tests.annotate_seed import add_annotator, seed_pairs
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
-from tests.e2e.ui import blur, press_and_wait_for_next, shown_pair
+from tests.e2e.ui import blur, shown_pair
 
 AREA = "app"
 SETTINGS = AnnotateConfig(overlap_train=1, overlap_eval=2, eval_share=0.2, lease_seconds=300)
@@ -205,11 +205,13 @@ def _startup_s(browser, start, ready) -> float:
     return seconds
 
 
-def _click_ms(page, clicks: int, press_once) -> list[float]:
+def _click_ms(clicks: int, settle, press_and_wait) -> list[float]:
+    """Milliseconds from each key press to the next screen, with the page settled before each press."""
     times = []
     for _ in range(clicks):
+        before = settle()
         t0 = time.perf_counter()
-        press_once()
+        press_and_wait(before)
         times.append((time.perf_counter() - t0) * 1000)
     return times
 
@@ -237,7 +239,12 @@ def browser_rows(folder: Path, quick: bool) -> list[BenchRow]:
             page.goto(url)
             shown_pair(page)
             blur(page)
-            app_clicks = _click_ms(page, clicks, lambda: press_and_wait_for_next(page, "1"))
+
+            def press_app(before: tuple[str, str]) -> None:
+                page.keyboard.press("1")
+                shown_pair(page, other_than=before)
+
+            app_clicks = _click_ms(clicks, lambda: shown_pair(page), press_app)
         finally:
             stop_app(proc)
 
@@ -248,12 +255,16 @@ def browser_rows(folder: Path, quick: bool) -> list[BenchRow]:
             _wait_text(page, "count 0")
             state = {"n": 0}
 
-            def press_counter() -> None:
+            def settle_counter() -> int:
+                _wait_text(page, f"count {state['n']}")
+                return state["n"]
+
+            def press_counter(before: int) -> None:
                 page.keyboard.press("1")
-                state["n"] += 1
+                state["n"] = before + 1
                 _wait_text(page, f"count {state['n']}")
 
-            base_clicks = _click_ms(page, clicks, press_counter)
+            base_clicks = _click_ms(clicks, settle_counter, press_counter)
         finally:
             stop_app(proc)
         browser.close()

@@ -256,6 +256,7 @@ def _process_worker(url: str, annotator_id: int, queue) -> None:
     queue.put([repr(e) for e in errors])
 
 
+@pytest.mark.slow
 def test_concurrent_processes_lose_and_duplicate_nothing(db_url, any_engine):
     pair_ids = seed_pairs(any_engine, train=30, eval=10)
     annotators = [add_annotator(any_engine, f"p{i}") for i in range(6)]

@@ -32,11 +32,13 @@ _PAIR_JS = """([selLeft, selRight, before]) => {
 }"""
 
 
-def shown_pair(page: Page, *, other_than: tuple[str, str] | None = None) -> tuple[str, str]:
+def shown_pair(
+    page: Page, *, other_than: tuple[str, str] | None = None, timeout_ms: int = TIMEOUT_MS
+) -> tuple[str, str]:
     """The two candidate texts once the script run has finished and both boxes hold exactly one fresh
     (non-stale) text, and, with ``other_than``, once they differ from that pair. (A key pressed while the
     page is still being rebuilt can hit a button whose shortcut is not bound yet.)"""
-    handle = page.wait_for_function(_PAIR_JS, arg=[LEFT_BOX, RIGHT_BOX, other_than], timeout=TIMEOUT_MS)
+    handle = page.wait_for_function(_PAIR_JS, arg=[LEFT_BOX, RIGHT_BOX, other_than], timeout=timeout_ms)
     left, right = handle.json_value()
     return left, right
 
