@@ -20,6 +20,7 @@ from storage.models import Role
 
 ENV_CONFIG = "PREFLOOP_CONFIG"  # path of a YAML config file
 ENV_SET = "PREFLOOP_SET"  # JSON list of "section.key=value" overrides
+ENV_SCHEMA_READY = "PREFLOOP_SCHEMA_READY"  # a database URL `prefloop app` has just migrated
 LOCAL_USER = "local"
 _USER_KEY = "prefloop_user"
 
@@ -50,7 +51,8 @@ def _engine(url: str | None) -> Engine:
     from storage.db import make_engine, migrate
 
     engine = make_engine(url)
-    migrate(engine)
+    if os.environ.get(ENV_SCHEMA_READY) != url:
+        migrate(engine)
     return engine
 
 

@@ -8,8 +8,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-from annotate_app import annotate_page, compare_page, dashboard_page
+from annotate_app import annotate_page
 from annotate_app.signin import ensure_user, render_sign_in, render_user_badge, run_cookie_script
+
+
+def dashboard() -> None:
+    from annotate_app import dashboard_page  # pandas and the statistics: only when an admin asks
+
+    dashboard_page.render()
+
+
+def compare() -> None:
+    from annotate_app import compare_page
+
+    compare_page.render_page()
+
 
 st.set_page_config(page_title="prefloop", page_icon=":material/balance:", layout="wide")
 
@@ -30,14 +43,14 @@ else:
             default=True,
         ),
         st.Page(
-            dashboard_page.render,
+            dashboard,
             title="Dashboard",
             icon=":material/monitoring:",
             url_path="dashboard",
             visibility=visibility,
         ),
         st.Page(
-            compare_page.render_page,
+            compare,
             title="Compare",
             icon=":material/compare:",
             url_path="compare",

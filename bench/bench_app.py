@@ -15,6 +15,7 @@ drives the app exactly as the tests do.
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import subprocess
@@ -294,9 +295,15 @@ def browser_rows(folder: Path, quick: bool) -> list[BenchRow]:
 
 
 def run(quick: bool = False) -> list[BenchRow]:
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         folder = Path(tmp)
-        return storage_rows(folder, quick) + browser_rows(folder, quick)
+        rows = storage_rows(folder, quick) + browser_rows(folder, quick)
+    load_after = os.getloadavg()[0]
+    busy = f"; load average {load_before:.1f} before / {load_after:.1f} after on {os.cpu_count()} cores"
+    for r in rows:
+        r.note += busy
+    return rows
 
 
 if __name__ == "__main__":

@@ -18,14 +18,12 @@ SEED_TEMPLATE = "youtube-title"
 SEED_SOURCE = "demo:youtube-titles/ideas.csv"
 
 
-def streamlit_command(host: str, port: int) -> list[str]:
-    """The ``streamlit run`` command line: headless, no usage statistics, no file watcher."""
+def streamlit_argv(host: str, port: int) -> list[str]:
+    """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar."""
     import annotate_app
 
     script = Path(annotate_app.__file__).resolve().parent / "main.py"
     return [
-        sys.executable,
-        "-m",
         "streamlit",
         "run",
         str(script),
@@ -44,17 +42,6 @@ def streamlit_command(host: str, port: int) -> list[str]:
     ]
 
 
-def app_environment(config_json: str, db_url: str) -> dict[str, str]:
-    """The app reads the exact config this command resolved (file + --set + --db), as JSON overrides."""
-    from annotate_app.context import ENV_SET
-
-    env = dict(os.environ)
-    env.pop("PREFLOOP_CONFIG", None)
-    env[ENV_SET] = config_json
-    env["PREFLOOP_DB"] = db_url
-    return env
-
-
 def app(
     ctx: typer.Context,
     host: Annotated[
@@ -66,22 +53,30 @@ def app(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8501,
 ) -> None:
     """Start the annotation app (Annotate; Dashboard and Compare for admins) in the foreground."""
-    from annotate_app.context import bound_to_localhost
+    from annotate_app.context import ENV_SCHEMA_READY, ENV_SET, bound_to_localhost
     from prefloop.cli import state
     from storage.db import database_url
 
     st = state(ctx)
     st.engine  # noqa: B018  (migrate before serving)
+    # The app reads the exact config resolved here (file + --set + --db) as whole-section overrides.
     overrides = [f"{section}={json.dumps(values)}" for section, values in _sections(st.config).items()]
-    env = app_environment(json.dumps(overrides), database_url(st.config.db))
+    os.environ.pop("PREFLOOP_CONFIG", None)
+    os.environ[ENV_SET] = json.dumps(overrides)
+    os.environ["PREFLOOP_DB"] = os.environ[ENV_SCHEMA_READY] = database_url(st.config.db)
     if bound_to_localhost(host) and st.config.annotate.allow_local_user:
         console.print("Local use: no token needed on this machine (annotate.allow_local_user).")
     else:
         console.print("Sign-in required: give each annotator a token with `prefloop annotators add NAME`.")
     console.print(f"Annotation app on http://{host}:{port}  (Ctrl-C stops it)")
     sys.stdout.flush()
-    cmd = streamlit_command(host, port)
-    os.execve(cmd[0], cmd, env)
+    # Streamlit runs in this process, so the storage modules imported above are not imported twice.
+    from streamlit.web import cli as streamlit_cli
+
+    import annotate_app.annotate_page  # noqa: F401  (warm: the first page view needs it)
+
+    sys.argv = streamlit_argv(host, port)
+    sys.exit(streamlit_cli.main())
 
 
 def _sections(config) -> dict:
