@@ -158,7 +158,7 @@ def dpo_settings(
         "report_to": [],
         "bf16": hardware.bf16,
         "use_cpu": hardware.device == "cpu",
-        "gradient_checkpointing": False,  # TRL defaults to True: ~20% slower and pointless for LoRA here
+        "activation_checkpointing": False,  # TRL defaults gradient_checkpointing=True: slower, no use here
         "precompute_ref_log_probs": train.precompute_ref_log_probs,
         "precompute_ref_batch_size": train.per_device_train_batch_size * 4,
         "dataloader_num_workers": 0,

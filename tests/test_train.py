@@ -1,0 +1,134 @@
+"""Real TRL DPO runs on the embedded model with a few dozen of the seed's labels (exported as TRL data)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from prefloop.config import TrainConfig
+from prefloop.errors import PrefloopError
+from storage.exports import export_trl
+from storage.imports import import_labels
+
+REPO = Path(__file__).resolve().parent.parent
+SEED_LABELS = REPO / "data" / "youtube-titles" / "idea-title_pairs-preferences.csv"
+FAST = {"num_train_epochs": 1, "per_device_train_batch_size": 8, "logging_steps": 1}
+
+
+def seed_label_subset(path: Path, ideas: int) -> Path:
+    """The seed's label CSV cut to its first ``ideas`` ideas (10 labelled pairs each)."""
+    with open(SEED_LABELS, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = list(dict.fromkeys(r["idea"] for r in rows))[:ideas]
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(r for r in rows if r["idea"] in keep)
+    return path
+
+
+@pytest.fixture
+def pairs_dir(engine: Engine, tmp_path: Path) -> Path:
+    """~50 train + ~10 validation pairs, through the real import and TRL export."""
+    import_labels(
+        engine, seed_label_subset(tmp_path / "labels.csv", 7), template="youtube-title", split="train"
+    )
+    result = export_trl(engine, tmp_path / "export", validation_share=0.15, seed=0)
+    assert result.n_train >= 40 and result.n_validation >= 10
+    return result.paths["dataset"]
+
+
+def _logits(adapter: Path | None):
+    import torch
+
+    from generation.loading import load_model, load_tokenizer
+
+    tok = load_tokenizer("embedded")
+    ids = tok.apply_chat_template(
+        [{"role": "user", "content": "A video idea about rust"}],
+        add_generation_prompt=True,
+        return_dict=False,
+    )
+    model = load_model(
+        "embedded", adapter_path=str(adapter) if adapter else None, dtype="float32", device="cpu"
+    )
+    with torch.no_grad():
+        return model(torch.tensor([ids])).logits[0, -1]
+
+
+def test_dpo_saves_a_servable_adapter_and_logs_every_step(pairs_dir: Path, tmp_path: Path) -> None:
+    from generation.adapters import validate_servable_adapter
+    from training.dpo import train_dpo
+
+    out = tmp_path / "adapter"
+    result = train_dpo(
+        base_model="embedded", dataset_dir=pairs_dir, output_dir=out, train=TrainConfig(**FAST)
+    )
+    assert sorted(p.name for p in out.iterdir() if p.name != "README.md") == [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+    ]
+    config = validate_servable_adapter(out, max_rank=16)
+    assert "lm_head" not in config["target_modules"] and "q_proj" in config["target_modules"]
+    steps = [row for row in result.metrics if "loss" in row]
+    assert len(steps) == -(-result.n_train // 8)  # one row per optimizer step (logging_steps=1)
+    for key in ("rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
+        assert all(key in row for row in steps)
+    assert "eval_loss" in result.final and 0 <= result.final["eval_rewards/accuracies"] <= 1
+    assert result.hardware.device == "cpu" and result.pairs_per_second > 0
+    assert not bool((_logits(out) - _logits(None)).abs().max() < 1e-6), "the adapter changes nothing"
+
+
+def test_continue_trains_the_previous_adapter_against_itself(pairs_dir: Path, tmp_path: Path) -> None:
+    """With a parent adapter the reference is the parent policy: the first step's implicit rewards are 0."""
+    from safetensors.torch import load_file
+
+    from training.dpo import train_dpo
+
+    first, second = tmp_path / "round-1", tmp_path / "round-2"
+    train = TrainConfig(**FAST)
+    train_dpo(base_model="embedded", dataset_dir=pairs_dir, output_dir=first, train=train)
+    result = train_dpo(
+        base_model="embedded", dataset_dir=pairs_dir, output_dir=second, train=train, parent_adapter=first
+    )
+    first_step = result.metrics[0]
+    assert first_step["rewards/chosen"] == pytest.approx(0, abs=1e-4)
+    assert first_step["rewards/rejected"] == pytest.approx(0, abs=1e-4)
+    assert not (second / "ref").exists(), "only the trained adapter is saved, not TRL's frozen copy"
+    before, after = (
+        load_file(first / "adapter_model.safetensors"),
+        load_file(second / "adapter_model.safetensors"),
+    )
+    assert before.keys() == after.keys()
+    assert any(not bool((before[k] - after[k]).abs().max() < 1e-7) for k in before)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"lora_target": "q_proj,lm_head"}, "lm_head"), ({"lora_rank": 32}, "max LoRA rank 16")],
+)
+def test_settings_vllm_cannot_serve_are_refused_before_training(
+    pairs_dir: Path, tmp_path: Path, settings: dict, message: str
+) -> None:
+    from training.dpo import train_dpo
+
+    out = tmp_path / "adapter"
+    with pytest.raises(PrefloopError, match=message):
+        train_dpo(
+            base_model="embedded",
+            dataset_dir=pairs_dir,
+            output_dir=out,
+            train=TrainConfig(**FAST, **settings),
+            max_lora_rank=16,
+        )
+    assert not out.exists()
+
+
+def test_missing_export_is_one_clear_error(tmp_path: Path) -> None:
+    from training.dpo import load_pairs
+
+    with pytest.raises(PrefloopError, match="prefloop export --format trl"):
+        load_pairs(tmp_path / "nothing")

@@ -1,0 +1,205 @@
+"""`prefloop train-round` as an operator runs it (subprocesses), killed with SIGKILL at every stage.
+
+Each kill is real: ``PREFLOOP_CRASH_AT=<point>`` makes the process SIGKILL itself at that point, and the
+next run must finish the round with no duplicate version, candidate or pair; a run with no new labels
+changes nothing; a second round queues eval pairs against base and against round 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import text
+
+from storage.db import make_engine
+from tests.test_train import seed_label_subset
+
+REPO = Path(__file__).resolve().parent.parent
+IDEAS = REPO / "data" / "youtube-titles" / "ideas.csv"
+TABLES = ("prompt", "model_version", "round", "candidate", "comparison", "judgment", "training_run")
+EVAL_PAIRS, EVAL_SAMPLES, N = 24, 4, 3
+
+
+class Operator:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.db = f"sqlite:///{tmp / 'prefloop.db'}"
+        self.var = tmp / "var"
+        self.config = tmp / "prefloop.yaml"
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "generation": {"backend": "transformers", "n": N, "max_new_tokens": 32},
+                    "train": {"num_train_epochs": 1, "logging_steps": 2},
+                    "round": {"eval_samples_per_model": EVAL_SAMPLES, "eval_pairs_per_baseline": EVAL_PAIRS},
+                }
+            )
+        )
+        self.env = {
+            **os.environ,
+            "PREFLOOP_DB": self.db,
+            "PREFLOOP_VAR": str(self.var),
+            "HF_HUB_OFFLINE": "1",
+        }
+
+    def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
+        env = {**self.env, **({"PREFLOOP_CRASH_AT": crash_at} if crash_at else {})}
+        cmd = [sys.executable, "-m", "prefloop.cli", "--config", str(self.config), *args]
+        return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+
+    def ok(self, *args: str) -> str:
+        proc = self.run(*args)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout
+
+    def killed_at(self, point: str) -> None:
+        proc = self.run("train-round", crash_at=point)
+        assert proc.returncode == -signal.SIGKILL, f"not killed at {point}: {proc.stdout}{proc.stderr}"
+
+    def query(self, sql: str) -> list[tuple]:
+        engine = make_engine(self.db)
+        try:
+            with engine.connect() as conn:
+                return [tuple(r) for r in conn.execute(text(sql))]
+        finally:
+            engine.dispose()
+
+    def counts(self) -> dict[str, int]:
+        return {t: self.query(f"SELECT count(*) FROM {t}")[0][0] for t in TABLES}
+
+    def adapter_dirs(self) -> list[str]:
+        root = self.var / "adapters"
+        return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+@pytest.fixture
+def operator(tmp_path: Path) -> Operator:
+    """8 labelled train ideas (80 seed labels) and 3 held-out eval ideas."""
+    op = Operator(tmp_path)
+    labels = seed_label_subset(tmp_path / "labels.csv", 8)
+    with open(labels, encoding="utf-8") as f:
+        labelled = {r["idea"] for r in csv.DictReader(f)}
+    with open(IDEAS, encoding="utf-8") as f:
+        held_out = [r["Idea"] for r in csv.DictReader(f) if r["Idea"] not in labelled][:3]
+    (tmp_path / "eval.csv").write_text("Idea\n" + "".join(f'"{i}"\n' for i in held_out), encoding="utf-8")
+    op.ok("labels", "import", str(labels), "--template", "youtube-title", "--split", "train")
+    op.ok("prompts", "import", str(tmp_path / "eval.csv"), "--column", "Idea", "--template", "youtube-title",
+          "--split", "eval")  # fmt: skip
+    return op
+
+
+def assert_round_complete_without_duplicates(op: Operator, number: int, baselines: list[str]) -> None:
+    name = f"round-{number}"
+    assert op.query(f"SELECT count(*) FROM model_version WHERE name = '{name}'") == [(1,)]
+    # round N's train pairs: exactly all C(k, 2) pairs of each prompt's k candidates, once
+    per_prompt = op.query(
+        f"SELECT c.prompt_id, count(*) FROM candidate c JOIN model_version v ON v.id = c.model_version_id "
+        f"JOIN prompt p ON p.id = c.prompt_id WHERE v.name = '{name}' AND p.split = 'train' GROUP BY 1"
+    )
+    assert per_prompt, "no train candidates from the new adapter"
+    expected_train_pairs = sum(math.comb(k, 2) for _, k in per_prompt)
+    assert op.query(f"SELECT count(*) FROM comparison WHERE round_id = {number} AND purpose = 'train'") == [
+        (expected_train_pairs,)
+    ]
+    # eval pairs: per baseline the planned number per prompt, never a pair twice
+    eval_rows = op.query(
+        "SELECT cmp.prompt_id, va.name, vb.name FROM comparison cmp "
+        "JOIN candidate ca ON ca.id = cmp.candidate_a_id "
+        "JOIN model_version va ON va.id = ca.model_version_id "
+        "JOIN candidate cb ON cb.id = cmp.candidate_b_id "
+        "JOIN model_version vb ON vb.id = cb.model_version_id "
+        f"WHERE cmp.purpose = 'eval' AND cmp.round_id = {number}"
+    )
+    pairs = Counter((prompt, next(v for v in (a, b) if v != name)) for prompt, a, b in eval_rows)
+    samples = dict(
+        ((prompt, version), k)
+        for prompt, version, k in op.query(
+            "SELECT c.prompt_id, v.name, count(*) FROM candidate c "
+            "JOIN model_version v ON v.id = c.model_version_id "
+            "JOIN prompt p ON p.id = c.prompt_id WHERE p.split = 'eval' GROUP BY 1, 2"
+        )
+    )
+    eval_prompts = [p for (p,) in op.query("SELECT id FROM prompt WHERE split = 'eval'")]
+    per_prompt = math.ceil(EVAL_PAIRS / len(eval_prompts))
+    assert {b for _, b in pairs} == set(baselines)
+    for prompt in eval_prompts:
+        assert samples[(prompt, name)] <= EVAL_SAMPLES
+        for baseline in baselines:
+            possible = samples[(prompt, name)] * samples[(prompt, baseline)]
+            assert pairs[(prompt, baseline)] == min(per_prompt, possible)
+    assert op.query(
+        "SELECT count(*) FROM (SELECT DISTINCT candidate_a_id, candidate_b_id FROM comparison)"
+    ) == [(op.counts()["comparison"],)]
+
+
+@pytest.mark.slow
+def test_killed_at_every_stage_then_completed_then_nothing_new(operator: Operator) -> None:
+    op = operator
+    op.killed_at("mid-train")  # after the first logging step
+    assert op.query("SELECT status FROM training_run") == [("running",)]
+    assert op.query("SELECT count(*) FROM model_version WHERE kind = 'adapter'") == [(0,)]
+    assert any(d.startswith(".staging-") for d in op.adapter_dirs())
+    live_metrics = op.query("SELECT metrics FROM training_run")[0][0]
+    assert "rewards/accuracies" in live_metrics, "metrics are stored while the run goes"
+
+    op.killed_at("after-rename")  # adapter directory in place, version not yet registered
+    assert op.adapter_dirs() == ["round-1"]
+    assert op.query("SELECT count(*) FROM model_version WHERE kind = 'adapter'") == [(0,)]
+
+    op.killed_at("after-generate-train")
+    op.killed_at("mid-eval")
+    out = op.ok("train-round")
+    assert "resuming at generation" in out and "round-1" in out
+    assert_round_complete_without_duplicates(op, 1, ["base"])
+    assert op.adapter_dirs() == ["round-1"]
+    files = sorted(p.name for p in (op.var / "adapters" / "round-1").iterdir())
+    assert {"adapter_config.json", "adapter_model.safetensors", "loss_curve.png", "metrics.csv"} <= set(files)
+    runs = op.query("SELECT status, error IS NOT NULL FROM training_run ORDER BY id")
+    assert runs == [("failed", 1), ("failed", 1), ("completed", 0)]
+    version_run = op.query("SELECT training_run_id, parent_id FROM model_version WHERE name = 'round-1'")
+    assert version_run[0][0] == 3
+    assert op.query(f"SELECT name FROM model_version WHERE id = {version_run[0][1]}") == [("base",)]
+
+    before, dirs = op.counts(), op.adapter_dirs()
+    out = op.ok("train-round")
+    assert "no new labels since round-1" in out and "nothing changed" in out
+    assert op.counts() == before and op.adapter_dirs() == dirs
+
+
+@pytest.mark.slow
+def test_second_round_on_simulated_labels_is_compared_with_base_and_round_one(operator: Operator) -> None:
+    op = operator
+    op.ok("--set", "train.round_policy=continue", "train-round")
+    op.ok("simulate", "--oracle", "length-band", "--purpose", "train")
+    out = op.ok("--set", "train.round_policy=continue", "train-round")
+    assert "round-2" in out and "eval pairs vs round-1" in out
+    assert_round_complete_without_duplicates(op, 2, ["base", "round-1"])
+    parent = op.query(
+        "SELECT p.name FROM model_version v JOIN model_version p ON p.id = v.parent_id "
+        "WHERE v.name = 'round-2'"
+    )
+    assert parent == [("round-1",)], "continue starts from the previous adapter"
+    # base eval samples were generated once (round 1) and reused in round 2
+    base_eval = op.query(
+        "SELECT count(DISTINCT c.round_id) FROM candidate c "
+        "JOIN model_version v ON v.id = c.model_version_id "
+        "JOIN prompt p ON p.id = c.prompt_id WHERE v.name = 'base' AND p.split = 'eval'"
+    )
+    assert base_eval == [(1,)]
+
+
+def test_no_labels_is_one_clear_error(tmp_path: Path) -> None:
+    op = Operator(tmp_path)
+    proc = op.run("train-round")
+    assert proc.returncode == 1
+    assert "no labelled train pairs" in proc.stderr and "prefloop labels import" in proc.stderr
+    assert op.counts()["model_version"] == 0 and op.counts()["training_run"] == 0

@@ -1,0 +1,94 @@
+"""Knob mapping (TrainConfig -> DPOConfig / LoraConfig), the GPU profile, files beside an adapter."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from prefloop.config import TrainConfig, load_config
+from prefloop.errors import PrefloopError
+from training.plots import metric_columns, plot_loss_curve, write_metrics_csv
+from training.settings import Hardware, dpo_settings, lora_settings, lora_targets, loss_terms
+
+REPO = Path(__file__).resolve().parent.parent
+QWEN2_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
+CPU = Hardware(device="cpu", bf16=False)
+
+
+def test_pref_ftx_adds_a_weighted_sft_term() -> None:
+    assert loss_terms(TrainConfig(pref_loss="sigmoid", pref_ftx=0.5)) == (["sigmoid", "sft"], [1.0, 0.5])
+    assert loss_terms(TrainConfig(pref_loss="ipo", pref_ftx=0)) == (["ipo"], [1.0])
+    assert loss_terms(TrainConfig(pref_loss="sigmoid, hinge", pref_ftx=0)) == (
+        ["sigmoid", "hinge"],
+        [1.0, 1.0],
+    )
+
+
+@pytest.mark.parametrize(
+    ("loss", "ftx", "message"),
+    [("dpo", 0, "unknown loss dpo"), ("sft", 0, "pref_ftx"), ("", 0, "empty"), ("sigmoid", -1, "negative")],
+)
+def test_bad_loss_settings_are_refused_with_the_field(loss: str, ftx: float, message: str) -> None:
+    with pytest.raises(PrefloopError, match=message):
+        loss_terms(TrainConfig(pref_loss=loss, pref_ftx=ftx))
+
+
+def test_all_targets_every_linear_projection_but_never_lm_head() -> None:
+    assert lora_targets("all", QWEN2_LINEAR * 4) == sorted(set(QWEN2_LINEAR) - {"lm_head"})
+    assert lora_targets("q_proj, v_proj", QWEN2_LINEAR) == ["q_proj", "v_proj"]
+    with pytest.raises(PrefloopError, match="no linear module named qproj"):
+        lora_targets("qproj", QWEN2_LINEAR)
+
+
+def test_cpu_settings_avoid_the_trl_defaults_that_fail_here() -> None:
+    train = TrainConfig()
+    settings = dpo_settings(train, CPU, output_dir="/tmp/x", has_validation=True)
+    assert settings["bf16"] is False and settings["use_cpu"] is True
+    assert settings["activation_checkpointing"] is False
+    assert settings["learning_rate"] == train.learning_rate > 1e-6
+    assert settings["save_strategy"] == "no" and settings["eval_strategy"] == "epoch"
+    assert settings["max_length"] == train.cutoff_len
+    no_eval = dpo_settings(TrainConfig(eval_steps=0), CPU, output_dir="/tmp/x", has_validation=True)
+    assert no_eval["eval_strategy"] == "no"
+    assert dpo_settings(train, CPU, output_dir="/tmp/x", has_validation=False)["eval_strategy"] == "no"
+
+
+def test_settings_build_real_trl_and_peft_objects() -> None:
+    from training.settings import build_dpo_config, build_lora_config
+
+    train = TrainConfig(pref_ftx=0.3)
+    dpo = build_dpo_config(dpo_settings(train, CPU, output_dir="/tmp/prefloop-test", has_validation=False))
+    assert dpo.loss_type == ["sigmoid", "sft"] and dpo.loss_weights == [1.0, 0.3]
+    assert dpo.beta == train.pref_beta and not dpo.bf16 and not dpo.gradient_checkpointing
+    lora = build_lora_config(lora_settings(train, ["q_proj", "v_proj"]))
+    assert lora.r == train.lora_rank and set(lora.target_modules) == {"q_proj", "v_proj"}
+    assert lora.bias == "none" and not lora.use_dora and lora.modules_to_save is None
+
+
+def test_gpu_profile_is_the_seed_recipe() -> None:
+    config = load_config(REPO / "configs" / "qwen2.5-0.5b-gpu.yaml")
+    t = config.train
+    assert config.model.base == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert (t.learning_rate, t.num_train_epochs, t.cutoff_len) == (1e-4, 3, 2048)
+    assert (t.per_device_train_batch_size, t.gradient_accumulation_steps) == (2, 8)
+    assert (t.lora_rank, t.lora_alpha, t.lora_dropout, t.lora_target) == (8, 16, 0.0, "all")
+    assert (t.pref_beta, t.pref_loss, t.pref_ftx) == (0.1, "sigmoid", 0.0)
+    gpu = dpo_settings(t, Hardware(device="cuda", bf16=True), output_dir="/tmp/x", has_validation=True)
+    assert gpu["bf16"] is True and gpu["use_cpu"] is False and gpu["loss_type"] == ["sigmoid"]
+
+
+def test_metrics_csv_and_loss_curve(tmp_path: Path) -> None:
+    rows = [
+        {"step": 5, "epoch": 0.5, "loss": 0.69, "rewards/accuracies": 0.5, "grad_norm": 1.0},
+        {"step": 10, "epoch": 1.0, "loss": 0.61, "rewards/accuracies": 0.7},
+        {"step": 10, "epoch": 1.0, "eval_loss": 0.65, "eval_rewards/accuracies": 0.6},
+    ]
+    assert metric_columns(rows)[:5] == ["step", "epoch", "loss", "eval_loss", "rewards/accuracies"]
+    with open(write_metrics_csv(rows, tmp_path / "metrics.csv"), encoding="utf-8") as f:
+        read = list(csv.DictReader(f))
+    assert [r["loss"] for r in read] == ["0.69", "0.61", ""] and read[2]["eval_loss"] == "0.65"
+    png = plot_loss_curve(rows, tmp_path / "loss_curve.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loss_curve.png", "metrics.csv"]
