@@ -87,4 +87,5 @@ def register(app: typer.Typer) -> None:
             f"({s.tokens_per_s:.0f} tokens/s, {s.candidates_per_s:.1f} candidates/s)"
             + (f"; {s.truncated} cut at max_new_tokens" if s.truncated else ""),
             highlight=False,
+            soft_wrap=True,
         )

@@ -1,0 +1,247 @@
+"""Generation with the real embedded model: the transformers backend (with and without a LoRA adapter),
+the storing API (dedupe, pairs, one transaction), validation errors, and the CLI on a fresh database."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from math import comb
+from pathlib import Path
+
+import pytest
+from sqlmodel import func, select
+
+from generation.api import generate_candidates, generate_texts, resolve_policy
+from generation.backends.base import Policy, SamplingParams
+from generation.backends.transformers_backend import TransformersBackend
+from generation.demo_adapter import save_random_adapter
+from generation.loading import EMBEDDED_DIR, load_model, resolve_model
+from prefloop.config import Config
+from prefloop.errors import PrefloopError
+from storage.db import session_scope
+from storage.imports import import_prompts
+from storage.models import Candidate, Comparison, ModelVersion, Prompt, Round, Split, VersionKind
+from storage.repo import get_or_create_version
+from storage.templates import render
+
+REPO = Path(__file__).resolve().parent.parent
+IDEAS = ["fine-tuning LLMs", "model pruning", "vector databases", "how GPUs work", "data cleaning tips"]
+BASE = Policy(name="base", base_model="embedded")
+MESSAGES = [[{"role": "user", "content": render("youtube-title", idea)}] for idea in IDEAS]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """The tiny model runs best on one thread, and far better than two on a busy shared machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def backend() -> TransformersBackend:
+    b = TransformersBackend(batch_size=16, dtype="float32")
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A LoRA on the 7 projections with random A and B (B != 0), so it visibly changes the output."""
+    return save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", rank=8, seed=1)
+
+
+@pytest.fixture
+def prompts_engine(engine, tmp_path: Path):
+    csv = tmp_path / "ideas.csv"
+    csv.write_text("Idea\n" + "\n".join(IDEAS) + "\n", encoding="utf-8")
+    import_prompts(engine, csv, column="Idea", template="youtube-title", split="train")
+    return engine
+
+
+def config(**generation) -> Config:
+    return Config.model_validate({"generation": {"backend": "transformers", "batch_size": 10, **generation}})
+
+
+def texts(out) -> list[list[str]]:
+    return [[g.text for g in gs] for gs in out]
+
+
+def test_sampling_is_seeded_batched_and_ends_at_end_of_turn(backend: TransformersBackend) -> None:
+    out = backend.generate(MESSAGES, BASE, SamplingParams(n=3, seed=7))
+    assert [len(gs) for gs in out] == [3] * len(IDEAS)
+    assert texts(out) == texts(backend.generate(MESSAGES, BASE, SamplingParams(n=3, seed=7)))
+    assert texts(out) != texts(backend.generate(MESSAGES, BASE, SamplingParams(n=3, seed=8)))
+    flat = [g for gs in out for g in gs]
+    assert sum(g.finish_reason == "stop" for g in flat) >= 0.8 * len(flat)
+    assert all(0 < g.n_tokens <= 48 and "<|im_end|>" not in g.text for g in flat)
+    cut = [g for gs in backend.generate(MESSAGES, BASE, SamplingParams(n=2, max_new_tokens=2)) for g in gs]
+    assert all(g.n_tokens == 2 for g in cut if g.finish_reason == "length")
+    assert sum(g.finish_reason == "length" for g in cut) >= len(cut) // 2
+
+
+def test_batched_equals_one_prompt_at_a_time_when_greedy(backend: TransformersBackend) -> None:
+    greedy = SamplingParams(n=1, temperature=0.0)
+    batched = texts(backend.generate(MESSAGES, BASE, greedy))
+    single = [texts(backend.generate([m], BASE, greedy))[0] for m in MESSAGES]
+    assert batched == single  # left padding does not change what a prompt gets
+
+
+def test_adapter_changes_output_merged_or_not(backend: TransformersBackend, adapter_dir: Path) -> None:
+    greedy = SamplingParams(n=1, temperature=0.0)
+    tuned = Policy(name="round-1", base_model="embedded", adapter_path=str(adapter_dir), lora_id=2)
+    base_out = texts(backend.generate(MESSAGES, BASE, greedy))
+    merged = texts(backend.generate(MESSAGES, tuned, greedy))
+    unmerged = TransformersBackend(batch_size=16, dtype="float32", merge=False)
+    assert merged != base_out
+    assert texts(unmerged.generate(MESSAGES, tuned, greedy)) == merged
+    sampled = SamplingParams(n=3, seed=5)
+    assert texts(backend.generate(MESSAGES, tuned, sampled)) == texts(
+        backend.generate(MESSAGES, tuned, sampled)
+    )
+    assert type(load_model("embedded", str(adapter_dir), dtype="float32", merge=False)).__name__.startswith(
+        "Peft"
+    )
+
+
+def test_generate_candidates_stores_round_with_pairs_and_dedupes(prompts_engine) -> None:
+    cfg = config()
+    summary = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False)
+    assert summary.prompts == len(IDEAS) and summary.generated == 5 * len(IDEAS)
+    assert summary.candidates_added + summary.duplicates_dropped + summary.empty_dropped == summary.generated
+    assert summary.tokens > 0 and summary.tokens_per_s > 0
+    with session_scope(prompts_engine) as s:
+        cands = s.exec(select(Candidate)).all()
+        assert len(cands) == summary.candidates_added
+        base = s.exec(select(ModelVersion).where(ModelVersion.name == "base")).one()
+        assert base.kind == VersionKind.base and base.base_model == "embedded"
+        assert all(
+            c.round_id == 0 and c.backend == "transformers" and c.model_version_id == base.id for c in cands
+        )
+        assert all(c.sampling["n"] == 5 and c.sampling["seed"] == c.seed for c in cands)
+        assert {c.finish_reason for c in cands} <= {"stop", "length"}
+        expected_pairs = 0
+        for p in s.exec(select(Prompt)).all():
+            k = sum(c.prompt_id == p.id for c in cands)
+            expected_pairs += comb(k, 2)
+            pairs = s.exec(select(Comparison).where(Comparison.prompt_id == p.id)).all()
+            assert len(pairs) == comb(k, 2) and all(c.round_id == 0 for c in pairs)
+        assert summary.pairs_queued == expected_pairs
+    again = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False)
+    assert again.candidates_added == 0 and again.pairs_queued == 0
+    assert again.duplicates_dropped == again.generated - again.empty_dropped
+
+
+def test_pair_budget_and_no_pairs(prompts_engine) -> None:
+    summary = generate_candidates(prompts_engine, config(pairs_per_prompt=3), round_id=1, n=5, progress=False)
+    assert summary.pairs_queued <= 3 * len(IDEAS)
+    with session_scope(prompts_engine) as s:
+        per_prompt = s.exec(select(Comparison.prompt_id, func.count()).group_by(Comparison.prompt_id)).all()
+    assert all(n <= 3 for _, n in per_prompt)
+    bare = generate_candidates(prompts_engine, config(), round_id=2, n=2, make_pairs=False, progress=False)
+    assert bare.pairs_queued == 0
+
+
+def test_failure_midway_stores_nothing(prompts_engine, monkeypatch) -> None:
+    calls = []
+    real = TransformersBackend.generate
+
+    def fail_on_second_batch(self, prompts, policy, sampling):
+        calls.append(len(prompts))
+        if len(calls) == 2:
+            raise RuntimeError("out of memory in the middle of the round")
+        return real(self, prompts, policy, sampling)
+
+    monkeypatch.setattr(TransformersBackend, "generate", fail_on_second_batch)
+    with pytest.raises(RuntimeError):
+        generate_candidates(prompts_engine, config(batch_size=4), round_id=0, n=2, progress=False)
+    assert len(calls) == 2
+    with session_scope(prompts_engine) as s:
+        assert s.exec(select(func.count()).select_from(Candidate)).one() == 0
+        assert s.exec(select(func.count()).select_from(Round)).one() == 0
+        assert s.exec(select(func.count()).select_from(ModelVersion)).one() == 0
+
+
+def test_bad_inputs_fail_before_any_work(prompts_engine, tmp_path: Path) -> None:
+    with pytest.raises(PrefloopError, match="unreachable.*embedded"):
+        generate_candidates(
+            prompts_engine,
+            Config.model_validate({"model": {"base": "Qwen/Qwen2.5-0.5B-Instruct"}}),
+            round_id=0,
+        )
+    with pytest.raises(PrefloopError, match="not a model directory"):
+        resolve_model(str(tmp_path))
+    with session_scope(prompts_engine, write=True) as s:
+        get_or_create_version(
+            s, "round-1", VersionKind.adapter, "embedded", adapter_path=str(tmp_path / "gone")
+        )
+    with pytest.raises(PrefloopError, match="adapter_config.json"):
+        generate_candidates(prompts_engine, config(), round_id=1, policy="latest", progress=False)
+    with pytest.raises(PrefloopError, match="no such model version"):
+        generate_candidates(prompts_engine, config(), round_id=1, policy="round-9", progress=False)
+    with pytest.raises(PrefloopError, match="no eval prompts"):
+        generate_candidates(prompts_engine, config(), round_id=1, split=Split.eval, progress=False)
+    with session_scope(prompts_engine, write=True) as s:
+        long_prompt = s.exec(select(Prompt)).first()
+        long_prompt.text = "word " * 600
+        s.add(long_prompt)
+    with pytest.raises(PrefloopError, match=rf"prompt {long_prompt.id}: .* exceed the model's context"):
+        generate_candidates(prompts_engine, config(), round_id=1, progress=False)
+    with session_scope(prompts_engine) as s:
+        assert s.exec(select(func.count()).select_from(Candidate)).one() == 0
+
+
+def test_resolve_policy_and_generate_texts(prompts_engine, adapter_dir: Path) -> None:
+    cfg = config()
+    with session_scope(prompts_engine, write=True) as s:
+        base = resolve_policy(s, cfg, "latest")
+        assert base.name == "base" and base.id is not None
+        get_or_create_version(s, "round-1", VersionKind.adapter, "embedded", adapter_path=str(adapter_dir))
+        newest = get_or_create_version(
+            s, "round-2", VersionKind.adapter, "embedded", adapter_path=str(adapter_dir)
+        )
+        assert resolve_policy(s, cfg, "latest").id == newest.id
+        assert resolve_policy(s, cfg, "round-1").name == "round-1"
+    out = generate_texts(cfg, newest, MESSAGES[0], n=2)
+    assert len(out) == 2 and all(g.text for g in out)
+
+
+def test_cli_generate_round_zero_on_a_fresh_database(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PREFLOOP_DB": f"sqlite:///{tmp_path / 'p.db'}",
+    }
+    cli = [sys.executable, "-m", "prefloop.cli"]
+    csv = tmp_path / "ideas.csv"
+    csv.write_text("Idea\n" + "\n".join(IDEAS) + "\n", encoding="utf-8")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*cli, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    assert run("init").returncode == 0
+    assert (
+        run(
+            "prompts",
+            "import",
+            str(csv),
+            "--column",
+            "Idea",
+            "--template",
+            "youtube-title",
+            "--split",
+            "train",
+        ).returncode
+        == 0
+    )
+    done = run("generate", "--round", "0", "--n", "5")
+    assert done.returncode == 0, done.stderr
+    assert "candidates added" in done.stdout and "pairs queued" in done.stdout and "tokens/s" in done.stdout
+    assert "generate base" in done.stderr  # the progress bar
+    bad = run("generate", "--round", "1", "--policy", "nope")
+    assert bad.returncode == 1 and "no such model version" in bad.stderr
