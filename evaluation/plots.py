@@ -46,10 +46,7 @@ def win_rate_plot(groups: dict[str, list[dict[str, Any]]]) -> bytes:
     ax.set_xlim(0, 1.15)
     ax.set_xlabel("win rate (ties count ½), Wilson 95% interval")
     ax.set_title("Head-to-head win rates on held-out prompts")
-    if rows:
-        ax.legend(title="annotators", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    else:
-        ax.text(0.5, 0, "no eval judgments yet", ha="center")
+    ax.legend(title="annotators", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return _png(fig)
 
 

@@ -134,7 +134,10 @@ def build_report(engine: Engine, config: ReportConfig) -> Report:
         name: [len(s.text.strip()) for s in gathered.samples[name]]
         for name in sorted(gathered.samples, key=lambda m: (m != data["anchor"], gathered.versions[m].order))
     }
-    plots = {"win_rates.png": win_rate_plot({k: g["comparisons"] for k, g in data["groups"].items()})}
+    plots: dict[str, bytes] = {}
+    comparisons = {k: g["comparisons"] for k, g in data["groups"].items() if g["comparisons"]}
+    if comparisons:
+        plots["win_rates.png"] = win_rate_plot(comparisons)
     if data["bradley_terry"]:
         plots["bradley_terry.png"] = bradley_terry_plot(data["bradley_terry"], data["annotator_kind"])
     if lengths:
@@ -331,7 +334,7 @@ def report_blocks(data: dict[str, Any], plots: dict[str, bytes]) -> list[Block]:
     blocks: list[Block] = [("h1", "prefloop evaluation report"), ("p", f"Generated {data['generated_at']}.")]
     if data["flags"]:
         blocks += [("h2", "Warning: output health"), ("list", data["flags"])]
-    else:
+    elif data["health"]:
         blocks.append(("p", "Output health: every model is within the configured bounds."))
     blocks += [("h2", "Headline"), ("p", data["headline"])]
     others = [k for k in data["groups"] if k != kind]

@@ -174,7 +174,9 @@ def test_empty_database_reports_nothing_yet(engine, tmp_path):
     data = write_report(engine, tmp_path / "r", FAST)
     assert data["comparisons"] == [] and data["groups"] == {}
     assert data["headline"].startswith("No eval judgments yet")
-    assert (tmp_path / "r" / "report.html").exists()
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["report.html", "report.json", "report.md"]
+    markdown = (tmp_path / "r" / "report.md").read_text()
+    assert "within the configured bounds" not in markdown and "No eval candidates yet." in markdown
 
 
 def _record(cid, annotator, choice, model_a="round-1", model_b="base", kind="human", left=None):
