@@ -53,8 +53,8 @@ def _show_result() -> None:
     result = st.session_state.get(_RESULT)
     if not result:
         return
-    st.caption("Prompt")
-    st.text(result["prompt"])
+    with st.expander("Prompt sent to the models"):
+        st.text(result["prompt"])
     revealed = st.session_state.get(_REVEALED, False)
     for col, (i, name) in zip(st.columns(len(result["order"])), enumerate(result["order"]), strict=True):
         with col, st.container(border=True):

@@ -20,9 +20,9 @@ SEED_SOURCE = "demo:youtube-titles/ideas.csv"
 
 def streamlit_argv(host: str, port: int) -> list[str]:
     """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar."""
-    import annotate_app
+    from storage.db import REPO_ROOT
 
-    script = Path(annotate_app.__file__).resolve().parent / "main.py"
+    script = REPO_ROOT / "annotate_app" / "main.py"
     return [
         "streamlit",
         "run",
