@@ -154,6 +154,11 @@ def _pct(x: float | None) -> str:
     return "-" if x is None else f"{x:.0%}"
 
 
+def _defined(x: float | None) -> str:
+    """A statistic that can be undefined (e.g. κ when everyone gave one label)."""
+    return "undefined" if x is None else f"{x:.3f}"
+
+
 def _ci(ci: list) -> str:
     return "-" if ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
@@ -242,12 +247,12 @@ def _agreement_blocks(agreement: dict[str, Any]) -> list[Block]:
         blocks.append(
             (
                 "p",
-                f"Fleiss' kappa = {fleiss['kappa']} on {fleiss['items']} pairs with "
+                f"Fleiss' kappa = {_defined(fleiss['kappa'])} on {fleiss['items']} pairs with "
                 f"{fleiss['raters_per_item']} annotators each.",
             )
         )
         rows = [
-            [" & ".join(c["annotators"]), c["n"], _pct(c["percent_agreement"]), c["kappa"]]
+            [" & ".join(c["annotators"]), c["n"], _pct(c["percent_agreement"]), _defined(c["kappa"])]
             for c in agreement["cohen_kappa"]
         ]
         blocks.append(("table", ["annotator pair", "shared pairs", "agreement", "Cohen's kappa"], rows))
