@@ -1,0 +1,40 @@
+"""`prefloop demo` (what `make run` calls first) and `prefloop app`'s command line."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import func, select
+from typer.testing import CliRunner
+
+from prefloop.cli import app
+from prefloop.commands.annotate import streamlit_argv
+from storage.db import session_scope
+from storage.models import Candidate, Comparison, Prompt
+
+
+def counts(engine) -> tuple[int, int, int]:
+    with session_scope(engine) as session:
+        return tuple(session.exec(select(func.count(t.id))).one() for t in (Prompt, Candidate, Comparison))
+
+
+@pytest.mark.slow
+def test_demo_loads_seed_ideas_and_round_zero_once(engine, sqlite_url):
+    runner = CliRunner()
+    args = ["--db", sqlite_url, "--set", "generation.n=2", "demo"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    prompts, candidates, pairs = counts(engine)
+    assert prompts == 114 and 0 < candidates <= 2 * 114 and 0 < pairs <= candidates // 2
+    assert "round 0:" in first.output
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0, again.output
+    assert "nothing to generate" in again.output and "0 added, 114 already there" in again.output
+    assert counts(engine) == (prompts, candidates, pairs)
+
+
+def test_app_runs_streamlit_headless_without_usage_stats():
+    argv = streamlit_argv("0.0.0.0", 9999)
+    assert argv[:2] == ["streamlit", "run"] and argv[2].endswith("annotate_app/main.py")
+    options = dict(zip(argv[3::2], argv[4::2], strict=True))
+    assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
+    assert options["--server.address"] == "0.0.0.0" and options["--server.port"] == "9999"
