@@ -1,4 +1,5 @@
-"""Dashboard and Compare: admins only (AppTest), and the Dashboard's numbers (pure functions)."""
+"""Dashboard and Compare: admins only (AppTest), the Dashboard's numbers (pure functions), and Compare
+generating blind with the real embedded model."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from evaluation.stats import binomial_p, cohen_kappa, krippendorff_alpha_nominal
 from prefloop.config import AnnotateConfig
 from storage.assignment import next_pair, record_judgment
 from storage.db import session_scope
-from storage.models import Choice, Role, RunStatus, TrainingRun
+from storage.models import Choice, Role, RunStatus, TrainingRun, VersionKind
+from storage.repo import get_or_create_version
 from tests.annotate_seed import add_annotator, app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
 
 SETTINGS = AnnotateConfig(overlap_train=1, overlap_eval=2, eval_share=1.0)
@@ -159,3 +161,25 @@ def test_loss_curve_and_win_rate_history(tmp_path):
     report.write_text(json.dumps({"comparisons": [comparison | {"p_value": 0.01}]}))
     (row,) = data.win_rate_history(report)
     assert row["win rate"] == 0.68 and row["ci95 low"] == 0.54 and row["n"] == 50
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("app_env")
+def test_compare_generates_blind_with_the_real_model_then_reveals(engine):
+    with session_scope(engine, write=True) as session:
+        get_or_create_version(session, "base", VersionKind.base, "embedded")
+    admin = add_annotator(engine, "root", Role.admin)
+    at = page_as(_compare_script, User(id=admin, name="root", role=Role.admin))
+    assert at.multiselect[0].value == ["base"]
+    at.selectbox[0].select("youtube-title")
+    at.text_area[0].input("How I built a treehouse in one weekend")
+    at.slider[0].set_value(2).run()  # Generate is enabled once there is a prompt
+    at.button[0].click().run(timeout=180)
+    assert not at.exception, at.exception
+    captions = [c.value for c in at.caption]
+    assert "Model 1" in captions and "base" not in captions, "blind until revealed"
+    outputs = [t.value for t in at.text][1:]  # [0] is the rendered prompt
+    assert len(outputs) == 2 and all(isinstance(o, str) for o in outputs)
+    assert "**Video Idea**: How I built a treehouse in one weekend" in at.text[0].value
+    next(b for b in at.button if b.label.startswith("Reveal")).click().run()
+    assert "base" in [c.value for c in at.caption]
