@@ -6,8 +6,9 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import select
 
+from storage.assignment import record_judgment
 from storage.db import session_scope
-from storage.models import Annotator, Candidate, Choice, Comparison, Judgment
+from storage.models import Annotator, Candidate, Choice, Comparison, Judgment, RunStatus, TrainingRun
 from tests.annotate_seed import seed_pairs
 from tests.e2e.conftest import start_app, stop_app
 from tests.e2e.ui import TIMEOUT_MS, blur, press_and_wait_for_next, shown_pair, sign_in
@@ -103,8 +104,23 @@ def test_two_annotators_at_once_never_get_the_same_overlap_one_pair(app, browser
         page.context.close()
 
 
+def add_history(engine, eval_pairs: list[int]) -> None:
+    """Two annotators judged the eval pairs (agreement to show) and one training run logged a curve."""
+    with session_scope(engine) as session:
+        ids = {a.name: a.id for a in session.exec(select(Annotator))}
+    for i, pair in enumerate(eval_pairs):
+        record_judgment(engine, ids["alice"], pair, Choice.a, left="a", ms_to_decide=2100 + 300 * i)
+        record_judgment(
+            engine, ids["bob"], pair, Choice.a if i % 3 else Choice.tie, left="b", ms_to_decide=4000
+        )
+    steps = [{"step": s, "loss": 0.69 * 0.93**s, "eval_loss": 0.7 * 0.95**s} for s in range(5, 60, 5)]
+    with session_scope(engine, write=True) as session:
+        session.add(TrainingRun(round_id=0, metrics=steps, status=RunStatus.completed))
+
+
 def test_an_annotator_is_refused_the_dashboard_and_an_admin_sees_it(app, browser, artifacts):
-    seed_pairs(app.engine, train=3, eval=2)
+    ids = seed_pairs(app.engine, train=3, eval=6)
+    add_history(app.engine, ids[3:])
     page = browser.new_page()
     sign_in(page, app.url, "alice", app.tokens["alice"])
     expect(page.get_by_role("link", name="Dashboard")).to_have_count(0)
@@ -121,7 +137,8 @@ def test_an_annotator_is_refused_the_dashboard_and_an_admin_sees_it(app, browser
     sign_in(admin, app.url, "root", app.tokens["root"])
     admin.get_by_role("link", name="Dashboard").click()
     expect(admin.get_by_role("heading", name="Rounds")).to_be_visible(timeout=TIMEOUT_MS)
-    expect(admin.locator("[role=gridcell]", has_text="alice")).to_be_attached(timeout=TIMEOUT_MS)
+    expect(admin.locator("[role=gridcell]", has_text="alice × bob")).to_be_attached(timeout=TIMEOUT_MS)
+    expect(admin.get_by_text("Krippendorff's α over 6 shared pairs")).to_be_visible(timeout=TIMEOUT_MS)
     admin.screenshot(path=artifacts / "dashboard.png", full_page=True)
     admin.close()
 
