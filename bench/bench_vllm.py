@@ -94,13 +94,6 @@ def run(quick: bool = False) -> list[BenchRow]:
             1,
         )
 
-        hf = TransformersBackend(batch_size=config.generation.batch_size, dtype=dtype)
-        hf.generate(prompts[:2], base, sampling)  # load + warm up outside the timing
-        hf_base = _timed(hf, prompts, base, sampling)
-        hf.generate(prompts[:2], adapter, sampling)
-        hf_adapter = _timed(hf, prompts, adapter, sampling)
-        hf.close()
-
         spec = ServerSpec(
             model=model_dir,
             served_name=EMBEDDED_MODEL,
@@ -113,16 +106,24 @@ def run(quick: bool = False) -> list[BenchRow]:
         server = start_server(spec, config.var_dir / "vllm" / "bench-server.log", Console(stderr=True))
         start_s = time.perf_counter() - started
         backend = VllmServerBackend(server.url, max_lora_rank=8, resolve_model=resolve_model)
+        hf = TransformersBackend(batch_size=config.generation.batch_size, dtype=dtype)
         try:
+            # Alternate the backends (the idle server takes no CPU) so a change in machine load
+            # between measurements shows in both rather than in one.
+            hf.generate(prompts[:2], base, sampling)  # load + warm up outside the timing
+            hf_base = _timed(hf, prompts, base, sampling)
             backend.generate(prompts[:2], base, sampling)  # first request pays lazy initialisation
             vllm_base = _timed(backend, prompts, base, sampling)
             group = max(1, config.generation.batch_size // sampling.n)
             vllm_grouped = _timed(backend, prompts, base, sampling, group)
+            hf.generate(prompts[:2], adapter, sampling)
+            hf_adapter = _timed(hf, prompts, adapter, sampling)
             started = time.perf_counter()
             backend.generate(prompts[:1], adapter, SamplingParams(n=1, max_new_tokens=1))
             load_s = time.perf_counter() - started
             vllm_adapter = _timed(backend, prompts, adapter, sampling)
         finally:
+            hf.close()
             backend.close()
             server.stop()
 

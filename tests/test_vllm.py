@@ -148,6 +148,15 @@ def test_adapter_version_name_follows_the_weights(tmp_path: Path) -> None:
     assert adapter_version_name(policy) != first
 
 
+def test_request_seeds_keep_every_sample_stream_apart() -> None:
+    """vLLM seeds sample j of a request with seed + j: no two (prompt, sample) pairs may share one."""
+    from generation.backends.vllm_seeds import request_seed
+
+    streams = [request_seed(seed, i) + j for seed in (0, 1) for i in range(114) for j in range(5)]
+    assert len(set(streams)) == len(streams) and max(streams) < 2**31
+    assert request_seed(7, 3) == request_seed(7, 3)
+
+
 def test_server_command_enables_runtime_lora() -> None:
     spec = ServerSpec(model="/m", python="/py", port=8123, max_lora_rank=8, adapters={"r1": "/a"})
     cmd = spec.command()
@@ -347,6 +356,13 @@ def test_a_seeded_round_is_reproducible_and_titles_end_cleanly(server_backend: V
     first = server_backend.generate(prompts, Policy("base", BASE), sampling)
     TIMINGS["round of 114 x 5 candidates s"] = round(time.monotonic() - started, 1)
     assert [len(c) for c in first] == [5] * 114
+    # Each prompt's samples have their own random streams: different ideas rarely share a title.
+    prompts_of: dict[str, set[int]] = {}
+    for index, candidates in enumerate(first):
+        for g in candidates:
+            prompts_of.setdefault(g.text, set()).add(index)
+    shared = sum(len(p) > 1 for p in prompts_of.values())
+    assert shared <= 10, f"{shared} titles were written for more than one idea"
     assert first[:8] == server_backend.generate(prompts[:8], Policy("base", BASE), sampling)
     other_seed = SamplingParams(n=5, temperature=1.0, max_new_tokens=48, seed=8)
     assert first[:8] != server_backend.generate(prompts[:8], Policy("base", BASE), other_seed)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from generation.adapters import check_max_lora_rank, validate_servable_adapter
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
+from generation.backends.vllm_seeds import request_seed
 from prefloop.errors import PrefloopError
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class VllmInProcessBackend:
     def generate(
         self, prompts: list[Messages], policy: Policy, sampling: SamplingParams
     ) -> list[list[Generated]]:
-        """Prompt ``i`` is sampled with seed ``sampling.seed + i`` (as the server backend does)."""
+        """Prompt ``i`` is sampled with ``request_seed(sampling.seed, i)`` (as the server backend does)."""
         from vllm import SamplingParams as VllmSamplingParams
 
         llm = self._engine(policy.base_model)
@@ -103,7 +104,7 @@ class VllmInProcessBackend:
                     "temperature": sampling.temperature,
                     "top_p": sampling.top_p,
                     "max_tokens": sampling.max_new_tokens,
-                    "seed": sampling.seed + i,
+                    "seed": request_seed(sampling.seed, i),
                 }
             )
             for i in range(len(prompts))

@@ -24,6 +24,7 @@ import httpx
 
 from generation.adapters import check_max_lora_rank, validate_servable_adapter
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
+from generation.backends.vllm_seeds import request_seed
 from prefloop.errors import PrefloopError
 
 if TYPE_CHECKING:
@@ -177,12 +178,12 @@ class VllmServerBackend:
     def generate(
         self, prompts: list[Messages], policy: Policy, sampling: SamplingParams
     ) -> list[list[Generated]]:
-        """Prompt ``i`` is sampled with seed ``sampling.seed + i``: reproducible whatever the batching."""
+        """Prompt ``i`` is sampled with ``request_seed(sampling.seed, i)``: same call, same texts."""
         with self._lock:
             model = self._model_for(policy)
             with ThreadPoolExecutor(max_workers=self.in_flight) as pool:
                 futures = [
-                    pool.submit(self._complete, model, messages, sampling, sampling.seed + i)
+                    pool.submit(self._complete, model, messages, sampling, request_seed(sampling.seed, i))
                     for i, messages in enumerate(prompts)
                 ]
                 try:
