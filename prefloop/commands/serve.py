@@ -105,7 +105,9 @@ def register(app: typer.Typer) -> None:
             extra_args=tuple(ctx.args),
         )
         log_path = cfg.var_dir / "vllm" / f"server-{spec.port}.log"
-        signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` stops vLLM as cleanly as Ctrl-C
+        # Ctrl-C and `kill` both stop vLLM cleanly, even when a shell started us with SIGINT ignored (`&`).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _raise_interrupt)
         server = None
         try:
             started = time.monotonic()
