@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -102,9 +102,11 @@ def train_dpo(
     parent_adapter: Path | None = None,
     max_lora_rank: int = 16,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    dpo_overrides: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train and save the adapter (adapter_config.json + weights only) into ``output_dir``.
 
+    ``dpo_overrides`` replaces the mapped DPOConfig fields wholesale (bench: TRL's own defaults).
     Raises PrefloopError before any training when the LoRA settings are not servable by vLLM.
     """
     from generation.adapters import validate_lora_settings
@@ -130,6 +132,8 @@ def train_dpo(
         lora_map = lora_settings(train, lora_targets(train.lora_target, _linear_leaf_names(model)))
     validate_lora_settings(lora_map, max_lora_rank)
     settings = dpo_settings(train, hardware, output_dir=str(output_dir), has_validation=has_validation)
+    if dpo_overrides is not None:
+        settings = {"output_dir": str(output_dir), **dpo_overrides}
     return _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log)
 
 
@@ -155,6 +159,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
     if has_validation:
         final = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
     main = trainer.accelerator.is_main_process
+    hardware = replace(hardware, processes=trainer.accelerator.num_processes)
     if main:
         unwrapped = trainer.accelerator.unwrap_model(trainer.model)
         unwrapped.save_pretrained(settings["output_dir"], selected_adapters=["default"])

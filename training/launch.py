@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import subprocess
 import sys
 from dataclasses import asdict
@@ -32,6 +33,7 @@ def write_spec(
     train: TrainConfig,
     parent_adapter: Path | None,
     max_lora_rank: int,
+    dpo_overrides: dict[str, Any] | None = None,
 ) -> Path:
     spec = {
         "base_model": base_model,
@@ -40,6 +42,7 @@ def write_spec(
         "train": train.model_dump(mode="json"),
         "parent_adapter": str(parent_adapter) if parent_adapter else None,
         "max_lora_rank": max_lora_rank,
+        "dpo_overrides": dpo_overrides,
     }
     path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     return path
@@ -88,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         train=TrainConfig.model_validate(spec["train"]),
         parent_adapter=Path(spec["parent_adapter"]) if spec["parent_adapter"] else None,
         max_lora_rank=spec["max_lora_rank"],
+        dpo_overrides=spec.get("dpo_overrides"),
     )
+    result.extra["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if result.is_main_process:
         out = Path(spec["output_dir"]) / RESULT_FILE
         out.write_text(json.dumps(result_as_dict(result)), encoding="utf-8")

@@ -71,33 +71,41 @@ def print_summary(summary: RoundSummary) -> None:
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to ``app``."""
 
-    @app.command("train")
+    @app.command(
+        "train",
+        help=(
+            "Export all train labels, train a LoRA adapter with DPO and register it as model version "
+            '"round-N". '
+            "\n\nKnobs: the `train` config section with LLaMA-Factory names (pref_beta, pref_loss, pref_ftx, "
+            "lora_rank, ...), e.g. --set train.learning_rate=1e-4. Several processes or GPUs: "
+            "--set train.num_processes=K runs `accelerate launch`. "
+            "\n\nNothing changes when there are no new labels since the last version."
+        ),
+    )
     def train(
         ctx: typer.Context,
         config_file: Annotated[Path | None, CONFIG_OPTION] = None,
     ) -> None:
-        """Export all train labels, train a LoRA adapter with DPO and register it as model version "round-N".
-
-        Knobs: the `train` config section (LLaMA-Factory names: pref_beta, pref_loss, pref_ftx, lora_rank,
-        ...). Several processes/GPUs: --set train.num_processes=K runs `accelerate launch`. Nothing changes
-        when there are no new labels since the last version.
-        """
         from training.round import train_only
 
         st = _config_for(ctx, config_file)
         print_summary(train_only(st.engine, st.config, echo=console.print))
 
-    @app.command("train-round")
+    @app.command(
+        "train-round",
+        help=(
+            "One round: export labels, train, register, generate the next round's pairs with the new "
+            "adapter, "
+            "queue blind eval pairs (new vs base, and vs the previous round), print a summary with seconds "
+            "per stage. "
+            "\n\nSafe to re-run: an interrupted round is completed without duplicates; with no new labels "
+            "since the last round it says so and changes nothing."
+        ),
+    )
     def train_round(
         ctx: typer.Context,
         config_file: Annotated[Path | None, CONFIG_OPTION] = None,
     ) -> None:
-        """One round: export labels, train, register, generate the next round's pairs with the new adapter,
-        queue blind eval pairs (new vs base, and vs the previous round), print a summary.
-
-        Safe to re-run: an interrupted round is completed without duplicates; with no new labels since
-        the last round it says so and changes nothing.
-        """
         from training.round import train_round as run_round
 
         st = _config_for(ctx, config_file)
