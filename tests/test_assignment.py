@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import sys
 import threading
 import time
+import types
 from collections import Counter
 from datetime import timedelta
 
@@ -257,7 +259,10 @@ def _process_worker(url: str, annotator_id: int, queue) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_processes_lose_and_duplicate_nothing(db_url, any_engine):
+def test_concurrent_processes_lose_and_duplicate_nothing(db_url, any_engine, monkeypatch):
+    # spawn re-runs the parent's __main__ in each child; an earlier AppTest may have left it pointing
+    # at a deleted temp script, so give the children a clean, file-less __main__.
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
     pair_ids = seed_pairs(any_engine, train=30, eval=10)
     annotators = [add_annotator(any_engine, f"p{i}") for i in range(6)]
     ctx = multiprocessing.get_context("spawn")
