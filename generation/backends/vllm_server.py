@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,7 @@ def _error_message(response: httpx.Response) -> str:
 
 
 class VllmServerBackend:
-    """Generates through a vLLM server at ``url``, or through one it starts itself (``spec_for``)."""
+    """Generates through a vLLM server at ``url``, or through one it starts itself (``start_server``)."""
 
     name = "vllm-server"
 
@@ -64,8 +65,8 @@ class VllmServerBackend:
         self,
         url: str | None = None,
         max_lora_rank: int = 16,
-        start_server: Any = None,
-        resolve_model: Any = None,
+        start_server: Callable[[str], VllmServer] | None = None,
+        resolve_model: Callable[[str], str] | None = None,
         in_flight: int = IN_FLIGHT,
     ) -> None:
         """``start_server(base_model) -> VllmServer`` is called when ``url`` is None (or the base changes);
