@@ -270,7 +270,7 @@ def test_concurrent_processes_lose_and_duplicate_nothing(db_url, any_engine, mon
     procs = [ctx.Process(target=_process_worker, args=(db_url, ann, queue)) for ann in annotators]
     for p in procs:
         p.start()
-    reports = [queue.get(timeout=180) for _ in procs]
+    reports = [queue.get(timeout=600) for _ in procs]  # generous: spawned interpreters on a busy machine
     for p in procs:
         p.join(timeout=30)
     assert reports == [[]] * len(procs)
