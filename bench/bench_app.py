@@ -24,8 +24,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlmodel import select
 
@@ -82,8 +82,7 @@ def _label_loop(
         latencies.append((time.perf_counter() - t0) * 1000)
 
 
-@dataclass
-class StorageRun:
+class StorageRun(NamedTuple):  # not a dataclass: the bench runner loads this file outside sys.modules
     latencies_ms: list[float]
     seconds: float
     verdict: str
