@@ -93,6 +93,27 @@ def _metrics_callback(rows: list[dict[str, Any]], on_log: Callable[[dict[str, An
     return KeepLogs()
 
 
+def _quiet_progress(trainer) -> None:
+    """Keep the progress bar but drop its printing of every log dict (they go to the database and CSV)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            return None
+
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BarOnly)
+
+
+def _final_validation(trainer, rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The validation figures at the last step: logged by the epoch-end evaluation, else evaluated now."""
+    last_step = trainer.state.global_step
+    logged = [row for row in rows if "eval_loss" in row and row["step"] == last_step]
+    if logged:
+        return {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
+    return {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
+
+
 def train_dpo(
     *,
     base_model: str,
@@ -152,12 +173,11 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         peft_config=None if parent_adapter is not None else build_lora_config(lora_map),
         callbacks=[_metrics_callback(rows, on_log)],
     )
+    _quiet_progress(trainer)
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    final: dict[str, float] = {}
-    if has_validation:
-        final = {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
+    final = _final_validation(trainer, rows) if has_validation else {}
     main = trainer.accelerator.is_main_process
     hardware = replace(hardware, processes=trainer.accelerator.num_processes)
     if main:

@@ -134,6 +134,8 @@ def publish_adapter(
     with session_scope(engine) as session:
         if session.exec(select(ModelVersion).where(ModelVersion.name == name)).first() is not None:
             raise PrefloopError(f"model version {name!r} is already registered; nothing to publish")
+    for file in staging.iterdir():  # readable by a vLLM server running as another user
+        file.chmod(0o644)
     if final.exists():  # renamed by an attempt that died before its commit: never registered, never served
         shutil.rmtree(final)
     staging.rename(final)

@@ -212,6 +212,7 @@ def train_version(
     runs_dir.mkdir(parents=True, exist_ok=True)
     with clock("export", "exporting train-purpose labels"):
         export_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=runs_dir))
+        export_dir.chmod(0o755)
         export = export_trl(
             engine, export_dir, validation_share=config.train.validation_share, seed=config.train.seed
         )
