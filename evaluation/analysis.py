@@ -32,6 +32,7 @@ from prefloop.config import ReportConfig
 KIND_ORDER = ("human", "simulated", "imported")  # the first kind present is the report's headline group
 SIGN_TEST = "exact two-sided sign test of wins vs losses (ties and both-bad excluded)"
 ALPHA = 0.05
+IMPRACTICAL = 20  # more than this many times the judgments so far: call the difference negligible
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,14 @@ def verdict(model: str, baseline: str, h2h: HeadToHead) -> tuple[str, int | None
             "power; the true difference is probably smaller than observed.",
             0,
         )
+    if needed > IMPRACTICAL * h2h.n:
+        return (
+            f"no meaningful preference: at the observed {h2h.win_rate:.1%} about {needed:,} more eval "
+            "judgments would be needed to tell it from 50% with 80% power, so treat the two as equal.",
+            needed,
+        )
     return (
-        f"too few judgments to conclude. If the true win rate is {h2h.win_rate:.0%}, about {needed} more "
+        f"too few judgments to conclude. If the true win rate is {h2h.win_rate:.0%}, about {needed:,} more "
         "eval judgments are needed to tell it from 50% with 80% power.",
         needed,
     )

@@ -217,6 +217,8 @@ def test_conclusion_words():
     words, needed = conclusion("r", "base", HeadToHead(6, 4, 0, 0))
     assert needed == judgments_needed(0.6, 10) and "too few judgments" in words
     assert math.isfinite(needed)
+    words, needed = conclusion("r", "base", HeadToHead(90, 92, 70, 0))  # the first real simulated round
+    assert needed > 100_000 and "no meaningful preference: at the observed 49.6%" in words
 
 
 def test_cli_report_prints_the_headline(eval_db, sqlite_url, tmp_path):
