@@ -30,16 +30,7 @@ IDEAS = ["fine-tuning LLMs", "model pruning", "vector databases", "how GPUs work
 BASE = Policy(name="base", base_model="embedded")
 MESSAGES = [[{"role": "user", "content": render("youtube-title", idea)}] for idea in IDEAS]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """The tiny model runs best on one thread, and far better than two on a busy shared machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

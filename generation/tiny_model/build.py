@@ -47,17 +47,20 @@ class BuildSettings:
     heads: int = 4
     kv_heads: int = 2
     intermediate: int = 704
-    pretrain_steps: int = 600
+    pretrain_steps: int = 200
     pretrain_batch: int = 16
     pretrain_seq: int = 256
     pretrain_lr: float = 2e-3
-    sft_epochs: int = 30
+    sft_epochs: int = 24
     sft_batch: int = 32
     sft_lr: float = 1e-3
+    title_weight: int = 1  # how many times titles and prompts count in the tokenizer's corpus
     augment_share: float = 0.5  # share of each SFT epoch made of topic-substituted examples
     sft_limit: int | None = None  # use only the first N title examples (the shortened test build)
     health_ideas: int | None = None  # sample the health check for the first N ideas only
-    threads: int = 2
+    # One thread: a 256-wide model's matmuls are too small to split well, and on a shared machine two
+    # OpenMP threads contending for busy cores ran ~8x slower than one (measured; see README).
+    threads: int = 1
 
 
 # The shortened build the tests run: every stage once, on a few examples; not a usable model.
@@ -203,7 +206,7 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
 
     from generation.loading import cpu_has_native_bf16
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
     torch.set_num_threads(settings.threads)
@@ -212,7 +215,9 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
     examples = load_title_examples()[: settings.sft_limit]
     english = load_english_text()
     rendered = [render_seed_prompt(i) for i in dict.fromkeys(ex.idea for ex in examples)]
-    corpus = english + rendered + [ex.title for ex in examples]
+    # Title and idea text counted many times over: their words become whole tokens, so a sampled title is
+    # built from real words rather than from sub-word pieces that recombine into non-words.
+    corpus = english + (rendered + [ex.title for ex in examples]) * settings.title_weight
     tok = wrap(train_tokenizer(corpus, settings.vocab_size), CONTEXT)
     log(f"tokenizer: {len(tok)} tokens ({elapsed(started)})")
 
@@ -267,10 +272,13 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
     model.save_pretrained(staging)
     tok.save_pretrained(staging)
     train_seconds = time.perf_counter() - started
+    # CPU seconds say what the build costs on idle cores; wall time on a shared machine says little.
+    train_cpu_seconds = time.process_time() - cpu_started
     health, samples = sample_health(staging, examples, settings.seed, settings.health_ideas)
     report = {
         "settings": asdict(settings),
         "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(train_cpu_seconds, 1),
         "threads": settings.threads,
         "health_5_per_seed_idea": health,
         "examples": {idea: [g.text for g in gs] for idea, gs in list(samples.items())[:5]},
@@ -299,7 +307,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "embedded")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps only (tests): not a usable model")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see README)")
     for f in fields(BuildSettings):
         if f.name not in ("seed", "threads"):
             parser.add_argument(f"--{f.name.replace('_', '-')}", type=float if f.type == "float" else int)
@@ -311,7 +319,11 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = build(args.out, BuildSettings(**chosen))
-    print(json.dumps({k: report[k] for k in ("train_seconds", "health_5_per_seed_idea")}, indent=2))
+    print(
+        json.dumps(
+            {k: report[k] for k in ("train_seconds", "train_cpu_seconds", "health_5_per_seed_idea")}, indent=2
+        )
+    )
 
 
 if __name__ == "__main__":
