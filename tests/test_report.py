@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from scipy.stats import binomtest
+from sqlmodel import select
 
 from evaluation.analysis import JudgmentRecord, VersionInfo, analyse, conclusion
 from evaluation.report import build_report, write_report
 from evaluation.stats import HeadToHead, judgments_needed, krippendorff_alpha_nominal
 from prefloop.config import ReportConfig
-from storage.db import make_engine, migrate
+from storage.db import make_engine, migrate, session_scope
+from storage.models import Candidate, ModelVersion
 from tests.eval_seed import build_eval_db
 
 FAST = ReportConfig(bootstrap_rounds=200)
@@ -251,3 +253,15 @@ def test_gather_on_both_backends(any_engine):
     data = build_report(any_engine, FAST).data
     assert (data["comparisons"][0]["wins"], data["comparisons"][0]["n"]) == (9, 16)
     assert data["agreement"]["items"] == 6
+
+
+def test_distinct_share_counts_samples_storage_deduplicated(eval_db):
+    """Generation stores each distinct text once; ``sampling.n`` says how many were drawn per prompt."""
+    with session_scope(eval_db, write=True) as session:
+        round_1 = session.exec(select(ModelVersion).where(ModelVersion.name == "round-1")).one()
+        for cand in session.exec(select(Candidate).where(Candidate.model_version_id == round_1.id)):
+            cand.sampling = {"n": 4, "temperature": 1.0}
+            session.add(cand)
+    data = build_report(eval_db, FAST).data
+    assert data["health"]["round-1"]["distinct_share"] == 0.25  # 1 stored text of 4 drawn, per prompt
+    assert any(f.startswith("round-1: 25% of samples per prompt are distinct") for f in data["flags"])
