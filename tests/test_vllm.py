@@ -244,7 +244,29 @@ def adapters(base_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
 
 
 @pytest.fixture(scope="module")
-def serve_model(vllm_python: Path, base_model: str) -> Iterator[tuple[subprocess.Popen, str]]:
+def inprocess_run(
+    vllm_python: Path, base_model: str, adapters: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[subprocess.Popen, Path, float]]:
+    """tests/vllm_inprocess_check.py in vLLM's interpreter, started in the background (its engine start
+    overlaps the server's); the test that reads its output comes last."""
+    work = tmp_path_factory.mktemp("inprocess")
+    prompts_file = work / "prompts.json"
+    prompts_file.write_text(json.dumps(seed_prompts(12)))
+    script = REPO / "tests" / "vllm_inprocess_check.py"
+    cmd = [str(vllm_python), str(script), base_model, str(adapters["lora"]), str(adapters["foreign"])]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
+    with open(work / "stdout", "w") as out, open(work / "stderr", "w") as err:  # more than a pipe holds
+        proc = subprocess.Popen([*cmd, str(prompts_file)], cwd=REPO, env=env, stdout=out, stderr=err)
+    yield proc, work, time.monotonic()
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def serve_model(
+    vllm_python: Path, inprocess_run: tuple[subprocess.Popen, Path, float]
+) -> Iterator[tuple[subprocess.Popen, str]]:
     """`prefloop serve-model` on the embedded model (float32, LoRA up to rank 8) on a free port."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -292,41 +314,6 @@ def transformers_texts(base_model: str, adapters: dict[str, Path]) -> dict[str, 
     }
     hf.close()
     return out
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_inprocess_backend_matches_the_server(
-    vllm_python: Path, base_model: str, adapters: dict[str, Path], transformers_texts: dict, tmp_path: Path
-) -> None:
-    """The ``vllm`` backend in vLLM's own interpreter: same greedy texts, foreign adapter refused safely."""
-    prompts_file = tmp_path / "prompts.json"
-    prompts_file.write_text(json.dumps(seed_prompts(12)))
-    script = REPO / "tests" / "vllm_inprocess_check.py"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1"}
-    started = time.monotonic()
-    run = subprocess.run(
-        [
-            str(vllm_python),
-            str(script),
-            base_model,
-            str(adapters["lora"]),
-            str(adapters["foreign"]),
-            str(prompts_file),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=400,
-    )
-    TIMINGS["in-process engine start + 4 generate calls s"] = round(time.monotonic() - started, 1)
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
-    assert result["base"] == [g[0].text for g in transformers_texts["base"]]
-    assert result["adapter"] == [g[0].text for g in transformers_texts["lora"]]
-    assert result["foreign_error"] and "does not fit base model" in result["foreign_error"]
-    assert result["adapter_after_refusal"] == result["adapter"]
 
 
 @pytest.mark.vllm
@@ -412,6 +399,26 @@ def test_unservable_adapter_is_refused_and_server_stays_healthy(
         server_backend.generate(prompts, Policy("foreign", BASE, str(adapters["foreign"]), 6), GREEDY)
     assert is_healthy(serve_model[1])
     assert server_backend.generate(prompts, Policy("base", BASE), GREEDY) == transformers_texts["base"]
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_inprocess_backend_matches_transformers(
+    inprocess_run: tuple[subprocess.Popen, Path, float], transformers_texts: dict
+) -> None:
+    """The ``vllm`` backend in vLLM's own interpreter: same greedy texts, foreign adapter refused safely."""
+    proc, work, started = inprocess_run
+    proc.wait(timeout=400)
+    stdout, stderr = (work / "stdout").read_text(), (work / "stderr").read_text()
+    TIMINGS["in-process engine start + 4 generate calls s (beside the server)"] = round(
+        time.monotonic() - started, 1
+    )
+    assert proc.returncode == 0, stderr[-3000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["base"] == [g[0].text for g in transformers_texts["base"]]
+    assert result["adapter"] == [g[0].text for g in transformers_texts["lora"]]
+    assert result["foreign_error"] and "does not fit base model" in result["foreign_error"]
+    assert result["adapter_after_refusal"] == result["adapter"]
 
 
 @pytest.mark.vllm
