@@ -265,13 +265,15 @@ def inprocess_run(
 
 @pytest.fixture(scope="module")
 def serve_model(
-    vllm_python: Path, inprocess_run: tuple[subprocess.Popen, Path, float]
+    vllm_python: Path, adapters: dict[str, Path], inprocess_run: tuple[subprocess.Popen, Path, float]
 ) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`prefloop serve-model` on the embedded model (float32, LoRA up to rank 8) on a free port."""
+    """`prefloop serve-model` on the embedded model (float32, LoRA up to rank 8) on a free port, with the
+    test LoRA also served from the start as ``startup-lora``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cmd = [str(REPO / ".venv" / "bin" / "prefloop"), "--set", "model.dtype=float32", "serve-model"]
     cmd += ["--model", BASE, "--port", str(port), "--max-lora-rank", "8", "--python", str(vllm_python)]
+    cmd += ["--adapter", f"startup-lora={adapters['lora']}"]
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -330,6 +332,20 @@ def test_adapter_changes_output_and_matches_transformers(
     assert changed >= 10, f"the adapter changed only {changed} of 12 greedy outputs"
     assert base == transformers_texts["base"]  # text, finish reason and token count, all 12 prompts
     assert lora == transformers_texts["lora"]
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_adapter_given_at_start_is_served(
+    serve_model: tuple[subprocess.Popen, str], transformers_texts: dict[str, list]
+) -> None:
+    import httpx
+
+    url = serve_model[1]
+    assert "startup-lora" in [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]]
+    request = {"model": "startup-lora", "messages": seed_prompts(1)[0], "temperature": 0, "max_tokens": 32}
+    reply = httpx.post(f"{url}/v1/chat/completions", json=request, timeout=60).json()
+    assert reply["choices"][0]["message"]["content"].strip() == transformers_texts["lora"][0][0].text
 
 
 @pytest.mark.vllm
