@@ -5,7 +5,8 @@ things, so a round trained on one oracle's labels can be judged by the same orac
 
 - ``length-band``: the seed's guidance, a title of 30-75 characters (nearer the band's middle wins inside it);
 - ``keywords``: the title that repeats more of the video idea's key words;
-- ``shorter``: the shorter title.
+- ``shorter``: the shorter title;
+- ``number``: a title with a number in it (the listicle style "5 Steps to ...", a common click pattern).
 
 ``load_oracle(spec)`` resolves a built-in NAME, ``package.module:func``, or ``path/to/file.py:func``;
 ``with_noise`` models a careless human by flipping a share of decisive answers.
@@ -33,6 +34,7 @@ SHORTER_TIE_CHARS = 2  # "shorter" by one or two characters is a tie: nobody see
 
 _IDEA_LINE = re.compile(r"\*\*Video Idea\*\*:\s*(.+)")
 _WORD = re.compile(r"[a-z0-9]+")
+_DIGIT = re.compile(r"\d")
 _STOPWORD_TEXT = (
     "a an and are as at be by for from how i in is it its me my of on or our so the this to vs we what "
     "when why with you your about into using use"
@@ -100,7 +102,17 @@ def shorter(prompt: str, a: str, b: str) -> Verdict:
     return prefer(-len(a.strip()), -len(b.strip()), SHORTER_TIE_CHARS)
 
 
-BUILTIN: dict[str, Oracle] = {"length-band": length_band, "keywords": keywords, "shorter": shorter}
+def number(prompt: str, a: str, b: str) -> Verdict:
+    """Prefer the title with a number in it ("5 Steps to ...", "in 30 Minutes"); tie if both or neither."""
+    return prefer(bool(_DIGIT.search(a)), bool(_DIGIT.search(b)))
+
+
+BUILTIN: dict[str, Oracle] = {
+    "length-band": length_band,
+    "keywords": keywords,
+    "shorter": shorter,
+    "number": number,
+}
 
 
 def with_noise(oracle: Oracle, p: float, rng: random.Random) -> Oracle:

@@ -16,6 +16,7 @@ from evaluation.oracles import (
     keywords,
     length_band,
     load_oracle,
+    number,
     shorter,
     with_noise,
 )
@@ -59,11 +60,17 @@ def test_shorter_prefers_the_shorter_title_beyond_two_characters():
     assert shorter(PROMPT, "x" * 40, "x" * 38) == "tie"
 
 
+def test_number_prefers_a_title_with_a_number():
+    assert number(PROMPT, "5 Steps to Fine-Tune LLMs", "Fine-Tune LLMs Step by Step") == "a"
+    assert number(PROMPT, "Fine-Tuning Explained", "LLMs in 30 Minutes") == "b"
+    assert number(PROMPT, "3 Tips", "7 Tricks") == "tie" and number(PROMPT, "Tips", "Tricks") == "tie"
+
+
 def test_built_ins_reward_different_things():
     long_on_topic = "Fine-Tuning LLMs: The Complete Beginner's Guide"  # 47 chars, 2 key words
     short_off_topic = "Cooking Pasta in 30 Minutes"  # 27 chars: below the band
     verdicts = {name: oracle(PROMPT, long_on_topic, short_off_topic) for name, oracle in BUILTIN.items()}
-    assert verdicts == {"length-band": "a", "keywords": "a", "shorter": "b"}
+    assert verdicts == {"length-band": "a", "keywords": "a", "shorter": "b", "number": "b"}
     mid_off_topic = "The Best Pasta Recipe You Will Ever Try At Home"  # 47 chars, no key word
     short_on_topic = "LLM fine-tuning, fast and simple"  # 32 chars
     assert length_band(PROMPT, mid_off_topic, short_on_topic) == "a"
@@ -97,7 +104,7 @@ def test_load_oracle_resolves_names_modules_and_files(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ("longest", "unknown oracle; use one of length-band, keywords, shorter"),
+        ("longest", "unknown oracle; use one of length-band, keywords, shorter, number"),
         ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
         ("evaluation.oracles:nope", "has no function 'nope'"),
         ("missing/rules.py:f", "no such file missing/rules.py"),

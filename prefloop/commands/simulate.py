@@ -25,7 +25,7 @@ def simulate(
         str,
         typer.Option(
             "--oracle",
-            help="A built-in (length-band, keywords, shorter), MODULE:FUNC, or path/to/file.py:FUNC; "
+            help="A built-in (length-band, keywords, shorter, number), MODULE:FUNC, or path/to/file.py:FUNC; "
             "FUNC(prompt, a, b) returns 'a', 'b' or 'tie'.",
         ),
     ],
