@@ -38,7 +38,10 @@ class GenerationConfig(Section):
     top_p: float = 1.0
     max_new_tokens: int = 48
     seed: int = 0
-    batch_size: int = 64
+    batch_size: int = 64  # sequences per transformers `generate` call
+    # torch threads while generating on CPU. 1 suits the embedded model (its matmuls are too small to split)
+    # and shared machines (contending OpenMP threads ran ~8x slower); None = torch's default, all cores.
+    cpu_threads: int | None = 1
     pairs_per_prompt: int | None = None  # None: all C(n, 2) pairs
     vllm_url: str | None = None  # an already running OpenAI-compatible vLLM server
     vllm_python: str = ".venv-vllm/bin/python"  # the separate environment `serve-model` starts vLLM from

@@ -108,15 +108,3 @@ def any_engine(db_url: str) -> Iterator[Engine]:
     migrate(eng)
     yield eng
     eng.dispose()
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """Run the embedded model on one torch thread: its matmuls are too small to split, and on a busy
-    shared machine two contending OpenMP threads ran several times slower than one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -30,8 +30,6 @@ IDEAS = ["fine-tuning LLMs", "model pruning", "vector databases", "how GPUs work
 BASE = Policy(name="base", base_model="embedded")
 MESSAGES = [[{"role": "user", "content": render("youtube-title", idea)}] for idea in IDEAS]
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 @pytest.fixture(scope="module")
 def backend() -> TransformersBackend:
@@ -205,7 +203,6 @@ def test_cli_generate_round_zero_on_a_fresh_database(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
         "PREFLOOP_DB": f"sqlite:///{tmp_path / 'p.db'}",
     }
     cli = [sys.executable, "-m", "prefloop.cli"]

@@ -33,8 +33,6 @@ TRICKY = [
     "naïve café — déjà vu’s 12345 tokens\r\n\tend",
 ]
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 def test_tokenizer_ids_are_the_same_after_transformers_reloads_it_as_qwen2(tmp_path) -> None:
     raw = train_tokenizer(["Top GPUs in 2024 and 2025", "how to fine-tune LLMs\n\nfast", *TRICKY], 400)

@@ -7,6 +7,8 @@ give the same texts, and a group's output does not depend on what ran before it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
@@ -19,10 +21,17 @@ if TYPE_CHECKING:
 class TransformersBackend:
     name = "transformers"
 
-    def __init__(self, batch_size: int = 64, dtype: str = "auto", merge: bool = MERGE_BY_DEFAULT) -> None:
+    def __init__(
+        self,
+        batch_size: int = 64,
+        dtype: str = "auto",
+        merge: bool = MERGE_BY_DEFAULT,
+        cpu_threads: int | None = 1,
+    ) -> None:
         self.batch_size = batch_size
         self.dtype = dtype
         self.merge = merge
+        self.cpu_threads = cpu_threads
         self._loaded: tuple[tuple[str, str | None], object, object] | None = None
 
     def _model_for(self, policy: Policy):
@@ -37,9 +46,16 @@ class TransformersBackend:
     def generate(
         self, prompts: list[Messages], policy: Policy, sampling: SamplingParams
     ) -> list[list[Generated]]:
-        import torch
 
         model, tok = self._model_for(policy)
+        with torch_threads(self.cpu_threads if model.device.type == "cpu" else None):
+            return self._generate(model, tok, prompts, sampling)
+
+    def _generate(
+        self, model, tok, prompts: list[Messages], sampling: SamplingParams
+    ) -> list[list[Generated]]:
+        import torch
+
         texts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
         stop_ids = stop_token_ids(model, tok)
         per_group = max(1, self.batch_size // sampling.n)
@@ -70,6 +86,20 @@ class TransformersBackend:
         self._loaded = None
 
 
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run a block with ``count`` torch threads (None: leave as is), then restore the old count."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def stop_token_ids(model, tok) -> list[int]:
     """End-of-turn plus the model's own eos ids (Qwen's generation_config lists both)."""
     ids = {tok.eos_token_id}
@@ -87,4 +117,5 @@ def decode_completion(tok, ids: list[int], stop_ids: list[int]) -> Generated:
 
 
 def make_backend(config: Config) -> TransformersBackend:
-    return TransformersBackend(batch_size=config.generation.batch_size, dtype=config.model.dtype)
+    g = config.generation
+    return TransformersBackend(batch_size=g.batch_size, dtype=config.model.dtype, cpu_threads=g.cpu_threads)
