@@ -14,7 +14,7 @@ from sqlmodel import func, select
 
 from generation.api import generate_candidates, generate_texts, resolve_policy
 from generation.backends.base import Policy, SamplingParams
-from generation.backends.transformers_backend import TransformersBackend
+from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
 from generation.demo_adapter import save_random_adapter
 from generation.loading import EMBEDDED_DIR, load_model, resolve_model
 from prefloop.config import Config
@@ -61,7 +61,11 @@ def texts(out) -> list[list[str]]:
 
 
 def test_sampling_is_seeded_batched_and_ends_at_end_of_turn(backend: TransformersBackend) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
     out = backend.generate(MESSAGES, BASE, SamplingParams(n=3, seed=7))
+    assert torch.get_num_threads() == threads  # generate's one-thread setting is restored
     assert [len(gs) for gs in out] == [3] * len(IDEAS)
     assert texts(out) == texts(backend.generate(MESSAGES, BASE, SamplingParams(n=3, seed=7)))
     assert texts(out) != texts(backend.generate(MESSAGES, BASE, SamplingParams(n=3, seed=8)))
@@ -71,6 +75,24 @@ def test_sampling_is_seeded_batched_and_ends_at_end_of_turn(backend: Transformer
     cut = [g for gs in backend.generate(MESSAGES, BASE, SamplingParams(n=2, max_new_tokens=2)) for g in gs]
     assert all(g.n_tokens == 2 for g in cut if g.finish_reason == "length")
     assert sum(g.finish_reason == "length" for g in cut) >= len(cut) // 2
+
+
+def test_prompt_run_once_samples_what_plain_generate_samples(backend: TransformersBackend) -> None:
+    """The shared prompt cache is an optimisation only: same seed, same tokens as num_return_sequences."""
+    import torch
+
+    model, tok = backend._model_for(BASE)
+    texts_in = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in MESSAGES]
+    batch = tok(texts_in, return_tensors="pt", padding=True, add_special_tokens=False)
+    settings = {"do_sample": True, "top_k": None, "max_new_tokens": 20, "pad_token_id": tok.pad_token_id}
+    with torch.inference_mode():
+        torch.manual_seed(3)
+        plain = model.generate(**batch, num_return_sequences=4, **settings)
+        torch.manual_seed(3)
+        shared = model.generate(
+            **shared_prompt_cache(model, batch["input_ids"], batch["attention_mask"], 4), **settings
+        )
+    assert torch.equal(plain, shared)
 
 
 def test_batched_equals_one_prompt_at_a_time_when_greedy(backend: TransformersBackend) -> None:

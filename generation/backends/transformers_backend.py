@@ -67,13 +67,12 @@ class TransformersBackend:
             torch.manual_seed(sampling.seed + index)
             with torch.inference_mode():
                 seqs = model.generate(
-                    **batch,
+                    **shared_prompt_cache(model, batch["input_ids"], batch["attention_mask"], sampling.n),
                     do_sample=sampling.temperature > 0,
                     temperature=sampling.temperature if sampling.temperature > 0 else None,
                     top_p=sampling.top_p if sampling.temperature > 0 else None,
                     top_k=None,
                     max_new_tokens=sampling.max_new_tokens,
-                    num_return_sequences=sampling.n,
                     eos_token_id=stop_ids,
                     pad_token_id=tok.pad_token_id,
                 )
@@ -84,6 +83,33 @@ class TransformersBackend:
 
     def close(self) -> None:
         self._loaded = None
+
+
+def shared_prompt_cache(model, input_ids, attention_mask, n: int) -> dict:
+    """``generate`` inputs for ``n`` samples per prompt that run each prompt through the model once.
+
+    ``num_return_sequences=n`` would copy every prompt n times before the forward pass, and on a short
+    title the prompt is most of the work. Instead the prompt (all but its last token) fills a KV cache once,
+    the cache is repeated n times, and ``generate`` continues from it. Positions follow the left padding as
+    ``generate`` computes them, so the samples equal plain ``generate``'s for the same seed (tested).
+    """
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=model.config)
+    positions = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    model(
+        input_ids=input_ids[:, :-1],
+        attention_mask=attention_mask[:, :-1],
+        position_ids=positions[:, :-1],
+        past_key_values=cache,
+        use_cache=True,
+    )
+    cache.batch_repeat_interleave(n)
+    return {
+        "input_ids": input_ids.repeat_interleave(n, dim=0),
+        "attention_mask": attention_mask.repeat_interleave(n, dim=0),
+        "past_key_values": cache,
+    }
 
 
 @contextmanager
