@@ -44,8 +44,9 @@ class Plan:
     eval_samples: int  # titles per model per held-out idea
 
 
-FULL = Plan(("length-band", "keywords"), ("random", "most-different"), (50, 100, 200, 400, 800), 20)
-QUICK = Plan(("length-band",), ("random", "most-different"), (50, 150), 10)
+# the oracles the embedded model can learn in one round (README section `simulate`)
+FULL = Plan(("shorter", "number"), ("random", "most-different"), (50, 100, 200, 400, 800), 20)
+QUICK = Plan(("shorter",), ("random", "most-different"), (100, 400), 10)
 
 
 @dataclass
