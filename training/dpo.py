@@ -105,13 +105,16 @@ def _quiet_progress(trainer) -> None:
         trainer.add_callback(BarOnly)
 
 
-def _final_validation(trainer, rows: list[dict[str, Any]]) -> dict[str, float]:
-    """The validation figures at the last step: logged by the epoch-end evaluation, else evaluated now."""
+def _final_validation(trainer) -> dict[str, float]:
+    """The validation figures at the last step: logged by the epoch-end evaluation, else evaluated now.
+
+    Decided from ``state.log_history``, which every process holds alike: under ``accelerate launch`` all
+    processes must take the same branch, or one waits forever in ``evaluate``'s collective calls.
+    """
     last_step = trainer.state.global_step
-    logged = [row for row in rows if "eval_loss" in row and row["step"] == last_step]
-    if logged:
-        return {k: v for k, v in logged[-1].items() if k.startswith("eval_")}
-    return {k: float(v) for k, v in trainer.evaluate().items() if isinstance(v, int | float)}
+    logged = [row for row in trainer.state.log_history if "eval_loss" in row and row.get("step") == last_step]
+    found = logged[-1] if logged else trainer.evaluate()
+    return {k: float(v) for k, v in found.items() if k.startswith("eval_") and isinstance(v, int | float)}
 
 
 def train_dpo(
@@ -177,7 +180,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
     started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
-    final = _final_validation(trainer, rows) if has_validation else {}
+    final = _final_validation(trainer) if has_validation else {}
     main = trainer.accelerator.is_main_process
     hardware = replace(hardware, processes=trainer.accelerator.num_processes)
     if main:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import subprocess
 import sys
 from dataclasses import asdict
@@ -54,13 +55,23 @@ def result_as_dict(result: TrainResult) -> dict[str, Any]:
     return data
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def accelerate_command(spec: Path, train: TrainConfig, *, cpu: bool) -> list[str]:
     """``accelerate launch`` for ``train.num_processes`` processes (``--cpu`` when there is no GPU)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(train.num_processes)]
     if train.accelerate_config:
         cmd += ["--config_file", train.accelerate_config]
-    if cpu:
-        cmd += ["--cpu", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    else:
+        # torchrun-style launcher for K local processes; on a CPU each process joins a gloo group
+        # (accelerate's --cpu launcher starts ONE process unless MPI is set up).
+        cmd += ["--multi_gpu", "--num_machines", "1", "--dynamo_backend", "no"]
+        cmd += ["--main_process_port", str(_free_port())]  # 29500 may be taken by another run
+        cmd += ["--mixed_precision", "no" if cpu else "bf16"]
     return [*cmd, "-m", "training.launch", str(spec)]
 
 

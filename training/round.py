@@ -170,33 +170,23 @@ def _train(
     from training.dpo import train_dpo
     from training.launch import result_as_dict, run_accelerate, write_spec
 
-    parent_adapter = Path(parent.adapter_path) if parent.kind == VersionKind.adapter else None
-    max_rank = config.generation.vllm_max_lora_rank
+    job = {
+        "base_model": config.model.base,
+        "dataset_dir": dataset_dir,
+        "output_dir": staging,
+        "train": config.train,
+        "parent_adapter": Path(parent.adapter_path) if parent.kind == VersionKind.adapter else None,
+        "max_lora_rank": config.generation.vllm_max_lora_rank,
+    }
     if config.train.num_processes > 1:
         import torch
 
-        spec = write_spec(
-            staging.parent / f"{staging.name}.spec.json",
-            base_model=config.model.base,
-            dataset_dir=dataset_dir,
-            output_dir=staging,
-            train=config.train,
-            parent_adapter=parent_adapter,
-            max_lora_rank=max_rank,
-        )
+        spec = write_spec(staging.parent / f"{staging.name}.spec.json", **job)
         try:
             return run_accelerate(spec, config.train, cpu=not torch.cuda.is_available())
         finally:
             spec.unlink(missing_ok=True)
-    result = train_dpo(
-        base_model=config.model.base,
-        dataset_dir=dataset_dir,
-        output_dir=staging,
-        train=config.train,
-        parent_adapter=parent_adapter,
-        max_lora_rank=max_rank,
-        on_log=on_log,
-    )
+    result = train_dpo(**job, on_log=on_log)
     return result_as_dict(result)
 
 
