@@ -2,8 +2,8 @@
 
 1. a byte-level BPE tokenizer (Qwen2 rules, ChatML specials) on the English demo text, ideas and titles;
 2. language-model pre-training on that text, so the model knows English words beyond the 570 titles;
-3. supervised fine-tuning on (seed prompt → title), loss on the answer only, with half of every epoch
-   made of topic-substituted copies (see ``data.substitute_topic``) against memorisation;
+3. supervised fine-tuning on (seed prompt → title), loss on the answer only; each epoch is topped up
+   with fresh topic-substituted copies (``data.substitute_topic``) against memorisation;
 4. sampling 5 titles for each of the 114 ideas and recording their health beside the weights.
 
 Fixed seed, CPU, bf16 autocast where native. The output directory is replaced atomically.
@@ -54,7 +54,7 @@ class BuildSettings:
     sft_epochs: int = 24
     sft_batch: int = 32
     sft_lr: float = 1e-3
-    title_weight: int = 1  # how many times titles and prompts count in the tokenizer's corpus
+    title_weight: int = 20  # how many times titles and prompts count in the tokenizer's corpus
     augment_share: float = 0.5  # share of each SFT epoch made of topic-substituted examples
     sft_limit: int | None = None  # use only the first N title examples (the shortened test build)
     health_ideas: int | None = None  # sample the health check for the first N ideas only
