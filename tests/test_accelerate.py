@@ -31,15 +31,15 @@ def test_two_processes_train_one_registered_adapter(tmp_path: Path) -> None:
 
     labels = seed_label_subset(tmp_path / "labels.csv", 6)
     prefloop("labels", "import", str(labels), "--template", "youtube-title", "--split", "train")
-    out = prefloop(
-        "--set", "train.num_processes=2", "--set", "train.num_train_epochs=1", "--set", "train.logging_steps=1",
-        "train",
-    )  # fmt: skip
+    settings = ("train.num_processes=2", "train.num_train_epochs=1", "train.logging_steps=1")
+    out = prefloop(*(arg for setting in settings for arg in ("--set", setting)), "train")
     assert "round-1" in out
     engine = make_engine(db)
     with engine.connect() as conn:
         config, metrics, status = conn.execute(text("SELECT config, metrics, status FROM training_run")).one()
-        adapter = conn.execute(text("SELECT adapter_path FROM model_version WHERE name = 'round-1'")).scalar_one()
+        adapter = conn.execute(
+            text("SELECT adapter_path FROM model_version WHERE name = 'round-1'")
+        ).scalar_one()
     engine.dispose()
     config = json.loads(config) if isinstance(config, str) else config
     metrics = json.loads(metrics) if isinstance(metrics, str) else metrics

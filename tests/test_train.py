@@ -59,6 +59,7 @@ def _logits(adapter: Path | None):
         return model(torch.tensor([ids])).logits[0, -1]
 
 
+@pytest.mark.slow
 def test_dpo_saves_a_servable_adapter_and_logs_every_step(pairs_dir: Path, tmp_path: Path) -> None:
     from generation.adapters import validate_servable_adapter
     from training.dpo import train_dpo
@@ -82,6 +83,7 @@ def test_dpo_saves_a_servable_adapter_and_logs_every_step(pairs_dir: Path, tmp_p
     assert not bool((_logits(out) - _logits(None)).abs().max() < 1e-6), "the adapter changes nothing"
 
 
+@pytest.mark.slow
 def test_continue_trains_the_previous_adapter_against_itself(pairs_dir: Path, tmp_path: Path) -> None:
     """With a parent adapter the reference is the parent policy: the first step's implicit rewards are 0."""
     from safetensors.torch import load_file
