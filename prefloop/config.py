@@ -85,6 +85,7 @@ class TrainConfig(Section):
     warmup_steps: int = 0
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (measured)
     precompute_ref_log_probs: bool = False
+    cpu_threads: int | None = 1  # torch threads for CPU training; None: torch's default (README "training")
     num_processes: int = 1  # > 1: training runs through `accelerate launch` (README "training")
     accelerate_config: str | None = None  # accelerate config file (DeepSpeed/FSDP) for num_processes > 1
     seed: int = 0

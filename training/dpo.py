@@ -155,6 +155,10 @@ def train_dpo(
     else:
         lora_map = lora_settings(train, lora_targets(train.lora_target, _linear_leaf_names(model)))
     validate_lora_settings(lora_map, max_lora_rank)
+    if hardware.device == "cpu" and train.cpu_threads:
+        import torch
+
+        torch.set_num_threads(train.cpu_threads)  # 2 threads on 2 shared cores thrash (README "training")
     settings = dpo_settings(train, hardware, output_dir=str(output_dir), has_validation=has_validation)
     if dpo_overrides is not None:
         settings = {"output_dir": str(output_dir), **dpo_overrides}
