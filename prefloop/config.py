@@ -74,7 +74,7 @@ class TrainConfig(Section):
     lora_dropout: float = 0.0
     lora_target: str = "all"  # "all" linear projections, or comma-separated module names
     learning_rate: float = 5e-4
-    num_train_epochs: float = 1.0
+    num_train_epochs: float = 3.0  # 1 epoch did not learn the `number` oracle: README section simulate
     per_device_train_batch_size: int = 8
     gradient_accumulation_steps: int = 1
     cutoff_len: int = 256
