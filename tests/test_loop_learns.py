@@ -31,16 +31,25 @@ class Scenario:
     oracle: str
     noise: float = 0.0  # share of the labeller's decisive train answers flipped
     rounds: int = 1
+    labels: int | None = None  # train labels per round (`simulate --limit`): a budget; None = every pair
 
     @property
     def id(self) -> str:
         return f"{self.oracle}{'+noise' if self.noise else ''}-{self.rounds}round"
 
+    @property
+    def labeller(self) -> list[str]:
+        budget = ["--limit", str(self.labels)] if self.labels else []
+        return ["--oracle", self.oracle, "--noise", str(self.noise), "--seed", "1", *budget]
 
+
+# shorter rewards length, number a style ("5 Steps to ..."); length-band and keywords are not learnable to
+# 0.65 by the embedded model in one round (README section `simulate`, "What the embedded model learns").
+# Budgets keep the whole test within 10 minutes on 2 cores (training dominates).
 SCENARIOS = [
-    Scenario("length-band", rounds=2),
-    Scenario("keywords"),
-    Scenario("length-band", noise=0.2),
+    Scenario("shorter", rounds=2, labels=300),
+    Scenario("number"),
+    Scenario("shorter", noise=0.2, labels=300),
 ]
 
 
@@ -101,17 +110,16 @@ def test_a_round_of_oracle_labels_beats_base_under_that_oracle(scenario: Scenari
     run = Operator(tmp_path)
     run("prompts", "import", str(IDEAS), "--column", "Idea", "--template", "youtube-title")
     run("generate", "--round", "0", "--n", "5")
-    labeller = ["--oracle", scenario.oracle, "--noise", str(scenario.noise), "--seed", "1"]
     # eval pairs are judged by the oracle itself: the question is whether the policy learned its rule
     judge = ["--oracle", scenario.oracle, "--annotator", f"judge:{scenario.oracle}"]
 
-    run("simulate", *labeller, "--purpose", "train")
+    run("simulate", *scenario.labeller, "--purpose", "train")
     run("train-round")
     run("simulate", *judge, "--purpose", "eval")
     first = assert_beats(run.report("report-1"), "round-1")
 
     if scenario.rounds >= 2:
-        run("simulate", *labeller, "--purpose", "train")
+        run("simulate", *scenario.labeller, "--purpose", "train")
         run("train-round")
         run("simulate", *judge, "--purpose", "eval")
         report = run.report("report-2")
