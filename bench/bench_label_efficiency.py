@@ -46,7 +46,7 @@ class Plan:
 
 # the oracles the embedded model can learn in one round (README section `simulate`)
 FULL = Plan(("shorter", "number"), ("random", "most-different"), (50, 100, 200, 400, 800), 20)
-QUICK = Plan(("shorter",), ("random", "most-different"), (100, 400), 10)
+QUICK = Plan(("shorter",), ("random", "most-different"), (100, 300), 10)
 
 
 @dataclass
