@@ -62,6 +62,7 @@ def error_row(module: Path, what: str, detail: str) -> BenchRow:
 def _import_file(path: Path) -> ModuleType:
     spec = spec_from_file_location(f"bench.{path.stem}", path)
     module = module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses (and pickling) look their module up there
     spec.loader.exec_module(module)
     return module
 

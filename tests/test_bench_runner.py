@@ -25,7 +25,12 @@ from bench.runner import (
 
 MODULES = {
     "bench_good.py": """
+from __future__ import annotations
+from dataclasses import dataclass
 from bench.common import row
+@dataclass
+class Plan:  # a dataclass in a bench module needs the module registered while it is imported
+    n: int
 def run(quick=False):
     n = 10 if quick else 1000
     return [row("good", f"{n} things", 2.0 * n, "things/s", "one at a time", float(n), note="more is better")]
