@@ -98,7 +98,9 @@ def demo(ctx: typer.Context) -> None:
     st = state(ctx)
     engine = st.engine
     ideas = REPO_ROOT / SEED_IDEAS
-    result = import_prompts(engine, ideas, template=SEED_TEMPLATE, source=SEED_SOURCE)
+    result = import_prompts(
+        engine, ideas, template=SEED_TEMPLATE, source=SEED_SOURCE, eval_share=st.config.data.eval_share
+    )
     console.print(f"prompts: {result.added} added, {result.duplicates} already there ({SEED_IDEAS})")
     with session_scope(engine) as session:
         n_candidates = session.exec(select(func.count(Candidate.id))).one()
