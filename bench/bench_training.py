@@ -168,7 +168,7 @@ def oracle_scores(engine, config: Config, new: str, baseline: str) -> dict[str, 
 def eval_health(engine, version: str):
     from sqlmodel import select
 
-    from evaluation.health import Sample, output_health
+    from evaluation.health import Sample, drawn_per_prompt, output_health
     from storage.db import session_scope
     from storage.models import Candidate, ModelVersion, Prompt, Split
 
@@ -179,7 +179,8 @@ def eval_health(engine, version: str):
             .join(Prompt, Prompt.id == Candidate.prompt_id)
             .where(ModelVersion.name == version, Prompt.split == Split.eval)
         ).all()
-    return output_health([Sample(c.prompt_id, c.text, c.finish_reason, text) for c, text in rows])
+    samples = [Sample(c.prompt_id, c.text, c.finish_reason, text) for c, text in rows]
+    return output_health(samples, drawn=drawn_per_prompt((c.prompt_id, c.sampling) for c, _ in rows))
 
 
 def round_policy_rows(db_path: Path, config: Config, workdir: Path) -> list[BenchRow]:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 import statistics
 from collections import defaultdict
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from evaluation.oracles import idea_of, key_words
 from prefloop.config import ReportConfig
@@ -72,6 +73,17 @@ def _distinct_share(samples: Sequence[Sample], drawn: Mapping[Hashable, int]) ->
         by_prompt[s.prompt_key].append(" ".join(s.text.casefold().split()))
     shares = [len(set(texts)) / max(len(texts), drawn.get(key, 0)) for key, texts in by_prompt.items()]
     return statistics.fmean(shares) if shares else None
+
+
+def drawn_per_prompt(candidates: Iterable[tuple[Hashable, Mapping[str, Any] | None]]) -> dict[Hashable, int]:
+    """Samples asked for per prompt, read from each stored candidate's ``sampling["n"]`` (the ``drawn`` of
+    ``output_health``): storage keeps identical texts once, so the stored count alone hides collapse."""
+    drawn: dict[Hashable, int] = {}
+    for prompt_key, sampling in candidates:
+        asked = (sampling or {}).get("n")
+        if isinstance(asked, int):
+            drawn[prompt_key] = max(drawn.get(prompt_key, 0), asked)
+    return drawn
 
 
 def output_health(

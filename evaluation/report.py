@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from evaluation.analysis import JudgmentRecord, VersionInfo, analyse
-from evaluation.health import Health, Sample, output_health
+from evaluation.health import Health, Sample, drawn_per_prompt, output_health
 from evaluation.judgments import current_eval_judgments
 from evaluation.plots import bradley_terry_plot, length_plot, win_rate_plot
 from prefloop.config import ReportConfig
@@ -105,14 +105,12 @@ def _health_samples(
         .where(Candidate.id.in_(in_eval))
     )
     samples: dict[str, list[Sample]] = defaultdict(list)
-    drawn: dict[str, dict[int, int]] = defaultdict(dict)
+    sampling: dict[str, list[tuple[int, dict]]] = defaultdict(list)
     for cand, prompt in session.exec(query):
         name = version_rows[cand.model_version_id].name
         samples[name].append(Sample(cand.prompt_id, cand.text, cand.finish_reason, prompt.text))
-        asked = (cand.sampling or {}).get("n")
-        if isinstance(asked, int):
-            drawn[name][cand.prompt_id] = max(drawn[name].get(cand.prompt_id, 0), asked)
-    return dict(samples), dict(drawn)
+        sampling[name].append((cand.prompt_id, cand.sampling))
+    return dict(samples), {name: drawn_per_prompt(pairs) for name, pairs in sampling.items()}
 
 
 @dataclass

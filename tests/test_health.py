@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.health import Sample, flags, is_degenerate, is_on_topic, output_health
+from evaluation.health import Sample, drawn_per_prompt, flags, is_degenerate, is_on_topic, output_health
 from prefloop.config import ReportConfig
 
 TEMPLATE = (
@@ -100,3 +100,8 @@ def test_bounds_are_configurable():
     assert h.eot_share == pytest.approx(0.8)
     assert len(flags(h, None, ReportConfig(min_eot_rate=0.9))) == 1
     assert flags(h, None, ReportConfig(min_eot_rate=0.75)) == []
+
+
+def test_drawn_per_prompt_reads_the_samples_asked_for_not_the_rows_stored():
+    stored = [(1, {"n": 5}), (1, {"n": 5}), (2, {"n": 3}), (3, None), (4, {"temperature": 1.0})]
+    assert drawn_per_prompt(stored) == {1: 5, 2: 3}
