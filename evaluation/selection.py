@@ -1,20 +1,20 @@
 """Which pairs to spend a labelling budget on: pure functions, measured by ``bench/bench_label_efficiency``.
 
 - ``random_pairs``: the baseline, what the seed did (every pair, or a random share of them);
-- ``most_different_pairs``: pairs whose two candidates differ most (length and words), spread evenly over
-  prompts. Near-identical candidates mostly earn a tie or a coin-flip label that teaches DPO nothing; a
-  clearly different pair is more often decided, and decided for a reason the policy can learn.
+- ``most_different_pairs``: pairs whose two candidates differ most (``generation.pairs.difference``:
+  length and words), spread evenly over prompts. Near-identical candidates mostly earn a tie or a
+  coin-flip label that teaches DPO nothing; a clearly different pair is more often decided, and decided
+  for a reason the policy can learn.
 """
 
 from __future__ import annotations
 
 import random
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_TOKEN = re.compile(r"\w+")
+from generation.pairs import difference
 
 
 @dataclass(frozen=True)
@@ -25,15 +25,6 @@ class PairTexts:
     prompt_key: int
     text_a: str
     text_b: str
-
-
-def difference(a: str, b: str) -> float:
-    """0 for identical texts, up to 2: word-set Jaccard distance plus relative length difference."""
-    words_a, words_b = set(_TOKEN.findall(a.casefold())), set(_TOKEN.findall(b.casefold()))
-    union = words_a | words_b
-    jaccard_distance = 1 - len(words_a & words_b) / len(union) if union else 0.0
-    longest = max(len(a), len(b))
-    return jaccard_distance + (abs(len(a) - len(b)) / longest if longest else 0.0)
 
 
 def random_pairs(pairs: Sequence[PairTexts], budget: int, rng: random.Random) -> list[PairTexts]:

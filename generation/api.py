@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 
 from generation.backends import get_backend, resolve_backend_name
 from generation.backends.base import Backend, Generated, Messages, Policy, SamplingParams
-from generation.pairs import all_pairs, budget_pairs
-from prefloop.config import Config
+from generation.pairs import all_pairs, budget_pairs, different_pairs
+from prefloop.config import Config, GenerationConfig
 from prefloop.errors import PrefloopError
 from storage.db import session_scope
 from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
@@ -165,6 +165,15 @@ def _sample(
     return results, time.perf_counter() - started
 
 
+def _pairs_for(gen: GenerationConfig, texts: dict[int, str], seed: int) -> list[tuple[int, int]]:
+    """The pairs to queue for one prompt's candidates (id -> text), per ``generation.pairs_per_prompt``."""
+    if gen.pairs_per_prompt is None:
+        return all_pairs(list(texts))
+    if gen.pair_selection == "most-different":
+        return different_pairs(texts, gen.pairs_per_prompt)
+    return budget_pairs(list(texts), gen.pairs_per_prompt, seed)
+
+
 def generate_candidates(
     engine: Engine,
     config: Config,
@@ -181,7 +190,8 @@ def generate_candidates(
 ) -> GenerationSummary:
     """Sample ``n`` candidates per prompt of ``split`` with ``policy`` and store them for round ``round_id``.
 
-    Pairs: all C(n, 2) per prompt, or ``generation.pairs_per_prompt`` chosen by ``pairs.budget_pairs``.
+    Pairs: all C(n, 2) per prompt, or ``generation.pairs_per_prompt`` chosen by ``generation.pair_selection``
+    (``pairs.budget_pairs`` or ``pairs.different_pairs``).
     Seeds: ``generation.seed + round_id * 1000 + group index``, stored with each candidate.
     """
     if round_id < 0:
@@ -227,10 +237,8 @@ def generate_candidates(
                 duplicates += cand.id in kept or not created
                 kept[cand.id] = cand
             if make_pairs:
-                ids = list(kept)
-                budget = config.generation.pairs_per_prompt
-                chosen = (
-                    all_pairs(ids) if budget is None else budget_pairs(ids, budget, params.seed + prompt.id)
+                chosen = _pairs_for(
+                    config.generation, {i: c.text for i, c in kept.items()}, params.seed + prompt.id
                 )
                 for a, b in chosen:
                     pairs += get_or_create_comparison(session, kept[a], kept[b], purpose, round_id)[1]

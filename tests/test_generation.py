@@ -17,6 +17,7 @@ from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
 from generation.demo_adapter import save_random_adapter
 from generation.loading import EMBEDDED_DIR, load_model, resolve_model
+from generation.pairs import different_pairs
 from prefloop.config import Config
 from prefloop.errors import PrefloopError
 from storage.db import session_scope
@@ -155,6 +156,19 @@ def test_pair_budget_and_no_pairs(prompts_engine) -> None:
     assert all(n <= 3 for _, n in per_prompt)
     bare = generate_candidates(prompts_engine, config(), round_id=2, n=2, make_pairs=False, progress=False)
     assert bare.pairs_queued == 0
+
+
+def test_most_different_selection_queues_the_pairs_that_differ_most(prompts_engine) -> None:
+    cfg = config(pairs_per_prompt=2, pair_selection="most-different")
+    summary = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False)
+    with session_scope(prompts_engine) as s:
+        for prompt_id in s.exec(select(Prompt.id)).all():
+            texts = {c.id: c.text for c in s.exec(select(Candidate).where(Candidate.prompt_id == prompt_id))}
+            queued = s.exec(select(Comparison).where(Comparison.prompt_id == prompt_id)).all()
+            assert {(q.candidate_a_id, q.candidate_b_id) for q in queued} == {
+                tuple(sorted(pair)) for pair in different_pairs(texts, 2)
+            }
+    assert summary.pairs_queued == 2 * len(IDEAS)
 
 
 def test_failure_midway_stores_nothing(prompts_engine, monkeypatch) -> None:

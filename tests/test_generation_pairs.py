@@ -1,4 +1,4 @@
-"""Pair selection: counts, coverage before repeats, even use, determinism."""
+"""Pair selection: counts, coverage before repeats, even use, determinism, most-different first."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from math import comb
 
 import pytest
 
-from generation.pairs import all_pairs, budget_pairs, cross_pairs
+from generation.pairs import all_pairs, budget_pairs, cross_pairs, difference, different_pairs
 
 
 def test_all_pairs_is_every_unordered_pair_once() -> None:
@@ -48,3 +48,26 @@ def test_cross_pairs_use_each_model_evenly() -> None:
     assert set(Counter(x for x, _ in pairs).values()) == {2}
     assert set(Counter(y for _, y in pairs).values()) == {1}
     assert len(cross_pairs([1, 2], [3], 10, seed=0)) == 2
+
+
+def test_difference_grows_with_word_and_length_differences():
+    assert difference("Fine-Tune LLMs Fast", "fine-tune llms fast") == 0
+    same_words_longer = difference("LLMs fast", "LLMs fast LLMs fast")  # words equal, length doubles
+    assert same_words_longer == pytest.approx(10 / 19)
+    assert difference("abc def", "ghi jkl") == pytest.approx(1.0)  # no shared word, equal length
+    assert difference("", "") == 0
+
+
+def test_different_pairs_takes_the_most_different_first() -> None:
+    texts = {
+        1: "Fine-Tune LLMs Fast",
+        2: "Fine-Tune LLMs fast!",  # near-duplicate of 1
+        3: "5 Steps to Your First Local Model",
+        4: "Fine-Tune LLMs Fast Today",
+    }
+    ranked = different_pairs(texts, 6)
+    assert sorted(map(sorted, ranked)) == sorted(map(sorted, all_pairs(list(texts))))  # all, when they fit
+    gaps = [difference(texts[a], texts[b]) for a, b in ranked]
+    assert gaps == sorted(gaps, reverse=True)
+    assert ranked[-1] == (1, 2)  # the near-duplicate pair is the last worth a label
+    assert different_pairs(texts, 2) == ranked[:2] and different_pairs(texts, 0) == []

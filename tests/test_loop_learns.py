@@ -43,8 +43,7 @@ class Scenario:
 
 
 # shorter rewards length, number a style ("5 Steps to ..."); length-band and keywords are not learnable to
-# 0.65 by the embedded model in one round, and 500 shorter labels were not enough with 20% noise (README
-# section `simulate`, "What the embedded model learns").
+# 0.65 by the embedded model in one round (README section `simulate`, "What the embedded model learns").
 SCENARIOS = [
     Scenario("number", rounds=2),
     Scenario("shorter"),
@@ -149,22 +148,7 @@ def assert_beats(report: dict, model: str, baseline: str = "base") -> dict:
     return c
 
 
-# Measured shortfalls of the embedded model (README section `simulate`, "What the embedded model learns"):
-# these scenarios still run in CI and print their figures, and the bar above is unchanged, but they do not
-# gate the build until the model or the training defaults learn them (an XPASS says when they do).
-SHORTFALLS = {
-    "shorter-1round": "model v3, 3 epochs: 0.62 [0.53, 0.70] vs base, below the 0.65 bar",
-    "shorter+noise-1round": "model v3, 3 epochs, 20% flipped labels: 0.54 [0.45, 0.62] vs base",
-}
-
-
-def scenario_param(scenario: Scenario):
-    reason = SHORTFALLS.get(scenario.id)
-    marks = pytest.mark.xfail(reason=f"known shortfall: {reason}", strict=False) if reason else ()
-    return pytest.param(scenario, id=scenario.id, marks=marks)
-
-
-@pytest.mark.parametrize("scenario", [scenario_param(s) for s in SCENARIOS])
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.id)
 def test_a_round_of_oracle_labels_beats_base_under_that_oracle(scenario: Scenario, outcomes):
     outcome = outcomes[scenario.id]
     assert outcome.error is None, outcome.error

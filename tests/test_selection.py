@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from evaluation.selection import PairTexts, difference, most_different_pairs, select_pairs
-
-
-def test_difference_grows_with_word_and_length_differences():
-    assert difference("Fine-Tune LLMs Fast", "fine-tune llms fast") == 0
-    same_words_longer = difference("LLMs fast", "LLMs fast LLMs fast")  # words equal, length doubles
-    assert same_words_longer == pytest.approx(10 / 19)
-    assert difference("abc def", "ghi jkl") == pytest.approx(1.0)  # no shared word, equal length
-    assert difference("", "") == 0
+from evaluation.selection import PairTexts, most_different_pairs, select_pairs
 
 
 def _pairs() -> list[PairTexts]:
