@@ -240,8 +240,9 @@ def _needed_row(arms: list[Arm], oracle: str, strategy: str, baseline: str, max_
         "labels",
         f"{baseline} pairs",
         reference,
-        note=f"win rate CI there [{lo:.2f}, {hi:.2f}]; seed: {SEED_LABELS:,} human labels; no baseline: "
-        f"{baseline} did not reach it within {max_budget}; lower is better",
+        note=f"win rate CI there [{lo:.2f}, {hi:.2f}]; seed: {SEED_LABELS:,} human labels; "
+        + (f"no baseline: {baseline} did not reach it within {max_budget}; " if reference is None else "")
+        + "lower is better",
     )
 
 

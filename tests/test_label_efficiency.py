@@ -39,6 +39,14 @@ def test_rows_compare_each_budget_with_random_and_report_labels_needed():
     assert (rows[0].value, rows[0].baseline, rows[0].ratio) == (0.7, 0.5, 1.4)
     assert "decisive labels 40/30" in rows[0].note and "95% CI [0.60, 0.78]" in rows[0].note
     assert rows[2].value == 50 and rows[2].baseline is None  # random never reached 68%
+    assert "no baseline: random did not reach it within 100" in rows[2].note
+    arms[1] = Arm("keywords", "random", 100, 60, 70, 30, 0, 1.0)  # now random reaches 70% at 100 labels
+    reached = rows_for(arms, plan)[2]
+    assert (reached.value, reached.baseline, reached.ratio) == (
+        50,
+        100,
+        0.5,
+    ) and "no baseline" not in reached.note
     plan_short = Plan(("keywords",), ("random", "most-different"), (50,), 10)
     weak = [Arm("keywords", s, 50, 10, 5, 5, 0, 1.0) for s in ("random", "most-different")]
     assert math.isnan(rows_for(weak, plan_short)[-1].value)
