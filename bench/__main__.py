@@ -31,11 +31,15 @@ from bench.runner import (
 
 
 def _git_commit() -> str:
+    """The short HEAD commit, with "+changes" when the working tree differs from it ("" outside git)."""
     try:
-        out = subprocess.run(
+        head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         )
-        return out.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True
+        )
+        return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return ""
 
@@ -76,6 +80,7 @@ def main(
         return 0
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    commit = _git_commit()  # the code the run starts with: later commits must not relabel its figures
     started = time.perf_counter()
     rows, seconds = [], {}
     for i, module in enumerate(modules, 1):
@@ -85,11 +90,11 @@ def main(
         rows += module_rows
     table = markdown_table(rows)
     host = machine()
-    header = f"Machine: {host}. Commit {_git_commit() or '?'}{', --quick' if args.quick else ''}."
+    header = f"Machine: {host}. Commit {commit or '?'}{', --quick' if args.quick else ''}."
     print(f"\n{table}\n\n{header}")
     meta = {
         "machine": host,
-        "commit": _git_commit(),
+        "commit": commit,
         "quick": args.quick,
         "only": args.only,
         "seconds_per_area": {a: round(s, 1) for a, s in seconds.items()},

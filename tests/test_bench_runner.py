@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.__main__ import main
+from bench.__main__ import _git_commit, main
 from bench.common import BenchRow, row
 from bench.runner import (
     REPO_ROOT,
@@ -121,3 +121,19 @@ def test_list_names_every_area_of_the_real_bench_folder():
         [sys.executable, "-m", "bench", "--list"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == [p.stem.removeprefix("bench_").replace("_", "-") for p in discover()]
+
+
+def test_commit_says_when_the_working_tree_has_uncommitted_changes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert _git_commit() == ""  # not a git checkout
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], check=True)
+    (tmp_path / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "a.py"], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    assert _git_commit() == head
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert _git_commit() == head + "+changes"
