@@ -44,7 +44,7 @@ class GenerationConfig(Section):
     cpu_threads: int | None = 1
     pairs_per_prompt: int | None = None  # None: all C(n, 2) pairs
     # which pairs fill a pairs_per_prompt budget: "balanced" (every candidate compared evenly) or
-    # "most-different" (the pairs that differ most in words and length: fewer ties; README `simulate`)
+    # "most-different" (the pairs that differ most in words and length: fewer ties; README "Benchmarks")
     pair_selection: Literal["balanced", "most-different"] = "balanced"
     vllm_url: str | None = None  # an already running OpenAI-compatible vLLM server
     vllm_python: str = ".venv-vllm/bin/python"  # the separate environment `serve-model` starts vLLM from
