@@ -127,11 +127,19 @@ def _json_safe(value):
     return None if isinstance(value, float) and (math.isnan(value) or math.isinf(value)) else value
 
 
+def results_name(day: str, host: str, only: str | None, quick: bool) -> str:
+    """``<date>-<host>.json`` for a full run; a subset or quick run gets a suffix, never overwriting it."""
+    suffix = "".join(["-" + only.replace(",", "+") if only else "", "-quick" if quick else ""])
+    return f"{day}-{host}{suffix}.json"
+
+
 def write_results(rows: list[BenchRow], meta: dict, results_dir: Path = RESULTS_DIR) -> Path:
-    """``results/<date>-<host>.json`` written atomically (temp file, then rename)."""
+    """``results/<name>`` (``results_name``) written atomically (temp file, then rename)."""
     now = datetime.now(UTC)
     results_dir.mkdir(parents=True, exist_ok=True)
-    path = results_dir / f"{now:%Y-%m-%d}-{socket.gethostname()}.json"
+    path = results_dir / results_name(
+        f"{now:%Y-%m-%d}", socket.gethostname(), meta.get("only"), meta.get("quick", False)
+    )
     doc = {
         **meta,
         "finished_at": now.isoformat(timespec="seconds"),

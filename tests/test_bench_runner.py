@@ -19,6 +19,7 @@ from bench.runner import (
     discover,
     fmt,
     markdown_table,
+    results_name,
     select,
     update_readme,
 )
@@ -137,3 +138,9 @@ def test_commit_says_when_the_working_tree_has_uncommitted_changes(tmp_path, mon
     assert _git_commit() == head
     (tmp_path / "a.py").write_text("x = 2\n")
     assert _git_commit() == head + "+changes"
+
+
+def test_a_subset_or_quick_run_never_overwrites_the_full_runs_results():
+    assert results_name("2026-11-22", "vm", None, False) == "2026-11-22-vm.json"
+    assert results_name("2026-11-22", "vm", "app,training", False) == "2026-11-22-vm-app+training.json"
+    assert results_name("2026-11-22", "vm", None, True) == "2026-11-22-vm-quick.json"
