@@ -21,7 +21,6 @@ from itertools import combinations, product
 from typing import TypeVar
 
 T = TypeVar("T", bound=Hashable)
-PAIR_SELECTIONS = ("balanced", "most-different")
 _TOKEN = re.compile(r"\w+")
 
 

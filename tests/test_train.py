@@ -61,13 +61,27 @@ def _logits(adapter: Path | None):
 
 @pytest.mark.slow
 def test_dpo_saves_a_servable_adapter_and_logs_every_step(pairs_dir: Path, tmp_path: Path) -> None:
+    import torch
+
     from generation.adapters import validate_servable_adapter
     from training.dpo import train_dpo
 
     out = tmp_path / "adapter"
-    result = train_dpo(
-        base_model="embedded", dataset_dir=pairs_dir, output_dir=out, train=TrainConfig(**FAST)
-    )
+    threads_while_training: set[int] = set()
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        result = train_dpo(
+            base_model="embedded",
+            dataset_dir=pairs_dir,
+            output_dir=out,
+            train=TrainConfig(**FAST),
+            on_log=lambda row: threads_while_training.add(torch.get_num_threads()),
+        )
+        threads_after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    assert threads_while_training == {1} and threads_after == 2  # train.cpu_threads, then restored
     assert sorted(p.name for p in out.iterdir() if p.name != "README.md") == [
         "adapter_config.json",
         "adapter_model.safetensors",

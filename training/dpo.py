@@ -134,7 +134,7 @@ def train_dpo(
     Raises PrefloopError before any training when the LoRA settings are not servable by vLLM.
     """
     from generation.adapters import validate_lora_settings
-    from generation.loading import load_model, load_tokenizer
+    from generation.loading import load_model, load_tokenizer, torch_threads
 
     hardware = detect_hardware(train)
     data = load_pairs(dataset_dir)
@@ -155,14 +155,14 @@ def train_dpo(
     else:
         lora_map = lora_settings(train, lora_targets(train.lora_target, _linear_leaf_names(model)))
     validate_lora_settings(lora_map, max_lora_rank)
-    if hardware.device == "cpu" and train.cpu_threads:
-        import torch
-
-        torch.set_num_threads(train.cpu_threads)  # 2 threads on 2 shared cores thrash (README "training")
     settings = dpo_settings(train, hardware, output_dir=str(output_dir), has_validation=has_validation)
     if dpo_overrides is not None:
         settings = {"output_dir": str(output_dir), **dpo_overrides}
-    return _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log)
+    # one CPU thread by default: 2 threads on 2 shared cores thrash (README "training"); restored after
+    with torch_threads(train.cpu_threads if hardware.device == "cpu" else None):
+        return _run(
+            model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log
+        )
 
 
 def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import resource
-import socket
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from generation.serve import free_port
 from prefloop.config import TrainConfig
 from prefloop.errors import PrefloopError
 from training.dpo import TrainResult, train_dpo
@@ -55,12 +55,6 @@ def result_as_dict(result: TrainResult) -> dict[str, Any]:
     return data
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def accelerate_command(spec: Path, train: TrainConfig, *, cpu: bool) -> list[str]:
     """``accelerate launch`` for ``train.num_processes`` processes (``--cpu`` when there is no GPU)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(train.num_processes)]
@@ -70,7 +64,7 @@ def accelerate_command(spec: Path, train: TrainConfig, *, cpu: bool) -> list[str
         # torchrun-style launcher for K local processes; on a CPU each process joins a gloo group
         # (accelerate's --cpu launcher starts ONE process unless MPI is set up).
         cmd += ["--multi_gpu", "--num_machines", "1", "--dynamo_backend", "no"]
-        cmd += ["--main_process_port", str(_free_port())]  # 29500 may be taken by another run
+        cmd += ["--main_process_port", str(free_port())]  # 29500 may be taken by another run
         cmd += ["--mixed_precision", "no" if cpu else "bf16"]
     return [*cmd, "-m", "training.launch", str(spec)]
 

@@ -7,12 +7,10 @@ give the same texts, and a group's output does not depend on what ran before it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
-from generation.loading import MERGE_BY_DEFAULT, load_model, load_tokenizer
+from generation.loading import MERGE_BY_DEFAULT, load_model, load_tokenizer, torch_threads
 
 if TYPE_CHECKING:
     from prefloop.config import Config
@@ -110,20 +108,6 @@ def shared_prompt_cache(model, input_ids, attention_mask, n: int) -> dict:
         "attention_mask": attention_mask.repeat_interleave(n, dim=0),
         "past_key_values": cache,
     }
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run a block with ``count`` torch threads (None: leave as is), then restore the old count."""
-    import torch
-
-    before = torch.get_num_threads()
-    if count:
-        torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def stop_token_ids(model, tok) -> list[int]:
