@@ -26,6 +26,7 @@ from bench.runner import (
     run_isolated,
     select,
     update_readme,
+    with_load,
     write_results,
 )
 
@@ -86,8 +87,9 @@ def main(
     for i, module in enumerate(modules, 1):
         area = area_of(module.stem)
         print(f"[{i}/{len(modules)}] {area} ...", flush=True)
+        load_before = os.getloadavg()[0]
         module_rows, seconds[area] = run_isolated(module, args.quick, args.timeout)
-        rows += module_rows
+        rows += with_load(module_rows, load_before, os.getloadavg()[0], os.cpu_count())
     table = markdown_table(rows)
     host = machine()
     header = f"Machine: {host}. Commit {commit or '?'}{', --quick' if args.quick else ''}."

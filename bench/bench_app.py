@@ -15,7 +15,6 @@ drives the app exactly as the tests do.
 
 from __future__ import annotations
 
-import os
 import random
 import statistics
 import subprocess
@@ -24,8 +23,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 from sqlmodel import select
 
@@ -82,7 +81,8 @@ def _label_loop(
         latencies.append((time.perf_counter() - t0) * 1000)
 
 
-class StorageRun(NamedTuple):  # not a dataclass: the bench runner loads this file outside sys.modules
+@dataclass
+class StorageRun:
     latencies_ms: list[float]
     seconds: float
     verdict: str
@@ -294,15 +294,9 @@ def browser_rows(folder: Path, quick: bool) -> list[BenchRow]:
 
 
 def run(quick: bool = False) -> list[BenchRow]:
-    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         folder = Path(tmp)
-        rows = storage_rows(folder, quick) + browser_rows(folder, quick)
-    load_after = os.getloadavg()[0]
-    busy = f"; load average {load_before:.1f} before / {load_after:.1f} after on {os.cpu_count()} cores"
-    for r in rows:
-        r.note += busy
-    return rows
+        return storage_rows(folder, quick) + browser_rows(folder, quick)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from bench.common import BenchRow, row
-from evaluation.oracles import Oracle, load_oracle, with_noise
+from evaluation.oracles import Oracle, load_oracle
 from evaluation.selection import PairTexts, select_pairs
 from evaluation.simulate import simulated_annotator_id, stored_choice
 from evaluation.stats import wilson_interval, win_rate
@@ -182,23 +182,20 @@ def run_arm(
     oracle_name: str,
     strategy: str,
     budget: int,
-    noise: float = 0.0,
 ) -> Arm:
-    """Label ``budget`` selected pairs (flipping a share ``noise`` of decisive labels), train, judge with
-    the noiseless oracle: did the policy learn the rule despite a careless labeller?"""
+    """Label ``budget`` selected pairs with the oracle, train, and judge the adapter with the same oracle."""
     from storage.exports import export_trl
     from training.dpo import train_dpo
 
     started = time.perf_counter()
-    arm_dir = workdir / f"{oracle_name}-{strategy}-{budget}-noise{noise:g}"
+    arm_dir = workdir / f"{oracle_name}-{strategy}-{budget}"
     arm_dir.mkdir()
     db = arm_dir / "labels.db"
     shutil.copyfile(round0, db)
     engine = make_engine(f"sqlite:///{db}")
     oracle = load_oracle(oracle_name)
     chosen = select_pairs(strategy, train_pool(engine), budget, seed=budget)
-    labeller = with_noise(oracle, noise, random.Random(budget))
-    decisive = label(engine, chosen, labeller, oracle_name)
+    decisive = label(engine, chosen, oracle, oracle_name)
     train = setup.train
     export = export_trl(engine, arm_dir / "export", validation_share=train.validation_share, seed=train.seed)
     engine.dispose()

@@ -15,7 +15,6 @@ stay about as long as the base model's and tokens/s compare like for like.
 from __future__ import annotations
 
 import csv
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -80,7 +79,6 @@ def run(quick: bool = False) -> list[BenchRow]:
     from generation.serve import ServerSpec, free_port, resolve_python, start_server
     from prefloop.config import EMBEDDED_MODEL, load_config
 
-    load_before = os.getloadavg()[0]
     config = load_config()
     dtype = str(pick_dtype(config.model.dtype, "cpu")).removeprefix("torch.")  # same for both backends
     n_prompts = 24 if quick else 114
@@ -129,8 +127,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             backend.close()
             server.stop()
 
-    # Other jobs on a small machine move these figures a lot: say how busy it was.
-    where = f"{machine()}; {dtype}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+    where = f"{machine()}; {dtype}"
     rows = _pair_rows("base model", vllm_base, hf_base, n_prompts) + _pair_rows(
         "LoRA r8", vllm_adapter, hf_adapter, n_prompts
     )

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
@@ -76,6 +76,13 @@ def run_in_child(module: Path, quick: bool, rows_out: Path) -> None:
         traceback.print_exc()
         payload = {"error": f"{type(exc).__name__}: {exc}"}
     rows_out.write_text(json.dumps(payload, default=str), encoding="utf-8")
+
+
+def with_load(rows: list[BenchRow], before: float, after: float, cores: int | None) -> list[BenchRow]:
+    """Each row's note ends with the load average around its module: on a small shared machine other jobs
+    move every figure, so a reader must see how busy the machine was."""
+    busy = f"load average {before:.1f} before / {after:.1f} after on {cores} cores"
+    return [replace(r, note=f"{r.note}; {busy}" if r.note else busy) for r in rows]
 
 
 def run_isolated(module: Path, quick: bool, timeout: float | None) -> tuple[list[BenchRow], float]:

@@ -22,6 +22,7 @@ from bench.runner import (
     results_name,
     select,
     update_readme,
+    with_load,
 )
 
 MODULES = {
@@ -58,7 +59,9 @@ def test_failing_modules_become_error_rows_and_the_rest_still_report(bench_dir, 
     code = main(["--quick", "--timeout", "5", "--readme"], bench_dir, tmp_path / "results", readme)
     assert code == 0  # degrade gracefully: error rows, not a crash
     out = capsys.readouterr().out
-    assert "| good | 10 things | 20 | things/s | 10 (one at a time) | 2× | more is better |" in out
+    assert (
+        "| good | 10 things | 20 | things/s | 10 (one at a time) | 2× | more is better; load average " in out
+    )
     for area, what in [
         ("raises", "raised"),
         ("crashes", "crashed"),
@@ -144,3 +147,13 @@ def test_a_subset_or_quick_run_never_overwrites_the_full_runs_results():
     assert results_name("2026-11-22", "vm", None, False) == "2026-11-22-vm.json"
     assert results_name("2026-11-22", "vm", "app,training", False) == "2026-11-22-vm-app+training.json"
     assert results_name("2026-11-22", "vm", None, True) == "2026-11-22-vm-quick.json"
+
+
+def test_every_row_says_how_busy_the_machine_was():
+    rows = [row("a", "x", 1.0, "s", note="lower is better"), row("a", "y", 2.0, "s")]
+    noted = with_load(rows, 0.25, 3.5, 2)
+    assert [r.note for r in noted] == [
+        "lower is better; load average 0.2 before / 3.5 after on 2 cores",
+        "load average 0.2 before / 3.5 after on 2 cores",
+    ]
+    assert rows[0].note == "lower is better"  # the module's rows are not changed in place

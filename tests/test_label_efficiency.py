@@ -42,11 +42,8 @@ def test_rows_compare_each_budget_with_random_and_report_labels_needed():
     assert "no baseline: random did not reach it within 100" in rows[2].note
     arms[1] = Arm("keywords", "random", 100, 60, 70, 30, 0, 1.0)  # now random reaches 70% at 100 labels
     reached = rows_for(arms, plan)[2]
-    assert (reached.value, reached.baseline, reached.ratio) == (
-        50,
-        100,
-        0.5,
-    ) and "no baseline" not in reached.note
+    assert (reached.value, reached.baseline, reached.ratio) == (50, 100, 0.5)
+    assert "no baseline" not in reached.note
     plan_short = Plan(("keywords",), ("random", "most-different"), (50,), 10)
     weak = [Arm("keywords", s, 50, 10, 5, 5, 0, 1.0) for s in ("random", "most-different")]
     assert math.isnan(rows_for(weak, plan_short)[-1].value)
