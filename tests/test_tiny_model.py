@@ -92,9 +92,8 @@ def test_shipped_model_writes_varied_titles_for_every_seed_idea() -> None:
     assert health.distinct_per_prompt >= 4.0
     assert health.in_band_rate >= 0.7
     assert health.length_sd >= 8  # room for a length preference to act on
-    assert (
-        health.idea_word_rate >= 0.15
-    )  # some titles pick up the idea's words (a keyword preference acts on it)
+    # some titles pick up the idea's words (a keyword preference acts on it)
+    assert health.idea_word_rate >= 0.15
     assert health.copied_rate <= 0.2  # not a lookup table of the training titles
 
 
