@@ -12,7 +12,7 @@ import time
 import streamlit as st
 
 from annotate_app.context import User, config, current_user, engine
-from storage.assignment import Assigned, next_pair, progress, record_judgment, side_to_choice, undo_last
+from labelling.assignment import Assigned, next_pair, progress, record_judgment, side_to_choice, undo_last
 from storage.models import Choice
 
 NOTE_KEY = "annotate_note"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import streamlit as st
 from sqlalchemy import Engine
 
-from prefloop.config import Config, load_config
+from core.config import Config, load_config
 from storage.models import Role
 
 ENV_CONFIG = "PREFLOOP_CONFIG"  # path of a YAML config file

@@ -19,8 +19,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from core.config import AnnotateConfig
 from evaluation.stats import agreement_pairs, binomial_p, cohen_kappa, krippendorff_alpha_nominal
-from prefloop.config import AnnotateConfig
 from storage.db import session_scope
 from storage.models import Annotator, Choice, Comparison, Judgment, Purpose, TrainingRun
 

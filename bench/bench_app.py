@@ -29,13 +29,14 @@ from pathlib import Path
 from sqlmodel import select
 
 from bench.common import BenchRow, row
-from prefloop.config import AnnotateConfig
-from storage.assignment import next_pair, record_judgment
+from core.config import AnnotateConfig
+from core.net import free_port
+from labelling.assignment import next_pair, record_judgment
 from storage.db import make_engine, migrate, session_scope
 from storage.models import Choice, Judgment
-from tests.annotate_seed import add_annotator, seed_pairs
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, free_port, start_app, stop_app, wait_healthy
-from tests.e2e.ui import blur, shown_pair
+from testkit.annotate_seed import add_annotator, seed_pairs
+from testkit.app_server import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app, wait_healthy
+from testkit.ui import blur, shown_pair
 
 AREA = "app"
 SETTINGS = AnnotateConfig(overlap_train=1, overlap_eval=2, eval_share=0.2, lease_seconds=300)

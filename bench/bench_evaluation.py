@@ -75,10 +75,10 @@ def _bootstrap_rows(quick: bool) -> list[BenchRow]:
 
 
 def _report_rows(quick: bool) -> list[BenchRow]:
+    from core.config import ReportConfig
     from evaluation.report import build_report, gather
-    from prefloop.config import ReportConfig
     from storage.db import make_engine, migrate, session_scope
-    from tests.eval_seed import build_eval_db
+    from testkit.eval_seed import build_eval_db
 
     copies = 5 if quick else 40
     with tempfile.TemporaryDirectory() as tmp:

@@ -38,11 +38,11 @@ def _rate(backend, prompts, policy: Policy, sampling: SamplingParams) -> tuple[f
 def run(quick: bool = False) -> list[BenchRow]:
     import torch
 
+    from core.config import EMBEDDED_MODEL, GenerationConfig
     from generation.backends.transformers_backend import TransformersBackend
-    from generation.demo_adapter import save_random_adapter
-    from generation.loading import EMBEDDED_DIR, pick_dtype
     from generation.tiny_model.data import seed_idea_messages
-    from prefloop.config import EMBEDDED_MODEL, GenerationConfig
+    from models.loading import EMBEDDED_DIR, pick_dtype
+    from testkit.demo_adapter import save_random_adapter
 
     batch = GenerationConfig().batch_size
     prompts = seed_idea_messages(24 if quick else None)

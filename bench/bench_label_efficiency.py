@@ -25,11 +25,12 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from bench.common import BenchRow, row
-from evaluation.oracles import Oracle, load_oracle
-from evaluation.selection import PairTexts, select_pairs
-from evaluation.simulate import simulated_annotator_id, stored_choice
+from core.paths import REPO_ROOT
 from evaluation.stats import wilson_interval, win_rate
-from storage.db import REPO_ROOT, make_engine, session_scope
+from labelling.oracles import Oracle, load_oracle
+from labelling.selection import PairTexts, select_pairs
+from labelling.simulate import simulated_annotator_id, stored_choice
+from storage.db import make_engine, session_scope
 
 AREA = "label-efficiency"
 SEED_LABELS, SEED_WIN_RATE = 1140, 0.68
@@ -78,7 +79,7 @@ class EvalSetup:
     """What every arm shares: the model, the held-out prompts and the base's titles on them."""
 
     base_model: str
-    train: object  # prefloop.config.TrainConfig (imported lazily with the config)
+    train: object  # core.config.TrainConfig (imported lazily with the config)
     backend: object  # a generation Backend
     prompts: list[tuple[str, list[dict[str, str]]]]  # (prompt text, chat messages) of the eval split
     base_titles: list[list[str]]
@@ -119,7 +120,7 @@ def train_pool(engine: Engine) -> list[PairTexts]:
 
 def label(engine: Engine, pairs: Sequence[PairTexts], oracle: Oracle, oracle_name: str) -> int:
     """Record the oracle's judgment of each selected pair (as shown to a person: stable random side)."""
-    from storage.assignment import left_side, record_judgment
+    from labelling.assignment import left_side, record_judgment
 
     annotator_id = simulated_annotator_id(engine, f"sim:{oracle_name}")
     prompts = _prompt_texts(engine)
@@ -263,8 +264,8 @@ def _curve(arms: list[Arm], oracle: str, strategy: str) -> list[tuple[int, float
 
 
 def run(quick: bool = False) -> list[BenchRow]:
+    from core.config import load_config
     from generation.backends.transformers_backend import TransformersBackend
-    from prefloop.config import load_config
 
     plan = QUICK if quick else FULL
     config = load_config()

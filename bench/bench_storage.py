@@ -19,7 +19,8 @@ from pathlib import Path
 from sqlmodel import select
 
 from bench.common import BenchRow, machine, row
-from storage.db import REPO_ROOT, make_engine, migrate, session_scope
+from core.paths import REPO_ROOT
+from storage.db import make_engine, migrate, session_scope
 from storage.exports import export_trl, preference_pairs
 from storage.imports import assign_split, import_labels
 from storage.models import AnnotatorKind, Choice, Judgment, Prompt, Purpose, VersionKind, text_hash

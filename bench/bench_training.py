@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchRow, row
-from prefloop.config import Config, load_config
-from storage.db import REPO_ROOT, make_engine, migrate
+from core.config import Config, load_config
+from core.paths import REPO_ROOT
+from storage.db import make_engine, migrate
 
 AREA = "training"
 SEED = REPO_ROOT / "data" / "youtube-titles"
@@ -42,7 +43,7 @@ def seed_database(path: Path, ideas: int | None = None):
     import_prompts(engine, SEED / "ideas.csv", column="Idea", template="youtube-title")
     labels = SEED / "idea-title_pairs-preferences.csv"
     if ideas is not None:
-        from tests.test_train import seed_label_subset
+        from testkit.train_seed import seed_label_subset
 
         labels = seed_label_subset(path.parent / "labels.csv", ideas)
     import_labels(engine, labels, template="youtube-title")
@@ -56,7 +57,7 @@ def bench_config(workdir: Path, *overrides: str) -> Config:
 
 
 def stage_rows(engine, config: Config) -> tuple[list[BenchRow], Any]:
-    from training.round import train_round
+    from loop.round import train_round
 
     summary = train_round(engine, config, echo=lambda line: print(line, file=sys.stderr))
     rows = [
@@ -139,8 +140,8 @@ def oracle_scores(engine, config: Config, new: str, baseline: str) -> dict[str, 
     """The oracle's verdicts on the queued eval pairs new-vs-baseline (deterministic: no noise)."""
     from sqlmodel import select
 
-    from evaluation.oracles import load_oracle
     from evaluation.stats import wilson_interval, win_rate
+    from labelling.oracles import load_oracle
     from storage.db import session_scope
     from storage.models import Candidate, Comparison, ModelVersion, Prompt, Purpose
 
@@ -185,10 +186,10 @@ def eval_health(engine, version: str):
 
 def round_policy_rows(db_path: Path, config: Config, workdir: Path) -> list[BenchRow]:
     """Round 2 both ways from the same database state (round 1 done, its pairs labelled by the oracle)."""
-    from evaluation.oracles import load_oracle
-    from evaluation.simulate import simulate
+    from labelling.oracles import load_oracle
+    from labelling.simulate import simulate
+    from loop.round import train_round
     from storage.models import Purpose
-    from training.round import train_round
 
     engine = make_engine(f"sqlite:///{db_path}")
     simulate(engine, load_oracle(ORACLE), ORACLE, annotator=f"sim:{ORACLE}", settings=config.annotate,

@@ -3,7 +3,7 @@
 Workload: the seed's 114 video ideas x 5 titles (quick: 24 ideas) with the embedded model at the default
 sampling (temperature 1, top_p 1, max 48 new tokens). Both backends run in this process's run, on the same
 machine, one after the other, in the same dtype (bf16 where the CPU has native bf16, as
-``generation.loading.pick_dtype`` decides): transformers batched (``TransformersBackend``,
+``models.loading.pick_dtype`` decides): transformers batched (``TransformersBackend``,
 ``generation.batch_size`` sequences per batch, adapter merged), then prefloop's vLLM server
 (``.venv-vllm``, built by ``make vllm-env``) through the ``vllm-server`` backend, every prompt of the
 round in one call, and again in the groups ``prefloop generate`` sends.
@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from bench.common import BenchRow, machine, row
+from core.paths import REPO_ROOT
 from generation.backends.base import Generated, Policy, SamplingParams
-from storage.db import REPO_ROOT
 
 AREA = "vllm"
 IDEAS_CSV = REPO_ROOT / "data" / "youtube-titles" / "ideas.csv"
@@ -72,12 +72,13 @@ def _pair_rows(
 def run(quick: bool = False) -> list[BenchRow]:
     from rich.console import Console
 
+    from core.config import EMBEDDED_MODEL, load_config
+    from core.net import free_port
     from generation.backends.transformers_backend import TransformersBackend
     from generation.backends.vllm_server import VllmServerBackend
-    from generation.demo_adapter import save_random_adapter
-    from generation.loading import pick_dtype, resolve_model
-    from generation.serve import ServerSpec, free_port, resolve_python, start_server
-    from prefloop.config import EMBEDDED_MODEL, load_config
+    from generation.serve import ServerSpec, resolve_python, start_server
+    from models.loading import pick_dtype, resolve_model
+    from testkit.demo_adapter import save_random_adapter
 
     config = load_config()
     dtype = str(pick_dtype(config.model.dtype, "cpu")).removeprefix("torch.")  # same for both backends

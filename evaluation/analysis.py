@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.config import ReportConfig
 from evaluation.health import Health, flags
 from evaluation.stats import (
     HeadToHead,
@@ -27,7 +28,6 @@ from evaluation.stats import (
     krippendorff_alpha_nominal,
     wilson_interval,
 )
-from prefloop.config import ReportConfig
 
 KIND_ORDER = ("human", "simulated", "imported")  # the first kind present is the report's headline group
 SIGN_TEST = "exact two-sided sign test of wins vs losses (ties and both-bad excluded)"

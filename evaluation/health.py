@@ -14,8 +14,8 @@ from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evaluation.oracles import idea_of, key_words
-from prefloop.config import ReportConfig
+from core.config import ReportConfig
+from labelling.oracles import idea_of, key_words
 
 REPEAT_BIGRAM_SHARE = 0.1  # a text whose word bigrams are more than this share duplicates is looping
 _WORD = re.compile(r"\w+")

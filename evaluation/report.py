@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from core.config import ReportConfig
 from evaluation.analysis import JudgmentRecord, VersionInfo, analyse
 from evaluation.health import Health, Sample, drawn_per_prompt, output_health
-from evaluation.judgments import current_eval_judgments
 from evaluation.plots import bradley_terry_plot, length_plot, win_rate_plot
-from prefloop.config import ReportConfig
 from storage.db import session_scope
 from storage.files import atomic_replace_dir
+from storage.judgments import current_eval_judgments
 from storage.models import (
     Candidate,
     Comparison,

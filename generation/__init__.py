@@ -1,1 +1,1 @@
-"""Candidate generation: the embedded title model, model loading, backends, pairing, and the API."""
+"""Candidate generation: backends (transformers, vLLM), the vLLM server, the API, the tiny model builder."""

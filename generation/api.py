@@ -13,11 +13,11 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from core.config import Config, GenerationConfig
+from core.errors import PrefloopError
 from generation.backends import get_backend, resolve_backend_name
 from generation.backends.base import Backend, Generated, Messages, Policy, SamplingParams
-from generation.pairs import all_pairs, budget_pairs, different_pairs
-from prefloop.config import Config, GenerationConfig
-from prefloop.errors import PrefloopError
+from labelling.pairs import all_pairs, budget_pairs, different_pairs
 from storage.db import session_scope
 from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
@@ -103,7 +103,7 @@ def validate_policy(policy: Policy) -> int:
     """Model and adapter exist and load offline; returns the model's context length (tokens)."""
     from transformers import AutoConfig
 
-    from generation.loading import check_adapter, resolve_model
+    from models.loading import check_adapter, resolve_model
 
     path = resolve_model(policy.base_model)
     if policy.adapter_path:
@@ -114,7 +114,7 @@ def validate_policy(policy: Policy) -> int:
 
 def check_prompt_lengths(policy: Policy, prompts: dict[int, Messages], max_new_tokens: int) -> None:
     """PrefloopError naming the first prompt whose tokens + max_new_tokens exceed the context."""
-    from generation.loading import load_tokenizer
+    from models.loading import load_tokenizer
 
     context = validate_policy(policy)
     tok = load_tokenizer(policy.base_model)

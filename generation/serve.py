@@ -21,8 +21,8 @@ from pathlib import Path
 
 import httpx
 
-from prefloop.errors import PrefloopError
-from storage.db import REPO_ROOT
+from core.errors import PrefloopError
+from core.paths import REPO_ROOT
 
 HEALTH_TIMEOUT_S = 300.0  # first start on a slow CPU loads torch, compiles nothing (--enforce-eager)
 STOP_TIMEOUT_S = 20.0
@@ -113,12 +113,6 @@ def check_port_free(host: str, port: int) -> None:
                 f"port {port} on {host} is in use ({exc.strerror}); pass another --port, or use the server "
                 f"already there with --set generation.vllm_url=http://{host}:{port}"
             ) from exc
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:

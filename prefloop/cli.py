@@ -7,16 +7,15 @@ happen inside the commands that need them, so ``prefloop --help`` and the app st
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
-from prefloop.config import Config, ConfigError, load_config
-from prefloop.errors import PrefloopError
+from core.config import ConfigError, load_config
+from core.errors import PrefloopError
+from prefloop.state import State
 
 err_console = Console(stderr=True)
 
@@ -27,27 +26,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-
-
-@dataclass
-class State:
-    """What every subcommand gets through ``ctx.obj``: the config, and the database opened on demand."""
-
-    config: Config
-    _engine: Engine | None = field(default=None, repr=False)
-
-    @property
-    def engine(self) -> Engine:
-        if self._engine is None:
-            from storage.db import make_engine, migrate
-
-            self._engine = make_engine(self.config.db)
-            migrate(self._engine)
-        return self._engine
-
-
-def state(ctx: typer.Context) -> State:
-    return ctx.find_root().obj
 
 
 @app.callback()

@@ -1,1 +1,1 @@
-"""Storage: SQLModel tables, the engine, migrations, import/export and pair assignment."""
+"""Storage: tables, the engine, migrations, queries, import/export formats (TRL, LLaMA-Factory, Arena)."""

@@ -9,7 +9,7 @@ import secrets
 
 from sqlmodel import Session, select
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.models import Annotator, AnnotatorKind, Role
 
 # scrypt cost: ~16 MiB and a few tens of ms per check, cheap for a sign-in, slow for guessing

@@ -10,8 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("PREFLOOP_VAR", REPO_ROOT / "var"))
+from core.paths import VAR_DIR
 
 
 def database_url(url: str | None = None) -> str:

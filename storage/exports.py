@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.aggregate import aggregate
 from storage.db import session_scope
 from storage.files import atomic_replace_dir, atomic_write_bytes

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 
 MAX_TEXT_CHARS = 32_000  # per prompt, turn or candidate: ~8k tokens; a longer value is a broken file
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.files import checked_text, csv_records, json_document, jsonl_records, read_text, where
 from storage.models import prompt_key
 from storage.templates import render

@@ -6,7 +6,7 @@ ways renders to one text and therefore one prompt.
 
 from __future__ import annotations
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 
 PLACEHOLDER = "{idea}"
 

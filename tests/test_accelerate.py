@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from storage.db import make_engine
-from tests.test_train import seed_label_subset
+from testkit.train_seed import seed_label_subset
 
 REPO = Path(__file__).resolve().parent.parent
 

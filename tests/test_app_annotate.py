@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from storage.db import session_scope
 from storage.models import Candidate, Choice, Comparison, Judgment
-from tests.annotate_seed import app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
+from testkit.annotate_seed import app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
 
 MAIN = str(Path(__file__).resolve().parent.parent / "annotate_app" / "main.py")
 HEAVY = ("torch", "transformers", "trl", "peft")

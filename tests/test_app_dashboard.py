@@ -11,13 +11,13 @@ from streamlit.testing.v1 import AppTest
 
 from annotate_app import dashboard_data as data
 from annotate_app.context import User
+from core.config import AnnotateConfig
 from evaluation.stats import binomial_p, cohen_kappa, krippendorff_alpha_nominal
-from prefloop.config import AnnotateConfig
-from storage.assignment import next_pair, record_judgment
+from labelling.assignment import next_pair, record_judgment
 from storage.db import session_scope
 from storage.models import Choice, Role, RunStatus, TrainingRun, VersionKind
 from storage.repo import get_or_create_version
-from tests.annotate_seed import add_annotator, app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
+from testkit.annotate_seed import add_annotator, app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
 
 SETTINGS = AnnotateConfig(overlap_train=1, overlap_eval=2, eval_share=1.0)
 

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func
 from sqlmodel import select
 
-from evaluation.arena import export_arena, import_battles
+from core.config import ReportConfig
+from core.errors import PrefloopError
 from evaluation.report import build_report
-from prefloop.config import ReportConfig
-from prefloop.errors import PrefloopError
+from storage.arena import export_arena, import_battles
 from storage.db import make_engine, migrate, session_scope
 from storage.models import (
     Annotator,
@@ -29,7 +29,7 @@ from storage.models import (
     VersionKind,
 )
 from storage.repo import get_or_create_annotator, get_or_create_version
-from tests.eval_seed import build_eval_db, seed_battle_rows, write_battles
+from testkit.eval_seed import build_eval_db, seed_battle_rows, write_battles
 
 FAST = ReportConfig(bootstrap_rounds=100)
 REPO = Path(__file__).resolve().parent.parent

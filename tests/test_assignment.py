@@ -13,19 +13,12 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
-from prefloop.config import AnnotateConfig
-from prefloop.errors import PrefloopError
-from storage.assignment import (
-    left_side,
-    next_pair,
-    progress,
-    record_judgment,
-    side_to_choice,
-    undo_last,
-)
+from core.config import AnnotateConfig
+from core.errors import PrefloopError
+from labelling.assignment import left_side, next_pair, progress, record_judgment, side_to_choice, undo_last
 from storage.db import make_engine, session_scope
 from storage.models import Candidate, Choice, Comparison, Judgment, Lease, Purpose, utcnow
-from tests.annotate_seed import add_annotator, seed_pairs
+from testkit.annotate_seed import add_annotator, seed_pairs
 
 SETTINGS = AnnotateConfig(overlap_train=1, overlap_eval=2, eval_share=0.25, lease_seconds=300)
 

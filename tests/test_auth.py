@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.auth import authenticate, create_annotator, hash_token, new_token, verify_token
 from storage.db import session_scope
 from storage.models import Annotator, AnnotatorKind, Role

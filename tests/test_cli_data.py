@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import PrefloopError
 from prefloop.cli import app
-from prefloop.errors import PrefloopError
 
 REPO = Path(__file__).resolve().parent.parent
 PREFLOOP = REPO / ".venv/bin/prefloop"

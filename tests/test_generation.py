@@ -12,19 +12,19 @@ from pathlib import Path
 import pytest
 from sqlmodel import func, select
 
+from core.config import Config
+from core.errors import PrefloopError
 from generation.api import generate_candidates, generate_texts, resolve_policy
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
-from generation.demo_adapter import save_random_adapter
-from generation.loading import EMBEDDED_DIR, load_model, resolve_model
-from generation.pairs import different_pairs
-from prefloop.config import Config
-from prefloop.errors import PrefloopError
+from labelling.pairs import different_pairs
+from models.loading import EMBEDDED_DIR, load_model, resolve_model
 from storage.db import session_scope
 from storage.imports import import_prompts
 from storage.models import Candidate, Comparison, ModelVersion, Prompt, Round, Split, VersionKind
 from storage.repo import get_or_create_version
 from storage.templates import render
+from testkit.demo_adapter import save_random_adapter
 
 REPO = Path(__file__).resolve().parent.parent
 IDEAS = ["fine-tuning LLMs", "model pruning", "vector databases", "how GPUs work", "data cleaning tips"]

@@ -7,7 +7,7 @@ from math import comb
 
 import pytest
 
-from generation.pairs import all_pairs, budget_pairs, cross_pairs, difference, different_pairs
+from labelling.pairs import all_pairs, budget_pairs, cross_pairs, difference, different_pairs
 
 
 def test_all_pairs_is_every_unordered_pair_once() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.config import ReportConfig
 from evaluation.health import Sample, drawn_per_prompt, flags, is_degenerate, is_on_topic, output_health
-from prefloop.config import ReportConfig
 
 TEMPLATE = (
     "Given the YouTube video idea write an engaging title.\n\n**Video Idea**: {idea}\n\n"

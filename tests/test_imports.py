@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import text
 from sqlmodel import select
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.db import session_scope
 from storage.files import MAX_TEXT_CHARS
 from storage.imports import assign_split, import_labels, import_prompts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from bench.bench_label_efficiency import Arm, Plan, head_to_head, labels_needed, rows_for
-from evaluation.oracles import shorter
+from labelling.oracles import shorter
 
 
 def test_labels_needed_is_the_first_budget_reaching_the_target():

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from evaluation.oracles import (
+from core.errors import PrefloopError
+from labelling.oracles import (
     BUILTIN,
     band_distance,
     checked_verdict,
@@ -20,7 +21,6 @@ from evaluation.oracles import (
     shorter,
     with_noise,
 )
-from prefloop.errors import PrefloopError
 
 PROMPT = (
     "Given the YouTube video idea write an engaging title.\n\n**Video Idea**: fine-tuning LLMs\n\n"
@@ -90,7 +90,7 @@ def test_noise_flips_about_p_of_decisive_answers_and_keeps_ties():
 
 def test_load_oracle_resolves_names_modules_and_files(tmp_path, monkeypatch):
     assert load_oracle("keywords") is keywords
-    assert load_oracle("evaluation.oracles:shorter") is shorter
+    assert load_oracle("labelling.oracles:shorter") is shorter
     file = tmp_path / "my_rules.py"
     file.write_text("def prefer_b(prompt, a, b):\n    return 'b'\n")
     assert load_oracle(f"{file}:prefer_b")(PROMPT, "x", "y") == "b"
@@ -106,7 +106,7 @@ def test_load_oracle_resolves_names_modules_and_files(tmp_path, monkeypatch):
     [
         ("longest", "unknown oracle; use one of length-band, keywords, shorter, number"),
         ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
-        ("evaluation.oracles:nope", "has no function 'nope'"),
+        ("labelling.oracles:nope", "has no function 'nope'"),
         ("missing/rules.py:f", "no such file missing/rules.py"),
     ],
 )

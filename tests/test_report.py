@@ -13,13 +13,13 @@ import pytest
 from scipy.stats import binomtest
 from sqlmodel import select
 
+from core.config import ReportConfig
 from evaluation.analysis import JudgmentRecord, VersionInfo, analyse, conclusion
 from evaluation.report import build_report, write_report
 from evaluation.stats import HeadToHead, judgments_needed, krippendorff_alpha_nominal
-from prefloop.config import ReportConfig
 from storage.db import make_engine, migrate, session_scope
 from storage.models import Candidate, ModelVersion
-from tests.eval_seed import build_eval_db
+from testkit.eval_seed import build_eval_db
 
 FAST = ReportConfig(bootstrap_rounds=200)
 REPO = Path(__file__).resolve().parent.parent

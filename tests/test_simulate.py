@@ -11,11 +11,11 @@ import sys
 import pytest
 from sqlmodel import select
 
-from evaluation.oracles import shorter, with_noise
-from evaluation.simulate import simulate, stored_choice
-from prefloop.config import AnnotateConfig
-from prefloop.errors import PrefloopError
-from storage.assignment import left_side
+from core.config import AnnotateConfig
+from core.errors import PrefloopError
+from labelling.assignment import left_side
+from labelling.oracles import shorter, with_noise
+from labelling.simulate import simulate, stored_choice
 from storage.db import session_scope
 from storage.models import (
     Annotator,

@@ -10,9 +10,9 @@ import pytest
 from tokenizers import Tokenizer
 from transformers import AutoTokenizer, Qwen2Config
 
+from core.config import Config
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend
-from generation.loading import EMBEDDED_DIR
 from generation.tiny_model import build
 from generation.tiny_model.data import (
     TitleExample,
@@ -25,7 +25,7 @@ from generation.tiny_model.data import (
 )
 from generation.tiny_model.quality import title_health
 from generation.tiny_model.tokenizer import IM_END, train_tokenizer, wrap
-from prefloop.config import Config
+from models.loading import EMBEDDED_DIR
 
 TRICKY = [
     "Top 10 GPUs in 2024: 3.14x Faster?!\n\n\nYes   really",

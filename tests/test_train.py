@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from prefloop.config import TrainConfig
-from prefloop.errors import PrefloopError
+from core.config import TrainConfig
+from core.errors import PrefloopError
 from storage.exports import export_trl
 from storage.imports import import_labels
+from testkit.train_seed import seed_label_subset
 
 REPO = Path(__file__).resolve().parent.parent
-SEED_LABELS = REPO / "data" / "youtube-titles" / "idea-title_pairs-preferences.csv"
 FAST = {"num_train_epochs": 1, "per_device_train_batch_size": 8, "logging_steps": 1}
-
-
-def seed_label_subset(path: Path, ideas: int) -> Path:
-    """The seed's label CSV cut to its first ``ideas`` ideas (10 labelled pairs each)."""
-    with open(SEED_LABELS, encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f))
-    keep = list(dict.fromkeys(r["idea"] for r in rows))[:ideas]
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(r for r in rows if r["idea"] in keep)
-    return path
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ def pairs_dir(engine: Engine, tmp_path: Path) -> Path:
 def _logits(adapter: Path | None):
     import torch
 
-    from generation.loading import load_model, load_tokenizer
+    from models.loading import load_model, load_tokenizer
 
     tok = load_tokenizer("embedded")
     ids = tok.apply_chat_template(
@@ -63,7 +50,7 @@ def _logits(adapter: Path | None):
 def test_dpo_saves_a_servable_adapter_and_logs_every_step(pairs_dir: Path, tmp_path: Path) -> None:
     import torch
 
-    from generation.adapters import validate_servable_adapter
+    from models.adapters import validate_servable_adapter
     from training.dpo import train_dpo
 
     out = tmp_path / "adapter"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from prefloop.config import TrainConfig, load_config
-from prefloop.errors import PrefloopError
+from core.config import TrainConfig, load_config
+from core.errors import PrefloopError
 from training.plots import metric_columns, plot_loss_curve, write_metrics_csv
 from training.settings import Hardware, dpo_settings, lora_settings, lora_targets, loss_terms
 

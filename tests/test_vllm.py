@@ -21,16 +21,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from generation.adapters import (
+from core.errors import PrefloopError
+from core.net import free_port
+from generation.backends.base import Policy, SamplingParams
+from generation.backends.vllm_server import VllmServerBackend, adapter_version_name
+from generation.serve import ServerSpec, is_healthy
+from models.adapters import (
     check_max_lora_rank,
     lora_setting_problems,
     validate_lora_settings,
     validate_servable_adapter,
 )
-from generation.backends.base import Policy, SamplingParams
-from generation.backends.vllm_server import VllmServerBackend, adapter_version_name
-from generation.serve import ServerSpec, free_port, is_healthy
-from prefloop.errors import PrefloopError
 from tests.conftest import REPO
 
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
@@ -105,7 +106,7 @@ def test_adapter_must_fit_the_base_layers(tmp_path: Path) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from generation.adapters import adapter_fit_problems
+    from models.adapters import adapter_fit_problems
 
     base = tmp_path / "base"
     base.mkdir()
@@ -212,7 +213,7 @@ def vllm_python() -> Path:
 
 @pytest.fixture(scope="module")
 def base_model() -> str:
-    from generation.loading import resolve_model
+    from models.loading import resolve_model
 
     return resolve_model(BASE)
 
@@ -222,7 +223,7 @@ def adapters(base_model: str, tmp_path_factory: pytest.TempPathFactory) -> dict[
     """Random-weight LoRA r8 on the 7 projections; a DoRA one; one built for a differently shaped model."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from generation.demo_adapter import save_random_adapter
+    from testkit.demo_adapter import save_random_adapter
 
     root = tmp_path_factory.mktemp("adapters")
     other = root / "other-base"
@@ -296,7 +297,7 @@ def serve_model(
 
 @pytest.fixture(scope="module")
 def server_backend(serve_model: tuple[subprocess.Popen, str], base_model: str) -> Iterator[VllmServerBackend]:
-    from generation.loading import resolve_model
+    from models.loading import resolve_model
 
     backend = VllmServerBackend(serve_model[1], max_lora_rank=8, resolve_model=resolve_model)
     yield backend
@@ -381,7 +382,7 @@ def test_retrained_adapter_in_the_same_directory_is_served_fresh(
 ) -> None:
     """Same path, new weights: a new version name, so no prefix-cache entry of the old weights is reused."""
     from generation.backends.transformers_backend import TransformersBackend
-    from generation.demo_adapter import save_random_adapter
+    from testkit.demo_adapter import save_random_adapter
 
     prompts = seed_prompts(4)
     policy = Policy("round-2", BASE, str(save_random_adapter(base_model, tmp_path / "r2", seed=2)), 2)

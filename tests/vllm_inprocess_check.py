@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
+from core.errors import PrefloopError
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.vllm_inprocess import VllmInProcessBackend
-from prefloop.errors import PrefloopError
 
 
 def main(base: str, adapter: str, foreign: str, prompts_file: str) -> dict:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from prefloop.config import TrainConfig
-from prefloop.errors import PrefloopError
+from core.config import TrainConfig
+from core.errors import PrefloopError
 from training.settings import Hardware, detect_hardware, dpo_settings, lora_settings, lora_targets
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
@@ -133,8 +133,8 @@ def train_dpo(
     ``dpo_overrides`` replaces the mapped DPOConfig fields wholesale (bench: TRL's own defaults).
     Raises PrefloopError before any training when the LoRA settings are not servable by vLLM.
     """
-    from generation.adapters import validate_lora_settings
-    from generation.loading import load_model, load_tokenizer, torch_threads
+    from models.adapters import validate_lora_settings
+    from models.loading import load_model, load_tokenizer, torch_threads
 
     hardware = detect_hardware(train)
     data = load_pairs(dataset_dir)

@@ -17,9 +17,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from generation.serve import free_port
-from prefloop.config import TrainConfig
-from prefloop.errors import PrefloopError
+from core.config import TrainConfig
+from core.errors import PrefloopError
+from core.net import free_port
 from training.dpo import TrainResult, train_dpo
 
 RESULT_FILE = "result.json"

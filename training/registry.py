@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.db import session_scope
 from storage.models import ModelVersion, RunStatus, TrainingRun, VersionKind, utcnow
 from storage.repo import get_or_create_round

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from prefloop.config import TrainConfig
-from prefloop.errors import PrefloopError
+from core.config import TrainConfig
+from core.errors import PrefloopError
 
 if TYPE_CHECKING:
     from peft import LoraConfig
@@ -57,7 +57,7 @@ def detect_hardware(train: TrainConfig) -> Hardware:
     """
     import torch
 
-    from generation.loading import cpu_has_native_bf16
+    from models.loading import cpu_has_native_bf16
 
     cuda = torch.cuda.is_available()
     supported = torch.cuda.is_bf16_supported() if cuda else cpu_has_native_bf16()
@@ -117,7 +117,7 @@ def lora_targets(lora_target: str, linear_module_names: list[str]) -> list[str]:
 
 
 def lora_settings(train: TrainConfig, targets: list[str]) -> dict[str, Any]:
-    """The ``LoraConfig`` fields, as a mapping ``generation.adapters.validate_lora_settings`` also checks."""
+    """The ``LoraConfig`` fields, as a mapping ``models.adapters.validate_lora_settings`` also checks."""
     return {
         "r": train.lora_rank,
         "lora_alpha": train.lora_alpha,

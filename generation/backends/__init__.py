@@ -11,11 +11,11 @@ import importlib
 import importlib.util
 from typing import TYPE_CHECKING
 
+from core.errors import PrefloopError
 from generation.backends.base import Backend, Generated, Policy, SamplingParams
-from prefloop.errors import PrefloopError
 
 if TYPE_CHECKING:
-    from prefloop.config import Config
+    from core.config import Config
 
 BACKEND_MODULES = {
     "transformers": "generation.backends.transformers_backend",

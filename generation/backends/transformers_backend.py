@@ -10,10 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
-from generation.loading import MERGE_BY_DEFAULT, load_model, load_tokenizer, torch_threads
+from models.loading import MERGE_BY_DEFAULT, load_model, load_tokenizer, torch_threads
 
 if TYPE_CHECKING:
-    from prefloop.config import Config
+    from core.config import Config
 
 
 class TransformersBackend:

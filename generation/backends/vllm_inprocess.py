@@ -4,7 +4,7 @@ For an environment where vLLM and prefloop share one interpreter (a GPU machine 
 extra, or ``.venv-vllm`` with the repo on PYTHONPATH). It imports only vLLM, the standard library and
 the backend dataclasses, and vLLM only when first used. Offline, an adapter vLLM cannot serve kills
 the engine (``EngineDeadError``) once it reaches ``generate``, so each adapter is checked twice first:
-its config by ``generation.adapters``, then its weights by ``llm_engine.add_lora``, which raises and
+its config by ``models.adapters``, then its weights by ``llm_engine.add_lora``, which raises and
 leaves the engine alive.
 """
 
@@ -15,13 +15,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from generation.adapters import check_max_lora_rank, validate_servable_adapter
+from core.errors import PrefloopError
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
 from generation.backends.vllm_seeds import request_seed
-from prefloop.errors import PrefloopError
+from models.adapters import check_max_lora_rank, validate_servable_adapter
 
 if TYPE_CHECKING:
-    from prefloop.config import Config
+    from core.config import Config
 
 
 class VllmInProcessBackend:
@@ -130,7 +130,7 @@ class VllmInProcessBackend:
 
 
 def make_backend(config: Config) -> VllmInProcessBackend:
-    from generation.loading import resolve_model
+    from models.loading import resolve_model
 
     return VllmInProcessBackend(
         max_lora_rank=check_max_lora_rank(config.generation.vllm_max_lora_rank),

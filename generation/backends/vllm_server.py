@@ -23,14 +23,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from generation.adapters import check_max_lora_rank, validate_servable_adapter
+from core.errors import PrefloopError
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
 from generation.backends.vllm_seeds import request_seed
-from prefloop.errors import PrefloopError
+from models.adapters import check_max_lora_rank, validate_servable_adapter
 
 if TYPE_CHECKING:
+    from core.config import Config
     from generation.serve import ServerSpec, VllmServer
-    from prefloop.config import Config
 
 REQUEST_TIMEOUT_S = 600.0
 IN_FLIGHT = 32  # concurrent requests: enough for vLLM to batch them, few enough to keep memory flat
@@ -203,8 +203,9 @@ class VllmServerBackend:
 
 def make_backend(config: Config) -> VllmServerBackend:
     """Use ``generation.vllm_url`` if set, else start a server from ``generation.vllm_python`` on demand."""
-    from generation.loading import resolve_model
-    from generation.serve import ServerSpec, free_port, resolve_python, start_server
+    from core.net import free_port
+    from generation.serve import ServerSpec, resolve_python, start_server
+    from models.loading import resolve_model
 
     gen = config.generation
     rank = check_max_lora_rank(gen.vllm_max_lora_rank)

@@ -204,7 +204,7 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
     import torch
     from transformers import GenerationConfig, Qwen2ForCausalLM
 
-    from generation.loading import cpu_has_native_bf16
+    from models.loading import cpu_has_native_bf16
 
     started, cpu_started = time.perf_counter(), time.process_time()
     torch.manual_seed(settings.seed)
@@ -301,7 +301,7 @@ def replace_dir(staging: Path, out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from storage.db import REPO_ROOT
+    from core.paths import REPO_ROOT
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "embedded")

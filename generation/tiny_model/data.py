@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from storage.db import REPO_ROOT
+from core.paths import REPO_ROOT
 from storage.templates import render
 
 DATA_DIR = REPO_ROOT / "data"

@@ -20,7 +20,7 @@ SEED_SOURCE = "demo:youtube-titles/ideas.csv"
 
 def streamlit_argv(host: str, port: int) -> list[str]:
     """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar."""
-    from storage.db import REPO_ROOT
+    from core.paths import REPO_ROOT
 
     script = REPO_ROOT / "annotate_app" / "main.py"
     return [
@@ -54,7 +54,7 @@ def app(
 ) -> None:
     """Start the annotation app (Annotate; Dashboard and Compare for admins) in the foreground."""
     from annotate_app.context import ENV_SCHEMA_READY, ENV_SET, bound_to_localhost
-    from prefloop.cli import state
+    from prefloop.state import state
     from storage.db import database_url
 
     st = state(ctx)
@@ -90,8 +90,9 @@ def demo(ctx: typer.Context) -> None:
     embedded model if there are no candidates yet. Safe to re-run: it only adds what is missing."""
     from sqlmodel import func, select
 
-    from prefloop.cli import state
-    from storage.db import REPO_ROOT, session_scope
+    from core.paths import REPO_ROOT
+    from prefloop.state import state
+    from storage.db import session_scope
     from storage.imports import import_prompts
     from storage.models import Candidate
 

@@ -41,7 +41,7 @@ SplitOption = Annotated[
 
 
 def _check_split(split: str | None) -> None:
-    from prefloop.errors import PrefloopError
+    from core.errors import PrefloopError
 
     if split not in (None, "train", "eval"):
         raise PrefloopError(f"--split {split!r}: use train or eval")
@@ -49,7 +49,7 @@ def _check_split(split: str | None) -> None:
 
 def init(ctx: typer.Context) -> None:
     """Create the database (or upgrade its schema to the latest version, keeping all data)."""
-    from prefloop.cli import state
+    from prefloop.state import state
     from storage.db import database_url
 
     st = state(ctx)
@@ -77,7 +77,7 @@ def prompts_import(
     ] = None,
 ) -> None:
     """Add one prompt per row; normalised duplicates are skipped and counted; ~10% are held out as eval."""
-    from prefloop.cli import state
+    from prefloop.state import state
     from storage.imports import import_prompts
 
     _check_split(split)
@@ -115,8 +115,8 @@ def labels_import(
     split: SplitOption = None,
 ) -> None:
     """Import judged pairs as train comparisons + judgments by annotator 'imported:<file name>'."""
-    from prefloop.cli import state
-    from prefloop.errors import PrefloopError
+    from core.errors import PrefloopError
+    from prefloop.state import state
     from storage.imports import import_labels
 
     _check_split(split)
@@ -150,7 +150,7 @@ def annotators_add(
     ] = False,
 ) -> None:
     """Add an annotator and print their sign-in token ONCE (only a salted hash is stored)."""
-    from prefloop.cli import state
+    from prefloop.state import state
     from storage.auth import create_annotator
     from storage.db import session_scope
     from storage.models import Role
@@ -167,7 +167,7 @@ def annotators_list(ctx: typer.Context) -> None:
     from sqlalchemy import func
     from sqlmodel import select
 
-    from prefloop.cli import state
+    from prefloop.state import state
     from storage.db import session_scope
     from storage.models import Annotator, Judgment
 
@@ -215,8 +215,8 @@ def export(
     Ties, both-bad, skips and pairs without a majority are left out and counted; so are all pairs of
     eval-split prompts (kept for the head-to-head evaluation). Same database -> byte-identical files.
     """
-    from prefloop.cli import state
-    from prefloop.errors import PrefloopError
+    from core.errors import PrefloopError
+    from prefloop.state import state
     from storage import exports
 
     if format not in exports.EXPORT_FORMATS:
@@ -224,7 +224,7 @@ def export(
     st = state(ctx)
     out = out or st.config.var_dir / "export" / format
     if format == "arena":
-        from evaluation.arena import export_arena
+        from storage.arena import export_arena
 
         path = out / "arena_battles.jsonl"
         console.print(f"arena: {export_arena(st.engine, path)} battles (current eval judgments) -> {path}")
@@ -258,7 +258,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
 ) -> None:
     """Counts: prompts by split, candidates, pairs, judgments by round/purpose/annotator, model versions."""
-    from prefloop.cli import state
+    from prefloop.state import state
     from storage.status import collect_status
 
     info = collect_status(state(ctx).engine)

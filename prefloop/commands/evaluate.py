@@ -29,7 +29,7 @@ def report(
     when past the report.* bounds). Human, simulated and imported judgments are reported separately.
     """
     from evaluation.report import write_report
-    from prefloop.cli import state
+    from prefloop.state import state
 
     st = state(ctx)
     out_dir = out or st.config.var_dir / "report"
@@ -58,8 +58,8 @@ def judgments_import(
     an external version. New prompts are held out (split eval). Arena shows model_a on the left, so that
     is recorded as the displayed side. The whole file is one transaction: a bad row changes nothing.
     """
-    from evaluation.arena import import_battles
-    from prefloop.cli import state
+    from prefloop.state import state
+    from storage.arena import import_battles
 
     with console.status(f"importing {file} (one transaction)..."):
         result = import_battles(state(ctx).engine, file)

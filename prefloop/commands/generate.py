@@ -53,9 +53,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Sample candidates with the policy, store them (deduplicated per prompt and policy) and queue
         all C(n,2) pairs per prompt (or generation.pairs_per_prompt). Nothing is stored if it fails."""
+        from core.errors import PrefloopError
         from generation.api import generate_candidates
-        from prefloop.cli import state
-        from prefloop.errors import PrefloopError
+        from prefloop.state import state
         from storage.models import Purpose, Split
 
         if split not in ("train", "eval"):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 
 
 def parse_adapters(items: list[str]) -> dict[str, str]:
@@ -78,10 +78,10 @@ def register(app: typer.Typer) -> None:
         """Run vLLM's server from its own environment until Ctrl-C (help text: SERVE_HELP)."""
         from rich.console import Console
 
-        from generation.adapters import check_max_lora_rank, validate_servable_adapter
-        from generation.loading import resolve_model
         from generation.serve import ServerSpec, resolve_python, start_server
-        from prefloop.cli import state
+        from models.adapters import check_max_lora_rank, validate_servable_adapter
+        from models.loading import resolve_model
+        from prefloop.state import state
 
         cfg = state(ctx).config
         console = Console(stderr=True)

@@ -48,10 +48,10 @@ def simulate(
     The annotator is stored as *simulated*, so reports and exports keep its labels apart from human ones.
     Use it for a dry run of a new setup before people are paid to label.
     """
-    from evaluation.oracles import load_oracle, with_noise
-    from evaluation.simulate import default_annotator_name
-    from evaluation.simulate import simulate as run_simulation
-    from prefloop.cli import state
+    from labelling.oracles import load_oracle, with_noise
+    from labelling.simulate import default_annotator_name
+    from labelling.simulate import simulate as run_simulation
+    from prefloop.state import state
     from storage.models import Purpose
 
     st = state(ctx)

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from training.round import RoundSummary
+    from loop.round import RoundSummary
 
 console = Console()
 
@@ -24,8 +24,8 @@ SHOWN_METRICS = ("eval_loss", "eval_rewards/accuracies", "eval_rewards/margins",
 
 def _config_for(ctx: typer.Context, config_file: Path | None):
     """The session's config, or ``--config FILE`` given after the subcommand (same ``--set`` overrides)."""
-    from prefloop.cli import state
-    from prefloop.config import load_config
+    from core.config import load_config
+    from prefloop.state import state
 
     st = state(ctx)
     if config_file is not None:
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         config_file: Annotated[Path | None, CONFIG_OPTION] = None,
     ) -> None:
-        from training.round import train_only
+        from loop.round import train_only
 
         st = _config_for(ctx, config_file)
         print_summary(train_only(st.engine, st.config, echo=console.print))
@@ -106,7 +106,7 @@ def register(app: typer.Typer) -> None:
         ctx: typer.Context,
         config_file: Annotated[Path | None, CONFIG_OPTION] = None,
     ) -> None:
-        from training.round import train_round as run_round
+        from loop.round import train_round as run_round
 
         st = _config_for(ctx, config_file)
         print_summary(run_round(st.engine, st.config, echo=console.print))

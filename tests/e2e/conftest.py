@@ -4,10 +4,6 @@ headless Chromium through Playwright. Never ``playwright install``: the system b
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,19 +14,10 @@ from sqlalchemy import Engine
 from storage.auth import create_annotator
 from storage.db import session_scope
 from storage.models import Role
-from tests.conftest import REPO, free_port
+from testkit.app_server import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
+from tests.conftest import REPO
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPO / "test-artifacts"
-SERVER_START_TIMEOUT_S = 60
 
 
 def chromium_or_skip() -> str:
@@ -39,56 +26,6 @@ def chromium_or_skip() -> str:
             pytest.fail("Chromium missing: .ci/run installs Debian's chromium")
         pytest.skip("Chromium not installed (apt-get install -y chromium chromium-driver)")
     return CHROMIUM
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = SERVER_START_TIMEOUT_S) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the app exited with {proc.returncode} before answering")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as resp:
-                if resp.read().decode().strip() == "ok":
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"the app did not answer {url}/_stcore/health within {timeout_s} s")
-
-
-def start_app(db_url: str, *overrides: str, host: str = "127.0.0.1") -> tuple[subprocess.Popen, str]:
-    """``prefloop app`` exactly as an operator runs it; returns the process and its base URL."""
-    port = free_port()
-    sets = [arg for item in overrides for arg in ("--set", item)]
-    cmd = [
-        sys.executable,
-        "-m",
-        "prefloop.cli",
-        "--db",
-        db_url,
-        *sets,
-        "app",
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc)
-    except RuntimeError:
-        proc.kill()
-        raise RuntimeError(proc.stderr.read().decode(errors="replace")[-2000:]) from None
-    return proc, url
-
-
-def stop_app(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass

@@ -6,12 +6,12 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import select
 
-from storage.assignment import record_judgment
+from labelling.assignment import record_judgment
 from storage.db import session_scope
 from storage.models import Annotator, Candidate, Choice, Comparison, Judgment, RunStatus, TrainingRun
-from tests.annotate_seed import seed_pairs
-from tests.e2e.conftest import start_app, stop_app
-from tests.e2e.ui import TIMEOUT_MS, blur, press_and_wait_for_next, shown_pair, sign_in
+from testkit.annotate_seed import seed_pairs
+from testkit.app_server import start_app, stop_app
+from testkit.ui import TIMEOUT_MS, blur, press_and_wait_for_next, shown_pair, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -1,7 +1,7 @@
 """Which pairs to spend a labelling budget on: pure functions, measured by ``bench/bench_label_efficiency``.
 
 - ``random_pairs``: the baseline, what the seed did (every pair, or a random share of them);
-- ``most_different_pairs``: pairs whose two candidates differ most (``generation.pairs.difference``:
+- ``most_different_pairs``: pairs whose two candidates differ most (``labelling.pairs.difference``:
   length and words), spread evenly over prompts. Near-identical candidates mostly earn a tie or a
   coin-flip label that teaches DPO nothing; a clearly different pair is more often decided, and decided
   for a reason the policy can learn.
@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from generation.pairs import difference
+from labelling.pairs import difference
 
 
 @dataclass(frozen=True)

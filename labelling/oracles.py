@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 
 Verdict = Literal["a", "b", "tie"]
 Oracle = Callable[[str, str, str], str]

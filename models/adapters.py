@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 
 # The only values vLLM accepts for --max-lora-rank (vllm/config/lora.py, MaxLoRARanks).
 VLLM_MAX_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)

@@ -25,8 +25,8 @@ from sqlalchemy import Connection, Engine, and_, bindparam, case, delete, func, 
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from prefloop.config import AnnotateConfig
-from prefloop.errors import PrefloopError
+from core.config import AnnotateConfig
+from core.errors import PrefloopError
 from storage.db import session_scope
 from storage.models import Annotator, Candidate, Choice, Comparison, Judgment, Lease, Prompt, Purpose, utcnow
 

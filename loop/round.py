@@ -28,8 +28,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import func, select
 
-from prefloop.config import Config
-from prefloop.errors import PrefloopError
+from core.config import Config
+from core.errors import PrefloopError
 from storage.db import session_scope
 from storage.models import (
     Candidate,
@@ -339,7 +339,7 @@ def queue_eval_pairs(
     seed: int,
 ) -> int:
     """Blind eval pairs new-vs-baseline, ``per_prompt`` per prompt, in one transaction; returns the count."""
-    from generation.pairs import cross_pairs
+    from labelling.pairs import cross_pairs
 
     queued = 0
     with session_scope(engine, write=True) as session:

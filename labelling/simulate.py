@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine, func
 from sqlmodel import select
 
-from evaluation.oracles import Oracle, checked_verdict
-from prefloop.config import AnnotateConfig
-from prefloop.errors import PrefloopError
-from storage.assignment import next_pair, open_pair_count, record_judgment
+from core.config import AnnotateConfig
+from core.errors import PrefloopError
+from labelling.assignment import next_pair, open_pair_count, record_judgment
+from labelling.oracles import Oracle, checked_verdict
 from storage.db import session_scope
 from storage.models import AnnotatorKind, Choice, Comparison, Judgment, Purpose
 from storage.repo import get_or_create_annotator

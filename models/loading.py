@@ -13,9 +13,9 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from prefloop.config import EMBEDDED_MODEL
-from prefloop.errors import PrefloopError
-from storage.db import REPO_ROOT
+from core.config import EMBEDDED_MODEL
+from core.errors import PrefloopError
+from core.paths import REPO_ROOT
 
 if TYPE_CHECKING:
     import torch

@@ -26,11 +26,11 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from evaluation.judgments import current_eval_judgments
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.db import session_scope
 from storage.files import atomic_write_bytes, checked_text, jsonl_records, read_text, where
 from storage.imports import replace_judgment, store_prompts
+from storage.judgments import current_eval_judgments
 from storage.models import (
     Annotator,
     AnnotatorKind,

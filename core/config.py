@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from storage.db import REPO_ROOT, VAR_DIR
+from core.paths import REPO_ROOT, VAR_DIR
 
 EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"

@@ -1,0 +1,1 @@
+"""The bottom layer: config, errors, paths and the words every layer shares. Imports no project module."""

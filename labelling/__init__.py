@@ -1,0 +1,1 @@
+"""Who labels which pair: assignment, pair selection, simulated annotators and their oracles."""

@@ -1,0 +1,1 @@
+"""Model loading shared by generation and training: weights, adapters, threads, precision."""

@@ -1,0 +1,1 @@
+"""Training: DPO settings, the TRL run (in-process or through accelerate), the adapter registry."""
