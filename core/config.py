@@ -111,6 +111,9 @@ class ReportConfig(Section):
     max_repeat_share: float = 0.1
     min_on_topic_ratio: float = 0.7  # flag when the share of on-topic outputs falls below this × base's
     length_band: tuple[int, int] = (30, 75)  # the length (characters) the task asks for; "in band" share
+    # templates (names or texts with {idea}) whose prompts ask for a title: only their outputs get the
+    # length band and the strict title repeat check; every other output is judged as long-form text
+    title_templates: tuple[str, ...] = ("youtube-title",)
     bootstrap_rounds: int = 1000
     seed: int = 0
 

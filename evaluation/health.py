@@ -3,6 +3,12 @@
 A policy can win a preference by breaking itself (truncated, repetitive, off-topic or collapsed outputs),
 so the report shows these figures beside every win rate and ``flags`` turns bounds into sentences.
 Pure functions over samples; the report gathers the samples from the database.
+
+Outputs come in two kinds. A *title-like* output answers a prompt written from one of the
+``report.title_templates`` (the seed's "write a YouTube title" prompt): it should be one short line, so the
+length band applies and any doubled word is a repeat. Every other output is *long-form* (chat answers of
+several paragraphs): no band, and a repeat is a word 3-gram seen before in the same text, flagged only
+beyond ``REPEAT_NGRAM_SHARE`` of its 3-grams, because lists, code and prose legitimately reuse phrases.
 """
 
 from __future__ import annotations
@@ -16,8 +22,11 @@ from typing import Any
 
 from core.config import ReportConfig
 from labelling.oracles import idea_of, key_words
+from storage.templates import PLACEHOLDER, template_text
 
-REPEAT_BIGRAM_SHARE = 0.1  # a text whose word bigrams are more than this share duplicates is looping
+REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping
+REPEAT_NGRAM = 3  # long-form repeats are counted on word n-grams of this size
+REPEAT_NGRAM_SHARE = 0.3  # a long-form text with more than this share of repeated 3-grams is looping
 _WORD = re.compile(r"\w+")
 
 
@@ -29,6 +38,7 @@ class Sample:
     text: str
     finish_reason: str | None  # "stop": ended at end-of-turn; "length": cut at max_new_tokens; None: unknown
     prompt_text: str = ""
+    title_like: bool = True  # the prompt asks for a title (see the module docstring); else long-form
 
 
 @dataclass(frozen=True)
@@ -39,22 +49,43 @@ class Health:
     median_chars: float | None
     iqr_chars: tuple[float, float] | None  # 25th and 75th percentile of the length in characters
     band: tuple[int, int]
-    in_band_share: float | None  # share of outputs whose length lies inside ``band``
+    title_like_share: float | None  # share of samples answering title-like prompts
+    in_band_share: float | None  # share of title-like outputs whose length lies inside ``band``
     eot_share: float | None  # share ending at the end-of-turn token, of those with a known finish reason
     distinct_share: float | None  # per prompt, distinct outputs / outputs; averaged over prompts
     on_topic_share: float | None  # share sharing at least one key word with the prompt (idea)
     repeat_share: float | None  # share of degenerate repeats
 
 
-def is_degenerate(text: str) -> bool:
-    """A word doubled in a row ("tips tips"), or word bigrams repeating ("5 Steps to 5 Steps")."""
+def is_degenerate(text: str, title_like: bool = True) -> bool:
+    """Title: a word doubled in a row ("tips tips") or word bigrams repeating ("5 Steps to 5 Steps").
+    Long-form: more than ``REPEAT_NGRAM_SHARE`` of the word 3-grams already occurred earlier in the text."""
     words = _WORD.findall(text.casefold())
+    if not title_like:
+        grams = list(zip(*(words[k:] for k in range(REPEAT_NGRAM)), strict=False))
+        return bool(grams) and 1 - len(set(grams)) / len(grams) > REPEAT_NGRAM_SHARE
     if any(a == b for a, b in zip(words, words[1:], strict=False)):
         return True
     bigrams = list(zip(words, words[1:], strict=False))
     if len(bigrams) < 2:
         return False
     return 1 - len(set(bigrams)) / len(bigrams) > REPEAT_BIGRAM_SHARE
+
+
+def asks_for_title(prompt_text: str, template: str | None, title_templates: Sequence[str]) -> bool:
+    """The prompt was written from a title template: named so, or its text is the template's text around
+    one idea (prompts imported as plain text keep no template name)."""
+    if template is not None and template in title_templates:
+        return True
+    for spec in title_templates:
+        head, _, tail = template_text(spec).partition(PLACEHOLDER)
+        if (
+            prompt_text.startswith(head)
+            and prompt_text.endswith(tail)
+            and len(prompt_text) > len(head + tail)
+        ):
+            return True
+    return False
 
 
 def is_on_topic(text: str, prompt_text: str) -> bool | None:
@@ -93,6 +124,7 @@ def output_health(
     (prefloop stores each distinct candidate text once per prompt and model), so collapse stays visible.
     """
     lengths = [len(s.text.strip()) for s in samples]
+    titles = [n for n, s in zip(lengths, samples, strict=True) if s.title_like]
     quartiles = statistics.quantiles(lengths, n=4, method="inclusive") if len(lengths) >= 2 else None
     topical = [t for s in samples if (t := is_on_topic(s.text, s.prompt_text)) is not None]
     return Health(
@@ -100,11 +132,12 @@ def output_health(
         median_chars=statistics.median(lengths) if lengths else None,
         iqr_chars=(quartiles[0], quartiles[2]) if quartiles else None,
         band=band,
-        in_band_share=_share([band[0] <= n <= band[1] for n in lengths]),
+        title_like_share=_share([s.title_like for s in samples]),
+        in_band_share=_share([band[0] <= n <= band[1] for n in titles]),
         eot_share=_share([s.finish_reason == "stop" for s in samples if s.finish_reason is not None]),
         distinct_share=_distinct_share(samples, drawn or {}),
         on_topic_share=_share(topical),
-        repeat_share=_share([is_degenerate(s.text) for s in samples]),
+        repeat_share=_share([is_degenerate(s.text, s.title_like) for s in samples]),
     )
 
 

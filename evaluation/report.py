@@ -22,8 +22,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from core.config import ReportConfig
-from evaluation.analysis import JudgmentRecord, VersionInfo, analyse
-from evaluation.health import Health, Sample, drawn_per_prompt, output_health
+from evaluation.analysis import ORIENTATION, Bias, Group, JudgmentRecord, ReportData, VersionInfo, analyse
+from evaluation.health import Health, Sample, asks_for_title, drawn_per_prompt, output_health
 from evaluation.plots import bradley_terry_plot, length_plot, win_rate_plot
 from storage.db import session_scope
 from storage.files import atomic_replace_dir
@@ -34,6 +34,7 @@ from storage.models import (
     ModelVersion,
     Prompt,
     Purpose,
+    Split,
     TrainingRun,
     VersionKind,
     utcnow,
@@ -53,6 +54,7 @@ class EvalData:
     versions: dict[str, VersionInfo]
     samples: dict[str, list[Sample]]  # per model version: its candidates in eval pairs
     drawn: dict[str, dict[int, int]]  # per model version and prompt id: samples generated (see health)
+    excluded: list[str]  # one sentence per group of judgments left out of the figures
 
 
 def _round_of(version: ModelVersion, run_rounds: dict[int, int | None]) -> int | None:
@@ -64,36 +66,45 @@ def _round_of(version: ModelVersion, run_rounds: dict[int, int | None]) -> int |
     return int(found.group(1)) if found and version.kind != VersionKind.external else None
 
 
-def gather(session: Session) -> EvalData:
-    """Current, non-skip judgments of eval pairs (superseded revisions ignored) and what they compare."""
+def gather(session: Session, title_templates: tuple[str, ...] = ()) -> EvalData:
+    """Current, non-skip judgments of eval pairs on eval-split prompts (superseded revisions ignored)."""
     version_rows = {v.id: v for v in session.exec(select(ModelVersion))}
     run_rounds = {r.id: r.round_id for r in session.exec(select(TrainingRun))}
     versions = {
-        v.name: VersionInfo(v.name, v.kind.value, _round_of(v, run_rounds), v.id)
-        for v in version_rows.values()
+        v.name: VersionInfo(v.name, v.kind.value, _round_of(v, run_rounds)) for v in version_rows.values()
     }
-    records = [
-        JudgmentRecord(
-            comparison_id=ej.judgment.comparison_id,
-            annotator=ej.annotator.name,
-            annotator_kind=ej.annotator.kind.value,
-            choice=ej.judgment.choice.value,
-            left=ej.judgment.left,
-            model_a=ej.version_a.name,
-            model_b=ej.version_b.name,
-            text_a=ej.candidate_a.text,
-            text_b=ej.candidate_b.text,
+    records, on_train = [], 0
+    for ej in current_eval_judgments(session):
+        if ej.prompt.split != Split.eval:
+            on_train += 1
+            continue
+        records.append(
+            JudgmentRecord(
+                comparison_id=ej.judgment.comparison_id,
+                prompt_key=ej.prompt.normalized_hash,
+                annotator=ej.annotator.name,
+                annotator_kind=ej.annotator.kind.value,
+                choice=ej.judgment.choice.value,
+                left=ej.judgment.left,
+                model_a=ej.version_a.name,
+                model_b=ej.version_b.name,
+                text_a=ej.candidate_a.text,
+                text_b=ej.candidate_b.text,
+            )
         )
-        for ej in current_eval_judgments(session)
-    ]
-    samples, drawn = _health_samples(session, version_rows)
-    return EvalData(records, versions, samples, drawn)
+    excluded = (
+        [f"{on_train} eval judgments on train-split prompts left out (the policy trains on those prompts)."]
+        if on_train
+        else []
+    )
+    samples, drawn = _health_samples(session, version_rows, title_templates)
+    return EvalData(records, versions, samples, drawn, excluded)
 
 
 def _health_samples(
-    session: Session, version_rows: dict[int, ModelVersion]
+    session: Session, version_rows: dict[int, ModelVersion], title_templates: tuple[str, ...]
 ) -> tuple[dict[str, list[Sample]], dict[str, dict[int, int]]]:
-    """Every candidate that appears in an eval pair (judged or not), grouped by model version."""
+    """Every candidate that appears in an eval pair on an eval prompt (judged or not), per model version."""
     in_eval = (
         select(Comparison.candidate_a_id)
         .where(Comparison.purpose == Purpose.eval)
@@ -102,44 +113,49 @@ def _health_samples(
     query = (
         select(Candidate, Prompt)
         .join(Prompt, Candidate.prompt_id == Prompt.id)
-        .where(Candidate.id.in_(in_eval))
+        .where(Candidate.id.in_(in_eval), Prompt.split == Split.eval)
     )
     samples: dict[str, list[Sample]] = defaultdict(list)
     sampling: dict[str, list[tuple[int, dict]]] = defaultdict(list)
+    title_like: dict[int, bool] = {}
     for cand, prompt in session.exec(query):
         name = version_rows[cand.model_version_id].name
-        samples[name].append(Sample(cand.prompt_id, cand.text, cand.finish_reason, prompt.text))
+        if prompt.id not in title_like:
+            title_like[prompt.id] = asks_for_title(prompt.text, prompt.template, title_templates)
+        samples[name].append(
+            Sample(cand.prompt_id, cand.text, cand.finish_reason, prompt.text, title_like[prompt.id])
+        )
         sampling[name].append((cand.prompt_id, cand.sampling))
     return dict(samples), {name: drawn_per_prompt(pairs) for name, pairs in sampling.items()}
 
 
 @dataclass
 class Report:
-    data: dict[str, Any]  # the report.json content
+    data: ReportData
     plots: dict[str, bytes]  # file name → PNG
 
 
 def build_report(engine: Engine, config: ReportConfig) -> Report:
     with session_scope(engine) as session:
-        gathered = gather(session)
+        gathered = gather(session, config.title_templates)
     health: dict[str, Health] = {
         name: output_health(samples, config.length_band, gathered.drawn.get(name))
         for name, samples in gathered.samples.items()
     }
-    data = analyse(gathered.records, gathered.versions, health, config)
-    data["generated_at"] = utcnow().isoformat(timespec="seconds")
-    lengths = {
-        name: [len(s.text.strip()) for s in gathered.samples[name]]
-        for name in sorted(gathered.samples, key=lambda m: (m != data["anchor"], gathered.versions[m].order))
-    }
+    data = analyse(gathered.records, gathered.versions, health, config, gathered.excluded)
+    data.generated_at = utcnow().isoformat(timespec="seconds")
+    lengths = {name: [len(s.text.strip()) for s in gathered.samples[name]] for name in data.health}
+    any_titles = any(s.title_like for samples in gathered.samples.values() for s in samples)
     plots: dict[str, bytes] = {}
-    comparisons = {k: g["comparisons"] for k, g in data["groups"].items() if g["comparisons"]}
+    comparisons = {k: g.comparisons for k, g in data.groups.items() if g.comparisons}
     if comparisons:
         plots["win_rates.png"] = win_rate_plot(comparisons)
-    if data["bradley_terry"]:
-        plots["bradley_terry.png"] = bradley_terry_plot(data["bradley_terry"], data["annotator_kind"])
+    if data.bradley_terry:
+        plots["bradley_terry.png"] = bradley_terry_plot(
+            data.bradley_terry, data.annotator_kind, data.bradley_terry_scale
+        )
     if lengths:
-        plots["lengths.png"] = length_plot(lengths, config.length_band, data["anchor"])
+        plots["lengths.png"] = length_plot(lengths, config.length_band if any_titles else None, data.anchor)
     return Report(data, plots)
 
 
@@ -158,39 +174,40 @@ def _defined(x: float | None) -> str:
 
 
 def _ci(ci: list) -> str:
-    return "-" if ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+    return "-" if not ci or ci[0] is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
 
 
-def _comparison_blocks(group: dict[str, Any]) -> list[Block]:
-    comps = group["comparisons"]
+def _num(x: float | None, fmt: str = ".3f") -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def _comparison_blocks(group: Group) -> list[Block]:
+    comps = group.comparisons
     if not comps:
         return [("p", "No eval pair compared two different model versions.")]
-    header = [
-        "model",
-        "baseline",
-        "n",
-        "wins",
-        "losses",
-        "ties",
-        "both bad",
-        "win rate",
-        "95% CI",
-        "p (sign)",
-    ]
+    header = ["model", "baseline", "items", "item W-L-T", "win rate", "95% CI", "p (sign, items)"]
+    header += ["judgments", "wins", "losses", "ties", "both bad"]
     rows = [
-        [c["model"], c["baseline"], c["n"], c["wins"], c["losses"], c["ties"], c["both_bad"]]
-        + [f"{c['win_rate']:.3f}", _ci(c["ci95"]), f"{c['p_value']:.3g}"]
+        [c.model, c.baseline, c.items, f"{c.item_wins}-{c.item_losses}-{c.item_ties}", _num(c.win_rate)]
+        + [_ci(c.ci95), f"{c.p_value:.3g}", c.n, c.wins, c.losses, c.ties, c.both_bad]
         for c in comps
     ]
     per_annotator = [
-        [c["model"], c["baseline"], name, a["n"], a["wins"], a["losses"], a["ties"] + a["both_bad"]]
-        + [f"{a['win_rate']:.3f}", _ci(a["ci95"]), f"{a['p_value']:.3g}"]
+        [c.model, c.baseline, name, a.n, a.wins, a.losses, a.ties + a.both_bad]
+        + [_num(a.win_rate), _ci(a.ci95), f"{a.p_value:.3g}"]
         for c in comps
-        for name, a in c["annotators"].items()
+        for name, a in c.annotators.items()
     ]
+    oriented = {c.oriented_by for c in comps}
+    how = []
+    if "round" in oriented:
+        how.append("two prefloop rounds face newer against older (base is round 0)")
+    if "rating" in oriented:
+        how.append("any other pair faces the higher Bradley-Terry rating against the lower")
     return [
+        ("p", f"Each row is one pair of versions: {'; '.join(how)}."),
         ("table", header, rows),
-        ("list", [c["conclusion"] for c in comps]),
+        ("list", [c.conclusion for c in comps]),
         ("h3", "Per annotator"),
         (
             "table",
@@ -211,136 +228,174 @@ def _comparison_blocks(group: dict[str, Any]) -> list[Block]:
     ]
 
 
-def _bt_blocks(ratings: dict[str, Any]) -> list[Block]:
+def _per_model_blocks(group: Group) -> list[Block]:
+    if not group.per_model:
+        return []
+    header = ["model", "rating", "opponents", "items", "judgments", "W-L-T", "win rate (judgments)"]
+    header += ["win rate (items)", "95% CI (items)", "item majority W-L-T", "majority win rate"]
+    rows = [
+        [s.model, _num(s.rating, ".0f"), s.opponents, s.items, s.n, f"{s.wins}-{s.losses}-{s.ties}"]
+        + [_num(s.win_rate), _num(s.item_win_rate), _ci(s.ci95)]
+        + [
+            f"{s.item_majority.wins}-{s.item_majority.losses}-{s.item_majority.ties}",
+            _num(s.item_majority.win_rate),
+        ]
+        for s in group.per_model
+    ]
+    return [
+        ("h3", "Per model (against all others, ties count ½)"),
+        (
+            "p",
+            "Items are (prompt, opponent); the item majority counts an item for the model when most of its "
+            "judgments on it went its way.",
+        ),
+        ("table", header, rows),
+    ]
+
+
+def _bt_blocks(group: Group) -> list[Block]:
+    ratings = group.bradley_terry
     if not ratings:
         return [("p", "No battles between different model versions yet.")]
     rows = [
-        [
-            name,
-            "-" if r["round"] is None else r["round"],
-            f"{r['rating']:.0f}",
-            f"[{r['ci95'][0]:.0f}, {r['ci95'][1]:.0f}]",
-        ]
-        + [r["battles"]]
+        [r.rank, name, "-" if r.round is None else r.round, f"{r.rating:.0f}"]
+        + [f"[{r.ci95[0]:.0f}, {r.ci95[1]:.0f}]", r.items, r.battles]
         for name, r in ratings.items()
     ]
-    return [("table", ["model", "round", "rating", "bootstrap 95% CI", "battles"], rows)]
+    return [
+        ("p", group.bradley_terry_scale),
+        ("table", ["rank", "model", "round", "rating", "bootstrap 95% CI", "items", "battles"], rows),
+    ]
 
 
-def _bias_blocks(title: str, bias: dict[str, Any]) -> list[Block]:
-    blocks: list[Block] = [("h3", title), ("p", bias["statement"])]
+def _bias_blocks(title: str, bias: Bias) -> list[Block]:
+    blocks: list[Block] = [("h3", title), ("p", bias.statement)]
+    if bias.balance:
+        blocks.append(("list", bias.balance))
     rows = [
-        [name, s["n"], _pct(s["share"]), _ci(s["ci95"]), f"{s['p_value']:.3g}"]
-        for name, s in bias["annotators"].items()
+        [name, b.n, _pct(b.share), _pct(b.adjusted_share), _ci(b.ci95), _num(b.p_value, ".3g")]
+        for name, b in bias.annotators.items()
     ]
     if rows:
-        blocks.append(("table", ["annotator", "decisive", "share", "95% CI", "p (vs 50%)"], rows))
+        header = ["annotator", "decisive", "raw share", "strength-adjusted", "95% CI", "p"]
+        blocks.append(("table", header, rows))
     return blocks
 
 
-def _agreement_blocks(agreement: dict[str, Any]) -> list[Block]:
-    blocks: list[Block] = [("h3", "Agreement"), ("p", agreement["statement"])]
-    if agreement["items"]:
-        fleiss = agreement["fleiss_kappa"]
+def _agreement_blocks(group: Group) -> list[Block]:
+    agreement = group.agreement
+    blocks: list[Block] = [("h3", "Agreement"), ("p", agreement.statement)]
+    if agreement.items and agreement.fleiss_kappa:
+        fleiss = agreement.fleiss_kappa
         blocks.append(
             (
                 "p",
-                f"Fleiss' kappa = {_defined(fleiss['kappa'])} on {fleiss['items']} pairs with "
-                f"{fleiss['raters_per_item']} annotators each.",
+                f"Fleiss' kappa = {_defined(fleiss.kappa)} on {fleiss.items} pairs with "
+                f"{fleiss.raters_per_item} annotators each. Orientation: {agreement.orientation}.",
             )
         )
         rows = [
-            [" & ".join(c["annotators"]), c["n"], _pct(c["percent_agreement"]), _defined(c["kappa"])]
-            for c in agreement["cohen_kappa"]
+            [" & ".join(c.annotators), c.n, _pct(c.percent_agreement), _defined(c.kappa)]
+            for c in agreement.cohen_kappa
         ]
         blocks.append(("table", ["annotator pair", "shared pairs", "agreement", "Cohen's kappa"], rows))
     return blocks
 
 
-def _annotators(group: dict[str, Any]) -> str:
-    count = len(group["annotators"])
+def _annotators(group: Group) -> str:
+    count = len(group.annotators)
     return f"{count} annotator" + ("" if count == 1 else "s")
 
 
-def _group_blocks(kind: str, group: dict[str, Any], with_plot: bool) -> list[Block]:
+def _group_blocks(kind: str, group: Group, with_plot: bool) -> list[Block]:
     blocks: list[Block] = [
         (
             "h2",
-            f"{KIND_TITLES.get(kind, kind)}: {group['judgments']} judgments by {_annotators(group)}",
+            f"{KIND_TITLES.get(kind, kind)}: {group.judgments} judgments on {group.items} items by "
+            f"{_annotators(group)}",
         ),
+        ("p", " ".join(group.method)),
         ("h3", "Head to head"),
         *_comparison_blocks(group),
-        ("h3", "Bradley-Terry ratings"),
-        *_bt_blocks(group["bradley_terry"]),
+        *_per_model_blocks(group),
+        ("h3", "Bradley-Terry leaderboard"),
+        *_bt_blocks(group),
     ]
     if with_plot:
-        blocks.append(("img", "bradley_terry.png", "Bradley-Terry rating per round with bootstrap intervals"))
+        blocks.append(
+            ("img", "bradley_terry.png", "Bradley-Terry ratings, highest first, bootstrap intervals")
+        )
     blocks += _bias_blocks(
-        "Position bias (share of decisive judgments choosing the left side)", group["position_bias"]
+        "Position bias (does the left side win more than strength explains?)", group.position_bias
     )
     blocks += _bias_blocks(
-        "Length bias (share of decisive judgments choosing the longer candidate)", group["length_bias"]
+        "Length bias (does the longer candidate win more than strength explains?)", group.length_bias
     )
-    blocks += _agreement_blocks(group["agreement"])
+    blocks += _agreement_blocks(group)
     return blocks
 
 
-def _win_rates_vs_anchor(data: dict[str, Any]) -> dict[str, str]:
+def _win_rates_vs_anchor(data: ReportData) -> dict[str, str]:
     """Each model's win rate against base, from the headline kind, else the first kind that has one."""
     out: dict[str, str] = {}
-    for kind, group in data["groups"].items():
-        for comp in group["comparisons"]:
-            if comp["baseline"] == data["anchor"] and comp["model"] not in out:
-                label = "" if kind == data["annotator_kind"] else f" ({kind})"
-                out[comp["model"]] = f"{comp['win_rate']:.2f} {_ci(comp['ci95'])}{label}"
+    for kind, group in data.groups.items():
+        for comp in group.comparisons:
+            if comp.baseline == data.anchor and comp.model not in out:
+                label = "" if kind == data.annotator_kind else f" ({kind})"
+                out[comp.model] = f"{comp.win_rate:.2f} {_ci(comp.ci95)}{label}"
     return out
 
 
-def _health_blocks(data: dict[str, Any]) -> list[Block]:
-    if not data["health"]:
+def _health_blocks(data: ReportData) -> list[Block]:
+    if not data.health:
         return [("h2", "Output health"), ("p", "No eval candidates yet.")]
     vs_base = _win_rates_vs_anchor(data)
     rows = []
-    for name, h in data["health"].items():
-        iqr = "-" if h["iqr_chars"] is None else f"{h['iqr_chars'][0]:.0f}-{h['iqr_chars'][1]:.0f}"
+    for name, h in data.health.items():
+        iqr = "-" if h.iqr_chars is None else f"{h.iqr_chars[0]:.0f}-{h.iqr_chars[1]:.0f}"
         rows.append(
             [
                 name,
                 vs_base.get(name, "-"),
-                h["samples"],
-                "-" if h["median_chars"] is None else f"{h['median_chars']:.0f}",
+                h.samples,
+                _num(h.median_chars, ".0f"),
                 iqr,
+                _pct(h.title_like_share),
             ]
             + [
-                _pct(h[k])
-                for k in ("in_band_share", "eot_share", "distinct_share", "on_topic_share", "repeat_share")
+                _pct(x)
+                for x in (h.in_band_share, h.eot_share, h.distinct_share, h.on_topic_share, h.repeat_share)
             ]
         )
-    band = data["health"][next(iter(data["health"]))]["band"]
-    header = ["model", f"win rate vs {data['anchor']}", "samples", "median chars", "IQR"]
-    header += [f"in {band[0]}-{band[1]}", "end-of-turn", "distinct", "on topic", "degenerate"]
+    band = next(iter(data.health.values())).band
+    header = ["model", f"win rate vs {data.anchor or 'base'}", "samples", "median chars", "IQR", "title-like"]
+    header += [f"titles in {band[0]}-{band[1]}", "end-of-turn", "distinct", "on topic", "degenerate"]
     return [
         ("h2", "Output health"),
         (
             "p",
             "Health of each model's eval outputs beside its win rate: a policy can win preferences by "
-            "breaking itself. Distinct = distinct outputs per prompt; on topic = shares a key word with "
-            "the prompt's idea.",
+            "breaking itself. Title-like = answers to a title prompt (report.title_templates): only those "
+            "get the length band and the strict repeat check (a doubled word); other answers are long-form, "
+            "degenerate when over 30% of their word 3-grams repeat. Distinct = distinct outputs per prompt; "
+            "on topic = shares a key word with the prompt's idea.",
         ),
         ("table", header, rows),
-        ("img", "lengths.png", "Output length distribution of each model against base"),
+        ("img", "lengths.png", "Output length distribution of each model"),
     ]
 
 
-def report_blocks(data: dict[str, Any], plots: dict[str, bytes]) -> list[Block]:
-    kind = data["annotator_kind"]
-    blocks: list[Block] = [("h1", "prefloop evaluation report"), ("p", f"Generated {data['generated_at']}.")]
-    if data["flags"]:
-        blocks += [("h2", "Warning: output health"), ("list", data["flags"])]
-    elif data["health"]:
+def report_blocks(data: ReportData, plots: dict[str, bytes]) -> list[Block]:
+    kind = data.annotator_kind
+    blocks: list[Block] = [("h1", "prefloop evaluation report"), ("p", f"Generated {data.generated_at}.")]
+    if data.flags:
+        blocks += [("h2", "Warning: output health"), ("list", data.flags)]
+    elif data.health:
         blocks.append(("p", "Output health: every model is within the configured bounds."))
-    blocks += [("h2", "Headline"), ("p", data["headline"])]
-    others = [k for k in data["groups"] if k != kind]
+    blocks += [("h2", "Headline"), ("p", data.headline)]
+    if data.headline_rule:
+        blocks.append(("p", f"Headline rule: {data.headline_rule}."))
+    others = [k for k in data.groups if k != kind]
     if others:
         blocks.append(
             (
@@ -349,25 +404,35 @@ def report_blocks(data: dict[str, Any], plots: dict[str, bytes]) -> list[Block]:
                 f"{', '.join(others)} judgments are reported in their own sections and never pooled.",
             )
         )
-    blocks.append(("img", "win_rates.png", "Win rates with Wilson 95% intervals"))
-    for group_kind, group in data["groups"].items():
+    blocks.append(("img", "win_rates.png", "Win rates with Wilson 95% intervals over items"))
+    for group_kind, group in data.groups.items():
         blocks += _group_blocks(
             group_kind, group, with_plot=group_kind == kind and "bradley_terry.png" in plots
         )
     blocks += _health_blocks(data)
+    sources = [f"{KIND_TITLES.get(k, k)}: {' '.join(g.method)}" for k, g in data.groups.items()] or [
+        "No judgments yet."
+    ]
     blocks += [
         ("h2", "Method"),
         (
             "list",
             [
-                "Eval pairs only (held-out prompts, blind, randomised sides); current judgments only, "
-                "superseded revisions and skips left out.",
-                "Win rate counts a tie or a both-bad as half a win; interval: Wilson score, 95%.",
-                f"p-value: {data['test']}.",
-                "Power: extra judgments for 80% power at alpha 0.05 if the true win rate equals the "
-                "observed one (normal approximation, arcsine effect size).",
-                "Bradley-Terry: logistic fit of all battles on the Elo scale (400 points = 10:1 odds), "
-                f"ties as half, {data['anchor']} fixed at 1000; percentile bootstrap over battles.",
+                *sources,
+                *data.excluded,
+                f"Unit of inference: the {data.unit}; {data.items} items in the headline group. Several "
+                "judgments of one item (raters, samples) are one observation, not several.",
+                "Win rate: the mean over items of each item's score (win 1, loss 0, tie or both-bad ½); "
+                f"p-value and interval: {data.test}. Per-judgment counts are shown beside.",
+                "Power: extra items for 80% power at alpha 0.05 if the true win rate equals the observed "
+                "one (normal approximation, arcsine effect size).",
+                "Bradley-Terry: logistic fit of all battles, ties as half; "
+                + (next(iter(data.groups.values())).bradley_terry_scale if data.groups else ""),
+                "Position and length bias: a left-side (longer-candidate) term in the Bradley-Terry fit of "
+                "decisive judgments, so the models' strengths are held fixed; interval and p from the "
+                "per-item (cluster-robust) standard error; not estimated when one model always sat on one "
+                "side.",
+                "Agreement: " + ORIENTATION + ".",
             ],
         ),
     ]
@@ -437,7 +502,7 @@ def render_html(blocks: list[Block], plots: dict[str, bytes]) -> str:
     )
 
 
-def write_report(engine: Engine, out_dir: Path, config: ReportConfig) -> dict[str, Any]:
+def write_report(engine: Engine, out_dir: Path, config: ReportConfig) -> ReportData:
     """Build everything, write it into a staging folder, then swap the folder in; returns report.json data."""
     report = build_report(engine, config)
     blocks = report_blocks(report.data, report.plots)
@@ -447,7 +512,7 @@ def write_report(engine: Engine, out_dir: Path, config: ReportConfig) -> dict[st
     try:
         staging.chmod(0o755)  # mkdtemp makes it private; the report is meant to be shared
         (staging / "report.json").write_text(
-            json.dumps(report.data, indent=2, ensure_ascii=False) + "\n", "utf-8"
+            json.dumps(report.data.to_json(), indent=2, ensure_ascii=False) + "\n", "utf-8"
         )
         (staging / "report.md").write_text(render_markdown(blocks), "utf-8")
         (staging / "report.html").write_text(render_html(blocks, report.plots), "utf-8")

@@ -7,14 +7,19 @@ Conventions (shared with the report, the dashboard and report.json):
 - p-values are exact two-sided binomial tests against 0.5; for wins vs losses that is the sign test
   (ties and both-bad excluded);
 - Bradley-Terry ratings are a logistic fit on the Elo scale (400 points = 10:1 odds), ties as ½,
-  as Chatbot Arena computes them, anchored so that the ``anchor`` model sits at 1000.
+  as Chatbot Arena computes them, anchored so that the ``anchor`` model sits at 1000 (the mean of all
+  ratings sits there when there is no anchor);
+- the unit of inference is the *item* (a prompt on which two models met): several judgments of one item
+  are not independent, so intervals and tests use per-item figures and bootstraps resample items whole;
+- a bias (left side, longer answer) is a covariate in a Bradley-Terry fit, so it is estimated with the
+  models' strengths held fixed, with a cluster-robust (per item) standard error.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from statistics import NormalDist
@@ -24,6 +29,7 @@ import numpy as np
 ELO_SCALE = 400.0  # rating points for a 10:1 odds ratio (Elo's convention)
 ELO_ANCHOR = 1000.0  # rating given to the anchor model
 BT_L2 = 1e-3  # weak Gaussian prior on log-strengths: keeps ratings finite when a model won every battle
+SEPARATED_LOG_ODDS = 5.0  # a covariate effect beyond 150:1 odds is a boundary fit, not an estimate
 
 Battle = tuple[str, str, float]  # (model_a, model_b, score of model_a: 1 win, 0 loss, 0.5 tie)
 
@@ -200,10 +206,10 @@ def _index_battles(battles: Sequence[Battle]) -> tuple[list[str], np.ndarray, np
     return names, pairs, scores
 
 
-def _ratings(names: list[str], beta: np.ndarray, anchor: str) -> dict[str, float]:
-    """Elo scale; the anchor at ELO_ANCHOR, or the mean there when the anchor never played."""
+def _ratings(names: list[str], beta: np.ndarray, anchor: str | None) -> dict[str, float]:
+    """Elo scale; the anchor at ELO_ANCHOR, or the mean there when there is no anchor or it never played."""
     elo = beta * ELO_SCALE / math.log(10)
-    shift = elo[names.index(anchor)] if anchor in names else elo.mean()
+    shift = elo[names.index(anchor)] if anchor is not None and anchor in names else elo.mean()
     return {name: float(ELO_ANCHOR + e - shift) for name, e in zip(names, elo, strict=True)}
 
 
@@ -218,7 +224,7 @@ def _fit(names: list[str], pairs: np.ndarray, scores: np.ndarray, weights: np.nd
     return _fit_log_strengths(wins[played], games[played], pair_index, n)
 
 
-def bradley_terry(battles: Sequence[Battle], anchor: str = "base") -> dict[str, float]:
+def bradley_terry(battles: Sequence[Battle], anchor: str | None = "base") -> dict[str, float]:
     """Bradley-Terry ratings (Elo scale) of every model in ``battles``; ``anchor`` sits at 1000."""
     if not battles:
         return {}
@@ -226,21 +232,34 @@ def bradley_terry(battles: Sequence[Battle], anchor: str = "base") -> dict[str, 
     return _ratings(names, _fit(names, pairs, scores, np.ones(len(scores))), anchor)
 
 
+def cluster_weights(clusters: Sequence[Hashable], rounds: int, seed: int) -> Iterator[np.ndarray]:
+    """Bootstrap weights, one array per round: items drawn with replacement, every judgment of a drawn item
+    weighted by how often the item was drawn (a cluster bootstrap). Items are ordered by their key, so the
+    draws do not depend on the order the judgments came in."""
+    keys = sorted(set(clusters), key=str)
+    index = {key: k for k, key in enumerate(keys)}
+    member = np.array([index[c] for c in clusters], dtype=int)
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        yield rng.multinomial(len(keys), np.full(len(keys), 1 / len(keys))).astype(float)[member]
+
+
 def bootstrap_bradley_terry(
     battles: Sequence[Battle],
     rounds: int = 1000,
     seed: int = 0,
-    anchor: str = "base",
+    anchor: str | None = "base",
     confidence: float = 0.95,
+    clusters: Sequence[Hashable] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """Percentile bootstrap interval of each rating: battles resampled with replacement, refitted."""
+    """Percentile bootstrap interval of each rating: items (``clusters``, one key per battle; each battle
+    its own item when None) resampled with replacement, refitted."""
     if not battles or rounds < 1:
         return {}
     names, pairs, scores = _index_battles(battles)
-    rng = np.random.default_rng(seed)
+    draws = cluster_weights(range(len(battles)) if clusters is None else clusters, rounds, seed)
     samples = np.empty((rounds, len(names)))
-    for r in range(rounds):
-        weights = rng.multinomial(len(scores), np.full(len(scores), 1 / len(scores))).astype(float)
+    for r, weights in enumerate(draws):
         fitted = _ratings(names, _fit(names, pairs, scores, weights), anchor)
         samples[r] = [fitted[name] for name in names]
     tail = (1 - confidence) / 2 * 100
@@ -248,8 +267,156 @@ def bootstrap_bradley_terry(
     return {name: (float(a), float(b)) for name, a, b in zip(names, lo, hi, strict=True)}
 
 
+@dataclass(frozen=True)
+class ItemOutcomes:
+    """One model against another, item by item: each item's mean score (1 win, 0 loss, ties ½).
+
+    The interval is Wilson's on the sum of item means over the number of items, the test an exact sign
+    test of the items the model won by majority against those it lost; with one judgment per item both
+    are the per-judgment figures.
+    """
+
+    scores: tuple[float, ...]
+
+    @property
+    def items(self) -> int:
+        return len(self.scores)
+
+    @property
+    def wins(self) -> int:
+        return sum(s > 0.5 for s in self.scores)
+
+    @property
+    def losses(self) -> int:
+        return sum(s < 0.5 for s in self.scores)
+
+    @property
+    def ties(self) -> int:
+        return self.items - self.wins - self.losses
+
+    @property
+    def win_rate(self) -> float:
+        return math.fsum(self.scores) / self.items if self.items else math.nan
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        return wilson_interval(min(float(self.items), math.fsum(self.scores)), self.items)
+
+    @property
+    def p_value(self) -> float:
+        return sign_test_p(self.wins, self.losses)
+
+
+def item_outcomes(judged: Sequence[tuple[Hashable, float]]) -> ItemOutcomes:
+    """``(item key, score)`` per judgment -> each item's mean score (in item-key order)."""
+    by_item: dict[Hashable, list[float]] = defaultdict(list)
+    for key, score in judged:
+        by_item[key].append(score)
+    return ItemOutcomes(
+        tuple(math.fsum(v) / len(v) for _, v in sorted(by_item.items(), key=lambda kv: str(kv[0])))
+    )
+
+
+@dataclass(frozen=True)
+class CovariateFit:
+    """A Bradley-Terry fit with one extra term: log-odds ``effect`` of the covariate at equal strength."""
+
+    effect: float  # natural-log odds per unit of the covariate
+    se: float  # cluster-robust standard error (per item), small-sample corrected as statsmodels does
+    n: int  # decisive judgments in the fit
+    items: int
+
+    @property
+    def separated(self) -> bool:
+        """At the boundary (e.g. the left side won every decisive judgment): the estimate runs off to the
+        prior's limit and the sandwich error collapses, so neither can be trusted."""
+        return abs(self.effect) > SEPARATED_LOG_ODDS
+
+    @property
+    def share(self) -> float:
+        """The probability of the covariate's side winning between two equally strong candidates."""
+        return 1 / (1 + math.exp(-self.effect))
+
+    @property
+    def ci95(self) -> tuple[float, float]:
+        z = _z(0.95)
+        return (
+            1 / (1 + math.exp(-(self.effect - z * self.se))),
+            1 / (1 + math.exp(-(self.effect + z * self.se))),
+        )
+
+    @property
+    def p_value(self) -> float:
+        """Two-sided Wald test of no effect."""
+        if self.se == 0 or not math.isfinite(self.se):
+            return 1.0
+        return 2 * (1 - NormalDist().cdf(abs(self.effect) / self.se))
+
+
+def covariate_design(battles: Sequence[Battle], covariate: Sequence[float]) -> tuple[list[str], np.ndarray]:
+    """Model names and the design matrix: +1 for the first model, -1 for the second (the alphabetically
+    first model is the reference and has no column), then the covariate."""
+    names = sorted({m for a, b, _ in battles for m in (a, b)})
+    index = {name: k - 1 for k, name in enumerate(names)}
+    x = np.zeros((len(battles), len(names)))
+    for row, ((a, b, _), value) in enumerate(zip(battles, covariate, strict=True)):
+        if index[a] >= 0:
+            x[row, index[a]] += 1
+        if index[b] >= 0:
+            x[row, index[b]] -= 1
+        x[row, -1] = value
+    return names, x
+
+
+def covariate_separable(battles: Sequence[Battle], covariate: Sequence[float]) -> bool:
+    """Whether the covariate's effect can be told from the models' strengths: its column is not a
+    combination of the model columns (e.g. not when one of two models always sat on the left)."""
+    if not battles:
+        return False
+    _, x = covariate_design(battles, covariate)
+    rows = np.unique(x, axis=0)
+    return bool(np.linalg.matrix_rank(rows) > np.linalg.matrix_rank(rows[:, :-1]))
+
+
+def bradley_terry_covariate(
+    battles: Sequence[Battle], covariate: Sequence[float], clusters: Sequence[Hashable]
+) -> CovariateFit | None:
+    """Logistic fit of decisive battles (score 1 or 0): logit P(first wins) = s_first - s_second + effect *
+    covariate, by Newton's method; the standard error is the per-item sandwich with statsmodels' default
+    small-sample factor G/(G-1) * (N-1)/(N-K). None when the effect is not separable from strength."""
+    keep = [k for k, (_, _, s) in enumerate(battles) if s in (0.0, 1.0)]
+    decisive = [battles[k] for k in keep]
+    values = [covariate[k] for k in keep]
+    if not covariate_separable(decisive, values):
+        return None
+    _, x = covariate_design(decisive, values)
+    y = np.array([s for _, _, s in decisive])
+    penalty = np.full(x.shape[1], BT_L2)
+    beta = np.zeros(x.shape[1])
+    for _ in range(100):
+        prob = 1 / (1 + np.exp(-(x @ beta)))
+        grad = x.T @ (y - prob) - penalty * beta
+        hess = (x * (prob * (1 - prob))[:, None]).T @ x + np.diag(penalty)
+        step = np.linalg.solve(hess, grad)
+        beta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    prob = 1 / (1 + np.exp(-(x @ beta)))
+    bread = np.linalg.inv((x * (prob * (1 - prob))[:, None]).T @ x + np.diag(penalty))
+    keys = [clusters[k] for k in keep]
+    groups = sorted(set(keys), key=str)
+    index = {key: g for g, key in enumerate(groups)}
+    per_item = np.zeros((len(groups), x.shape[1]))
+    np.add.at(per_item, [index[k] for k in keys], x * (y - prob)[:, None])
+    n, k, g = len(y), x.shape[1], len(groups)
+    factor = (g / (g - 1)) * ((n - 1) / (n - k)) if g > 1 and n > k else math.inf
+    cov = bread @ (per_item.T @ per_item) @ bread * factor
+    return CovariateFit(float(beta[-1]), float(math.sqrt(max(cov[-1, -1], 0.0))), n, g)
+
+
 def judgments_needed(p_hat: float, n: int, alpha: float = 0.05, power: float = 0.8) -> int | None:
-    """How many MORE judgments would tell a true win rate of ``p_hat`` from 0.5 (two-sided, at ``power``).
+    """How many MORE items (or judgments, one per item) would tell a true win rate of ``p_hat`` from 0.5
+    (two-sided, at ``power``).
 
     Normal approximation on Cohen's h (arcsine effect size), as statsmodels' NormalIndPower does for one
     sample. 0 when n already suffices; None when p_hat is 0.5 (no sample size can tell it from 0.5).

@@ -50,7 +50,7 @@ def test_seed_evaluation_imported_gives_the_seed_statistics(any_engine, tmp_path
         50,
         2,
     )
-    data = build_report(engine, FAST).data
+    data = build_report(engine, FAST).data.to_json()
     assert data["annotator_kind"] == "imported"
     [comp] = data["comparisons"]
     assert (comp["model"], comp["baseline"], comp["n"], comp["wins"], comp["losses"]) == (
@@ -126,7 +126,7 @@ def test_round_trip_export_import_export(engine, tmp_path):
     export_arena(other, second)
     assert _arena_view(rows) == _arena_view([json.loads(x) for x in second.read_text().splitlines()])
 
-    ours, theirs = build_report(engine, FAST).data, build_report(other, FAST).data
+    ours, theirs = build_report(engine, FAST).data.to_json(), build_report(other, FAST).data.to_json()
     other.dispose()
     by_kind = {k: g["comparisons"] for k, g in ours["groups"].items()}
     stats = ("model", "baseline", "n", "wins", "losses", "ties", "both_bad", "win_rate", "ci95", "p_value")

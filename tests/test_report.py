@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from scipy.stats import binomtest
+from statsmodels.stats.proportion import proportion_confint
 from sqlmodel import select
 
 from core.config import ReportConfig
 from evaluation.analysis import JudgmentRecord, VersionInfo, analyse, conclusion
 from evaluation.report import build_report, write_report
-from evaluation.stats import HeadToHead, judgments_needed, krippendorff_alpha_nominal
+from evaluation.stats import ItemOutcomes, judgments_needed, krippendorff_alpha_nominal
 from storage.db import make_engine, migrate, session_scope
 from storage.models import Candidate, ModelVersion
 from testkit.eval_seed import build_eval_db
@@ -37,7 +38,7 @@ def report_data(tmp_path_factory) -> dict:
     eng = make_engine(f"sqlite:///{tmp_path_factory.mktemp('eval') / 'prefloop.db'}")
     migrate(eng)
     build_eval_db(eng)
-    data = build_report(eng, FAST).data
+    data = build_report(eng, FAST).data.to_json()
     eng.dispose()
     return data
 
@@ -47,13 +48,18 @@ def test_head_to_head_counts_current_human_judgments_only(report_data):
     assert data["annotator_kind"] == "human"
     [comp] = data["comparisons"]
     # alice W W W L W W W L T B (her first answer on prompt 0 was revised) + bob W W W L L T (+ a skip)
-    assert (comp["model"], comp["baseline"]) == ("round-1", "base")
+    assert (comp["model"], comp["baseline"], comp["oriented_by"]) == ("round-1", "base", "round")
     assert (comp["wins"], comp["losses"], comp["ties"], comp["both_bad"], comp["n"]) == (9, 4, 2, 1, 16)
-    assert comp["win_rate"] == round((9 + 0.5 * 3) / 16, 3)
-    assert comp["p_value"] == round(binomtest(9, 13).pvalue, 3)
+    # the 10 prompts are the items: scores 1 1 1 0 .5 .75 1 0 .5 .5 (bob's judgments share alice's items)
+    assert (comp["items"], comp["item_wins"], comp["item_losses"], comp["item_ties"]) == (10, 5, 2, 3)
+    assert comp["win_rate"] == round(6.25 / 10, 3)
+    assert comp["ci95"] == [round(x, 3) for x in proportion_confint(6.25, 10, method="wilson")]
+    assert comp["p_value"] == round(binomtest(5, 7).pvalue, 3)
+    assert comp["judgment_win_rate"] == round((9 + 0.5 * 3) / 16, 3)
     assert comp["annotators"]["alice"]["wins"] == 6 and comp["annotators"]["alice"]["n"] == 10
     assert comp["annotators"]["bob"]["n"] == 6
     assert "sign test" in comp["test"]
+    assert data["unit"].startswith("item: one prompt") and data["items"] == 10
 
 
 def test_simulated_judgments_are_reported_apart(report_data):
@@ -83,13 +89,19 @@ def test_position_and_length_bias(report_data):
     position = data["position_bias"]
     # alice chose the left side in all 8 decisive judgments, bob in none of his 5
     assert (position["k"], position["n"]) == (8, 13)
-    assert position["annotators"]["alice"]["share"] == 1.0
-    assert position["annotators"]["alice"]["p_value"] == round(binomtest(8, 8).pvalue, 3)
-    assert position["annotators"]["bob"]["share"] == 0.0
-    assert position["p_value"] == round(binomtest(8, 13).pvalue, 3)
+    assert position["separable"] and position["adjusted_share"] is not None
     assert position["statement"].startswith("No evidence of bias")
-    # round-1's titles are the longer ones: the longer won whenever round-1 won
-    assert (data["length_bias"]["k"], data["length_bias"]["n"]) == (9, 13)
+    alice, bob = position["annotators"]["alice"], position["annotators"]["bob"]
+    assert (alice["share"], bob["share"]) == (1.0, 0.0)
+    # a boundary fit (every decisive judgment one way) falls back to the exact test of the raw share
+    assert alice["p_value"] == round(binomtest(8, 8).pvalue, 3) and "exact binomial" in alice["statement"]
+    # round-1's titles are always the longer ones: length cannot be told from round-1's strength
+    length = data["length_bias"]
+    assert (length["k"], length["n"]) == (9, 13)
+    assert not length["separable"] and length["p_value"] is None
+    assert "round-1 was the longer one in 100% of its 13 battles: the bias cannot be separated" in (
+        length["statement"]
+    )
 
 
 def test_agreement_on_pairs_judged_twice(report_data):
@@ -108,14 +120,14 @@ def test_agreement_on_pairs_judged_twice(report_data):
 def test_power_is_stated_in_words(report_data):
     data = report_data
     [power] = data["power"]
-    needed = judgments_needed((9 + 1.5) / 16, 16)
-    assert power["judgments_needed"] == needed > 0
-    assert "too few judgments to conclude" in power["conclusion"]
-    assert f"about {needed} more eval judgments" in power["conclusion"]
+    needed = judgments_needed(6.25 / 10, 10)
+    assert power["items_needed"] == needed > 0 and power["items"] == 10
+    assert "too few items to conclude" in power["conclusion"]
+    assert f"about {needed} more eval items" in power["conclusion"]
 
 
 def test_health_flags_the_broken_model_at_the_top(eval_db, tmp_path):
-    data = write_report(eval_db, tmp_path / "report", FAST)
+    data = write_report(eval_db, tmp_path / "report", FAST).to_json()
     assert set(data["health"]) == {"base", "round-1", "round-2"}
     assert data["health"]["round-2"]["eot_share"] == 0.0
     assert data["health"]["round-2"]["repeat_share"] == 1.0
@@ -173,7 +185,7 @@ def test_rewrite_replaces_the_folder(eval_db, tmp_path):
 
 
 def test_empty_database_reports_nothing_yet(engine, tmp_path):
-    data = write_report(engine, tmp_path / "r", FAST)
+    data = write_report(engine, tmp_path / "r", FAST).to_json()
     assert data["comparisons"] == [] and data["groups"] == {}
     assert data["headline"].startswith("No eval judgments yet")
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["report.html", "report.json", "report.md"]
@@ -182,21 +194,18 @@ def test_empty_database_reports_nothing_yet(engine, tmp_path):
 
 
 def _record(cid, annotator, choice, model_a="round-1", model_b="base", kind="human", left=None):
-    return JudgmentRecord(cid, annotator, kind, choice, left, model_a, model_b, "x" * 10, "y" * 20)
+    return JudgmentRecord(cid, f"p{cid}", annotator, kind, choice, left, model_a, model_b, "x" * 10, "y" * 20)
 
 
 def test_analyse_orients_against_base_and_counts_ties_as_half():
-    versions = {
-        "base": VersionInfo("base", "base", 0, 1),
-        "round-1": VersionInfo("round-1", "adapter", 1, 2),
-    }
+    versions = {"base": VersionInfo("base", "base", 0), "round-1": VersionInfo("round-1", "adapter", 1)}
     # base is model_a here: the comparison is still "round-1 vs base", wins seen from round-1
     records = [
         _record(1, "ann", "b", "base", "round-1"),
         _record(2, "ann", "tie"),
         _record(3, "ann", "both_bad"),
     ]
-    data = analyse(records, versions, {}, FAST)
+    data = analyse(records, versions, {}, FAST).to_json()
     [comp] = data["comparisons"]
     assert (comp["model"], comp["baseline"], comp["wins"], comp["ties"], comp["both_bad"]) == (
         "round-1",
@@ -210,17 +219,21 @@ def test_analyse_orients_against_base_and_counts_ties_as_half():
 
 
 def test_conclusion_words():
-    assert conclusion("r", "base", HeadToHead(34, 16, 0, 0))[0].endswith("r is preferred over base.")
-    assert conclusion("r", "base", HeadToHead(16, 34, 0, 0))[0].endswith("base is preferred over r.")
-    words, needed = conclusion("r", "base", HeadToHead(5, 5, 0, 0))
+    def items(wins, losses, ties=0):
+        return ItemOutcomes((1.0,) * wins + (0.0,) * losses + (0.5,) * ties)
+
+    assert conclusion("r", "base", items(34, 16), 50)[0].endswith("r is preferred over base.")
+    assert conclusion("r", "base", items(16, 34), 50)[0].endswith("base is preferred over r.")
+    words, needed = conclusion("r", "base", items(5, 5), 10)
     assert needed is None and "no preference either way" in words
-    words, needed = conclusion("r", "base", HeadToHead(0, 0, 0, 0))
+    words, needed = conclusion("r", "base", items(0, 0), 0)
     assert needed is None and "no eval judgments yet" in words
-    words, needed = conclusion("r", "base", HeadToHead(6, 4, 0, 0))
-    assert needed == judgments_needed(0.6, 10) and "too few judgments" in words
-    assert math.isfinite(needed)
-    words, needed = conclusion("r", "base", HeadToHead(90, 92, 70, 0))  # the first real simulated round
+    words, needed = conclusion("r", "base", items(6, 4), 10)
+    assert needed == judgments_needed(0.6, 10) and "too few items" in words
+    words, needed = conclusion("r", "base", items(90, 92, 70), 252)  # the first real simulated round
     assert needed > 100_000 and "no meaningful preference: at the observed 49.6%" in words
+    assert "252 items" in conclusion("r", "base", items(90, 92, 70), 252)[0]
+    assert "of 10 items (30 judgments)" in conclusion("r", "base", items(6, 4), 30)[0]
 
 
 def test_cli_report_prints_the_headline(eval_db, sqlite_url, tmp_path):
@@ -243,14 +256,14 @@ def test_cli_report_prints_the_headline(eval_db, sqlite_url, tmp_path):
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "round-1 vs base (human annotators): win rate 0.66" in " ".join(result.stdout.split())
+    assert "round-1 vs base (human annotators): win rate 0.62" in " ".join(result.stdout.split())
     assert "health:" in result.stdout and "round-2" in result.stdout
     assert (tmp_path / "r" / "report.json").exists()
 
 
 def test_gather_on_both_backends(any_engine):
     build_eval_db(any_engine)
-    data = build_report(any_engine, FAST).data
+    data = build_report(any_engine, FAST).data.to_json()
     assert (data["comparisons"][0]["wins"], data["comparisons"][0]["n"]) == (9, 16)
     assert data["agreement"]["items"] == 6
 
@@ -262,6 +275,6 @@ def test_distinct_share_counts_samples_storage_deduplicated(eval_db):
         for cand in session.exec(select(Candidate).where(Candidate.model_version_id == round_1.id)):
             cand.sampling = {"n": 4, "temperature": 1.0}
             session.add(cand)
-    data = build_report(eval_db, FAST).data
+    data = build_report(eval_db, FAST).data.to_json()
     assert data["health"]["round-1"]["distinct_share"] == 0.25  # 1 stored text of 4 drawn, per prompt
     assert any(f.startswith("round-1: 25% of samples per prompt are distinct") for f in data["flags"])

@@ -35,9 +35,11 @@ def report(
     out_dir = out or st.config.var_dir / "report"
     with console.status("computing the report (bootstrap of Bradley-Terry ratings)..."):
         data = write_report(st.engine, out_dir, st.config.report)
-    for sentence in data["flags"]:
+    for sentence in data.flags:
         console.print(f"[bold red]health:[/] {sentence}", highlight=False)
-    console.print(data["headline"], highlight=False)
+    for sentence in data.excluded:
+        console.print(sentence, highlight=False)
+    console.print(data.headline, highlight=False)
     console.print(f"report: {out_dir / 'report.html'} (also report.md, report.json, PNG plots)")
 
 
