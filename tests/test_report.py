@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -11,8 +10,8 @@ from pathlib import Path
 
 import pytest
 from scipy.stats import binomtest
-from statsmodels.stats.proportion import proportion_confint
 from sqlmodel import select
+from statsmodels.stats.proportion import proportion_confint
 
 from core.config import ReportConfig
 from evaluation.analysis import JudgmentRecord, VersionInfo, analyse, conclusion
@@ -99,8 +98,9 @@ def test_position_and_length_bias(report_data):
     length = data["length_bias"]
     assert (length["k"], length["n"]) == (9, 13)
     assert not length["separable"] and length["p_value"] is None
-    assert "round-1 was the longer one in 100% of its 13 battles: the bias cannot be separated" in (
-        length["statement"]
+    assert (
+        "round-1 was the longer one in 100% of its 13 battles: the bias cannot be separated"
+        in (length["statement"])
     )
 
 
