@@ -89,12 +89,16 @@ def csv_records(path: Path, text: str, required: list[str]) -> Iterator[tuple[in
 def jsonl_records(path: Path, text: str) -> Iterator[tuple[int, Any]]:
     """(line number, value) for each non-blank line of a JSON Lines file."""
     for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise PrefloopError(f"{where(path, number)}: {_json_problem(exc)}; fix the line") from None
+        if line.strip():
+            yield number, json_line(path, number, line)
+
+
+def json_line(path: Path, number: int, line: str) -> Any:
+    """One JSON Lines line's value; bad JSON names the file and line."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise PrefloopError(f"{where(path, number)}: {_json_problem(exc)}; fix the line") from None
 
 
 def json_document(path: Path, text: str) -> Any:

@@ -13,9 +13,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlalchemy import Engine, insert
+from sqlmodel import Session, SQLModel, select
 
 from storage.db import session_scope
 from storage.models import (
@@ -90,6 +91,23 @@ def import_prompts(
     return result
 
 
+@dataclass(frozen=True)
+class StoredPrompt:
+    """What an importer needs of a prompt row: its id and split (existing prompts keep theirs)."""
+
+    id: int
+    split: Split
+
+
+def bulk_insert(session: Session, table: type[SQLModel], rows: list[dict[str, Any]]) -> list[int]:
+    """Insert ``rows`` in one statement per batch (SQLAlchemy's insertmanyvalues) and return their ids in
+    order. Python-side defaults are not applied here: each row carries every non-null column."""
+    if not rows:
+        return []
+    statement = insert(table).returning(table.id, sort_by_parameter_order=True)
+    return list(session.execute(statement, rows).scalars())
+
+
 def store_prompts(
     session: Session,
     records: Iterable[PromptRecord],
@@ -98,34 +116,46 @@ def store_prompts(
     split: Split | None,
     source: str,
     eval_share: float,
-) -> tuple[dict[str, Prompt], ImportResult]:
-    """The stored prompt for every record's key (existing ones keep their split) and what was added."""
+) -> tuple[dict[str, StoredPrompt], ImportResult]:
+    """The stored prompt for every record's key (existing ones keep their split) and what was added.
+
+    One lookup per 500 keys and one bulk insert, so the cost grows linearly with the file."""
     records = list(records)
     by_key = {r.key: r for r in reversed(records)}  # first occurrence wins
     hashes = {text_hash(key): key for key in by_key}
-    prompts: dict[str, Prompt] = {}
-    for chunk in _chunks(list(hashes)):
-        for prompt in session.exec(select(Prompt).where(Prompt.normalized_hash.in_(chunk))):
-            prompts[hashes[prompt.normalized_hash]] = prompt
+    prompts: dict[str, StoredPrompt] = {}
+    for chunk in chunks(list(hashes)):
+        query = select(Prompt.id, Prompt.normalized_hash, Prompt.split).where(
+            Prompt.normalized_hash.in_(chunk)
+        )
+        for prompt_id, digest, prompt_split in session.exec(query):
+            prompts[hashes[digest]] = StoredPrompt(prompt_id, Split(prompt_split))
     result = ImportResult()
+    new: list[tuple[str, Split]] = []
+    rows: list[dict[str, Any]] = []
+    now = utcnow()
     for key, record in sorted(by_key.items(), key=lambda kv: kv[1].row):
         if key in prompts:
             continue
-        prompt = Prompt(
-            text=record.text,
-            normalized_hash=text_hash(key),
-            raw=record.raw,
-            template=template if record.raw is not None else None,
-            system=record.system,
-            history=record.history_messages(),
-            source=source,
-            split=split or assign_split(key, eval_share),
+        chosen = split or assign_split(key, eval_share)
+        rows.append(
+            {
+                "text": record.text,
+                "normalized_hash": text_hash(key),
+                "raw": record.raw,
+                "template": template if record.raw is not None else None,
+                "system": record.system,
+                "history": record.history_messages(),
+                "source": source,
+                "split": chosen,
+                "created_at": now,
+            }
         )
-        session.add(prompt)
-        prompts[key] = prompt
-        result.added += 1
-        result.by_split[prompt.split.value] += 1
-    session.flush()
+        new.append((key, chosen))
+        result.by_split[chosen.value] += 1
+    for (key, chosen), prompt_id in zip(new, bulk_insert(session, Prompt, rows), strict=True):
+        prompts[key] = StoredPrompt(prompt_id, chosen)
+    result.added = len(new)
     result.duplicates = len(records) - result.added
     return prompts, result
 
@@ -160,7 +190,7 @@ def import_labels(
     return result
 
 
-def _chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
+def chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
@@ -169,7 +199,7 @@ def _store_candidates(
     session: Session,
     version: ModelVersion,
     records: list[LabelRecord],
-    prompts: dict[str, Prompt],
+    prompts: dict[str, StoredPrompt],
     result: LabelsImportResult,
 ) -> dict[tuple[int, str], Candidate]:
     """Each distinct (prompt, text) once, under the file's external model version."""
@@ -194,7 +224,7 @@ def _store_candidates(
     return candidates
 
 
-def _pair_ids(record: LabelRecord, prompts: dict[str, Prompt], candidates: dict) -> tuple[int, int]:
+def _pair_ids(record: LabelRecord, prompts: dict[str, StoredPrompt], candidates: dict) -> tuple[int, int]:
     """(chosen candidate id, rejected candidate id) of a record."""
     prompt_id = prompts[record.prompt.key].id
     return (
@@ -207,14 +237,14 @@ def _store_comparisons(
     session: Session,
     version: ModelVersion,
     records: list[LabelRecord],
-    prompts: dict[str, Prompt],
+    prompts: dict[str, StoredPrompt],
     candidates: dict,
     result: LabelsImportResult,
 ) -> dict[tuple[int, int], Comparison]:
     """One train comparison per distinct pair, stored with the lower candidate id as ``a``."""
     ids = [c.id for c in candidates.values()]
     comparisons: dict[tuple[int, int], Comparison] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunks(ids):
         query = select(Comparison).where(
             Comparison.purpose == Purpose.train, Comparison.candidate_a_id.in_(chunk)
         )
@@ -240,7 +270,7 @@ def _store_judgments(
     session: Session,
     name: str,
     records: list[LabelRecord],
-    prompts: dict[str, Prompt],
+    prompts: dict[str, StoredPrompt],
     candidates: dict,
     comparisons: dict[tuple[int, int], Comparison],
     result: LabelsImportResult,

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func
+from scipy.stats import binomtest
 from sqlmodel import select
 
 from core.config import ReportConfig
@@ -50,20 +51,29 @@ def test_seed_evaluation_imported_gives_the_seed_statistics(any_engine, tmp_path
         50,
         2,
     )
+    # base and round-1 are prefloop's reserved names: the file's models are stored apart
+    assert result.renamed == {"base": "imported:base", "round-1": "imported:round-1"}
     data = build_report(engine, FAST).data.to_json()
     assert data["annotator_kind"] == "imported"
     [comp] = data["comparisons"]
     assert (comp["model"], comp["baseline"], comp["n"], comp["wins"], comp["losses"]) == (
-        "round-1",
-        "base",
+        "imported:round-1",
+        "imported:base",
         50,
         34,
         16,
     )
+    # one judgment per item: the item-level figures are the seed's per-judgment ones
+    assert (comp["items"], comp["item_wins"], comp["item_losses"]) == (50, 34, 16)
     assert comp["win_rate"] == 0.68
     assert comp["ci95"] == [0.542, 0.792]
-    assert comp["p_value"] == 0.015
-    assert "round-1 is preferred over base" in data["headline"]
+    assert comp["p_value"] == 0.015 and binomtest(34, 50).pvalue == pytest.approx(0.0153, abs=5e-5)
+    assert "imported:round-1 is preferred over imported:base" in data["headline"]
+    # no prefloop round here: the headline is the leaderboard, and the ratings are centred, not anchored
+    assert data["headline_rule"].endswith("the Bradley-Terry leaderboard")
+    assert data["headline"].startswith("Leaderboard (2 models): 1. imported:round-1")
+    assert "centred on a mean of 1000" in data["bradley_terry_scale"]
+    assert data["method"][0].startswith("Imported records")
     # Arena shows model_a on the left: half the battles had the fine-tuned model there
     assert data["position_bias"]["n"] == 50
 
@@ -86,7 +96,7 @@ def test_existing_versions_are_reused_by_name(engine, tmp_path):
     assert result.versions_added == 1
     with session_scope(engine) as session:
         kinds = {v.name: v.kind for v in session.exec(select(ModelVersion))}
-    assert kinds == {"base": VersionKind.base, "round-1": VersionKind.external}
+    assert kinds == {"base": VersionKind.base, "imported:round-1": VersionKind.external}
 
 
 def test_reimport_is_idempotent_and_a_changed_winner_revises(engine, tmp_path):
@@ -122,19 +132,45 @@ def test_round_trip_export_import_export(engine, tmp_path):
     # the other database names its annotators apart from ours: imported judges are kind "imported"
     result = import_battles(other, first)
     assert result.judgments_added == 36
+    assert result.renamed == {m: f"imported:{m}" for m in ("base", "round-1", "round-2")}
     second = tmp_path / "second.jsonl"
     export_arena(other, second)
-    assert _arena_view(rows) == _arena_view([json.loads(x) for x in second.read_text().splitlines()])
+    back = [
+        {
+            **r,
+            "model_a": r["model_a"].removeprefix("imported:"),
+            "model_b": r["model_b"].removeprefix("imported:"),
+        }
+        for r in map(json.loads, second.read_text().splitlines())
+    ]
+    assert _arena_view(rows) == _arena_view(back)
 
     ours, theirs = build_report(engine, FAST).data.to_json(), build_report(other, FAST).data.to_json()
     other.dispose()
     by_kind = {k: g["comparisons"] for k, g in ours["groups"].items()}
-    stats = ("model", "baseline", "n", "wins", "losses", "ties", "both_bad", "win_rate", "ci95", "p_value")
-    pooled_imported = sorted(
-        (tuple(c[k] for k in stats) for c in theirs["groups"]["imported"]["comparisons"]), key=str
+    stats = (
+        "model",
+        "baseline",
+        "n",
+        "wins",
+        "losses",
+        "ties",
+        "both_bad",
+        "items",
+        "win_rate",
+        "ci95",
+        "p_value",
     )
-    assert pooled_imported == sorted(
-        (tuple(c[k] for k in stats) for c in by_kind["human"] + by_kind["simulated"]), key=str
+
+    def view(comps, prefix=""):
+        return sorted(
+            tuple(c[k].removeprefix(prefix) if k in ("model", "baseline") else c[k] for k in stats)
+            for c in comps
+        )
+
+    # prefloop's rounds face newer against older; the imported copies (no rounds) face by rating: the same
+    assert view(theirs["groups"]["imported"]["comparisons"], "imported:") == view(
+        by_kind["human"] + by_kind["simulated"]
     )
     assert (
         theirs["position_bias"]["k"]

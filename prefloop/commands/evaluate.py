@@ -53,23 +53,55 @@ def judgments_import(
             "judge, and prompt/response_a/response_b (or single-turn conversation_a/conversation_b)."
         ),
     ],
+    skip_invalid: Annotated[
+        bool,
+        typer.Option(
+            "--skip-invalid",
+            help="Store the valid rows and list the invalid ones (line and reason) in the skipped-rows "
+            "report, instead of refusing the whole file.",
+        ),
+    ] = False,
+    skipped_report: Annotated[
+        Path | None,
+        typer.Option(
+            "--skipped-report", help="Where --skip-invalid writes it (default: FILE.skipped.jsonl)."
+        ),
+    ] = None,
 ) -> None:
     """Import Chatbot Arena battles as eval pairs and judgments (annotator kind 'imported').
 
-    A model name that matches an existing version (e.g. base, round-1) is that version; any other becomes
-    an external version. New prompts are held out (split eval). Arena shows model_a on the left, so that
-    is recorded as the displayed side. The whole file is one transaction: a bad row changes nothing.
+    A model name that matches an existing version is that version; any other becomes an external
+    version, and the reserved names base and round-N are stored as imported:base, imported:round-N. New
+    prompts are held out (split eval); battles on an existing train-split prompt are not imported. Arena
+    shows model_a on the left, so that is recorded as the displayed side. The whole file is one
+    transaction: a bad row changes nothing, unless --skip-invalid.
     """
     from prefloop.state import state
-    from storage.arena import import_battles
+    from storage.arena import import_battles, write_skipped
 
     with console.status(f"importing {file} (one transaction)..."):
-        result = import_battles(state(ctx).engine, file)
+        result = import_battles(state(ctx).engine, file, skip_invalid=skip_invalid)
+    if skip_invalid:
+        report = skipped_report or file.with_name(file.name + ".skipped.jsonl")
+        write_skipped(report, result.skipped)
+        console.print(f"{len(result.skipped)} invalid rows skipped, listed in {report}", highlight=False)
+    if result.renamed:
+        names = ", ".join(f"{a} as {b}" for a, b in sorted(result.renamed.items()))
+        console.print(
+            f"reserved model names (prefloop's own versions) stored apart: {names}", highlight=False
+        )
+    if result.on_train_prompts:
+        console.print(
+            f"{result.on_train_prompts} battles ask train-split prompts: not imported as eval pairs "
+            "(the policy trains on those prompts)",
+            highlight=False,
+        )
     console.print(
         f"{file}: {result.rows} battles: {result.judgments_added} judgments added, "
         f"{result.duplicates} already present, {result.revised} revised; "
         f"{result.prompts_added} new prompts, {result.versions_added} new model versions. "
-        "Next: prefloop report"
+        "Next: prefloop report",
+        highlight=False,
     )
 
 
