@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func
 from scipy.stats import binomtest
+from sqlalchemy import func
 from sqlmodel import select
 
 from core.config import ReportConfig
