@@ -26,7 +26,7 @@ from storage.templates import PLACEHOLDER, template_text
 
 REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping
 REPEAT_NGRAM = 3  # long-form repeats are counted on word n-grams of this size
-REPEAT_NGRAM_SHARE = 0.3  # a long-form text with more than this share of repeated 3-grams is looping
+REPEAT_NGRAM_SHARE = 0.5  # lists and code repeat phrases too; a loop repeats most of its 3-grams
 _WORD = re.compile(r"\w+")
 
 

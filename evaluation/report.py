@@ -377,7 +377,7 @@ def _health_blocks(data: ReportData) -> list[Block]:
             "Health of each model's eval outputs beside its win rate: a policy can win preferences by "
             "breaking itself. Title-like = answers to a title prompt (report.title_templates): only those "
             "get the length band and the strict repeat check (a doubled word); other answers are long-form, "
-            "degenerate when over 30% of their word 3-grams repeat. Distinct = distinct outputs per prompt; "
+            "degenerate when over half of their word 3-grams repeat. Distinct = distinct outputs per prompt; "
             "on topic = shares a key word with the prompt's idea.",
         ),
         ("table", header, rows),

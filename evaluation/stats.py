@@ -44,8 +44,9 @@ def win_rate(wins: float, losses: float, ties: float = 0) -> float:
     return (wins + 0.5 * ties) / n if n else math.nan
 
 
-def wilson_interval(k: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for k successes of n (k may be fractional: ties as ½); (0, 1) when n is 0."""
+def wilson_interval(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for k successes of n (both may be fractional: ties as ½, an effective sample
+    size); (0, 1) when n is 0."""
     if n <= 0:
         return (0.0, 1.0)
     if not 0 <= k <= n:
@@ -271,12 +272,13 @@ def bootstrap_bradley_terry(
 class ItemOutcomes:
     """One model against another, item by item: each item's mean score (1 win, 0 loss, ties ½).
 
-    The interval is Wilson's on the sum of item means over the number of items, the test an exact sign
-    test of the items the model won by majority against those it lost; with one judgment per item both
-    are the per-judgment figures.
+    The test is an exact sign test of the items the model won by majority against those it lost; the
+    interval is Wilson's at the design-effect (Kish) effective sample size of the item means. With one
+    judgment per item, or unanimous items, both are the plain per-item figures.
     """
 
     scores: tuple[float, ...]
+    judgments: int = 0  # judgments behind the scores (at least one per item): caps the effective size
 
     @property
     def items(self) -> int:
@@ -299,8 +301,20 @@ class ItemOutcomes:
         return math.fsum(self.scores) / self.items if self.items else math.nan
 
     @property
+    def effective_n(self) -> float:
+        """items × p(1-p) / variance of the item means: as many Bernoulli trials as the items' spread is
+        worth. Items split between raters vary less than 0/1 items, so they are worth more than one trial
+        each, but never more than the judgments behind them."""
+        p, n = self.win_rate, self.items
+        spread = math.fsum((s - p) ** 2 for s in self.scores) / n if n else 0.0
+        if n == 0 or spread == 0:
+            return float(n)
+        return min(max(self.judgments, n), n * p * (1 - p) / spread) if p * (1 - p) > 0 else float(n)
+
+    @property
     def ci95(self) -> tuple[float, float]:
-        return wilson_interval(min(float(self.items), math.fsum(self.scores)), self.items)
+        n = self.effective_n
+        return wilson_interval(min(n, self.win_rate * n), n) if self.items else (0.0, 1.0)
 
     @property
     def p_value(self) -> float:
@@ -312,9 +326,8 @@ def item_outcomes(judged: Sequence[tuple[Hashable, float]]) -> ItemOutcomes:
     by_item: dict[Hashable, list[float]] = defaultdict(list)
     for key, score in judged:
         by_item[key].append(score)
-    return ItemOutcomes(
-        tuple(math.fsum(v) / len(v) for _, v in sorted(by_item.items(), key=lambda kv: str(kv[0])))
-    )
+    ordered = sorted(by_item.items(), key=lambda kv: str(kv[0]))
+    return ItemOutcomes(tuple(math.fsum(v) / len(v) for _, v in ordered), len(judged))
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import types
+import typing
 from pathlib import Path
 
+import numpy as np
 import pytest
+import statsmodels.api as sm
 from scipy.stats import binomtest
 from sqlmodel import select
 from statsmodels.stats.proportion import proportion_confint
 
 from core.config import ReportConfig
-from evaluation.analysis import JudgmentRecord, VersionInfo, analyse, conclusion
+from evaluation.analysis import JudgmentRecord, ReportData, VersionInfo, analyse, conclusion
 from evaluation.report import build_report, write_report
 from evaluation.stats import ItemOutcomes, judgments_needed, krippendorff_alpha_nominal
 from storage.db import make_engine, migrate, session_scope
@@ -52,7 +57,10 @@ def test_head_to_head_counts_current_human_judgments_only(report_data):
     # the 10 prompts are the items: scores 1 1 1 0 .5 .75 1 0 .5 .5 (bob's judgments share alice's items)
     assert (comp["items"], comp["item_wins"], comp["item_losses"], comp["item_ties"]) == (10, 5, 2, 3)
     assert comp["win_rate"] == round(6.25 / 10, 3)
-    assert comp["ci95"] == [round(x, 3) for x in proportion_confint(6.25, 10, method="wilson")]
+    # Wilson at the items' effective size (Kish): split items (.5, .75) are worth more than one 0/1 trial
+    scores = np.array([1, 1, 1, 0, 0.5, 0.75, 1, 0, 0.5, 0.5])
+    n_eff = min(16, 10 * 0.625 * 0.375 / scores.var())  # 16.7, capped at the 16 judgments behind them
+    assert comp["ci95"] == [round(x, 3) for x in proportion_confint(0.625 * n_eff, n_eff, method="wilson")]
     assert comp["p_value"] == round(binomtest(5, 7).pvalue, 3)
     assert comp["judgment_win_rate"] == round((9 + 0.5 * 3) / 16, 3)
     assert comp["annotators"]["alice"]["wins"] == 6 and comp["annotators"]["alice"]["n"] == 10
@@ -278,3 +286,165 @@ def test_distinct_share_counts_samples_storage_deduplicated(eval_db):
     data = build_report(eval_db, FAST).data.to_json()
     assert data["health"]["round-1"]["distinct_share"] == 0.25  # 1 stored text of 4 drawn, per prompt
     assert any(f.startswith("round-1: 25% of samples per prompt are distinct") for f in data["flags"])
+
+
+# --- synthetic data built to expose each defect ------------------------------------------------------
+
+VERSIONS = {"base": VersionInfo("base", "base", 0), "round-1": VersionInfo("round-1", "adapter", 1)}
+
+
+def _battle_records(rows, kind="imported"):
+    """``rows``: (item, annotator, left model, right model, winner "left"/"right"/"tie")."""
+    out = []
+    for item, annotator, left, right, winner in rows:  # one pair per item: the item is its comparison id
+        choice = {"left": "a", "right": "b", "tie": "tie"}[winner]
+        out.append(
+            JudgmentRecord(
+                item, f"p{item}", annotator, kind, choice, "a", left, right, f"{left} {item}", f"{right}!"
+            )
+        )
+    return out
+
+
+def test_strong_model_always_on_the_left_is_not_called_biased():
+    rng = np.random.default_rng(4)
+    rows = [(k, "j", "strong", "weak", "left" if rng.random() < 0.7 else "right") for k in range(200)]
+    bias = analyse(_battle_records(rows), {}, {}, FAST).position_bias
+    assert bias.share > 0.6 and binomtest(bias.k, bias.n).pvalue < 0.001  # what the old report called bias
+    assert not bias.separable and bias.p_value is None
+    assert (
+        "strong was on the left in 100% of its 200 battles: the bias cannot be separated from strong's "
+        in (bias.statement)
+    )
+    assert not bias.statement.startswith("Biased")
+
+
+def test_strong_model_always_left_among_balanced_pairs_is_estimated_with_strength_fixed():
+    """x always left, y and z balanced, no side effect simulated: the adjusted share is ~50% and agrees
+    with statsmodels' logit with a left term and per-item clustered errors."""
+    rng = np.random.default_rng(2)  # (over 200 seeds the adjusted test rejects at 6%: calibrated)
+    strength = {"x": 1.2, "y": 0.0, "z": 0.3}
+    rows = []
+    for k in range(450):
+        left, right = (
+            ("x", str(rng.choice(["y", "z"]))) if k % 3 == 0 else tuple(map(str, rng.permutation(["y", "z"])))
+        )
+        p = 1 / (1 + np.exp(strength[right] - strength[left]))
+        rows.append((k // 3, "j", left, right, "left" if rng.random() < p else "right"))
+    bias = analyse(_battle_records(rows), {}, {}, FAST).position_bias
+    design = np.array(
+        [[(a == m) - (b == m) for m in ("y", "z")] + [1.0] for _, _, a, b, _ in rows], dtype=float
+    )
+    outcome = np.array([w == "left" for *_, w in rows], dtype=float)
+    groups = np.array([item for item, *_ in rows])
+    ref = sm.Logit(outcome, design).fit(disp=0, cov_type="cluster", cov_kwds={"groups": groups})
+    assert bias.separable and binomtest(bias.k, bias.n).pvalue < 0.001  # raw: confounded with x's strength
+    assert bias.adjusted_share == pytest.approx(1 / (1 + np.exp(-ref.params[-1])), abs=2e-3)
+    assert bias.p_value == pytest.approx(ref.pvalues[-1], abs=5e-3)
+    assert bias.statement.startswith("No evidence of bias")
+    assert "x was on the left in 100% of its" in " ".join(bias.balance)
+
+
+def test_several_models_without_base():
+    rng = np.random.default_rng(1)
+    strength = {"alpha": 0.0, "beta": 0.5, "gamma": 1.0, "delta": -0.5}
+    names = sorted(strength)
+    rows = []
+    for item in range(160):
+        left, right = (str(m) for m in rng.choice(names, 2, replace=False))
+        p = 1 / (1 + np.exp(strength[right] - strength[left]))
+        for judge in ("j1", "j2"):
+            rows.append((item, judge, left, right, "left" if rng.random() < p else "right"))
+    data = analyse(_battle_records(rows), {}, {}, FAST)
+    assert data.anchor is None and "centred on a mean of 1000" in data.bradley_terry_scale
+    ratings = data.bradley_terry
+    assert list(ratings) == sorted(ratings, key=lambda m: -ratings[m].rating)  # the leaderboard's order
+    assert list(ratings)[0] == "gamma" and [r.rank for r in ratings.values()] == [1, 2, 3, 4]
+    assert np.mean([r.rating for r in ratings.values()]) == pytest.approx(1000, abs=0.1)
+    assert data.headline_rule.endswith("the Bradley-Terry leaderboard") and data.headline.startswith(
+        "Leaderboard (4 models): 1. gamma"
+    )
+    # each pair faces the higher rating against the lower
+    assert all(ratings[c.model].rating >= ratings[c.baseline].rating for c in data.comparisons)
+    assert {c.oriented_by for c in data.comparisons} == {"rating"}
+    per_model = {s.model: s for s in data.per_model}
+    assert set(per_model) == set(names) and [s.model for s in data.per_model] == list(ratings)
+    # ties ½ against all others, per judgment, and the items are (prompt, opponent)
+    for name, standing in per_model.items():
+        mine = [r for r in rows if name in (r[2], r[3])]
+        won = sum((w == "left") == (left == name) for _, _, left, _, w in mine)
+        assert (standing.n, standing.wins, standing.losses) == (len(mine), won, len(mine) - won)
+        assert standing.items == len({r[0] for r in mine})
+    assert data.method[0].startswith("Imported records")
+
+
+def test_one_judgment_per_item_keeps_the_judgment_figures():
+    rows = [(k, "j", "round-1", "base", "left" if k < 34 else "right") for k in range(50)]
+    [comp] = analyse(_battle_records(rows, kind="human"), VERSIONS, {}, FAST).comparisons
+    assert (comp.model, comp.baseline, comp.oriented_by) == ("round-1", "base", "round")
+    assert (comp.items, comp.n, comp.win_rate, comp.ci95, comp.p_value) == (
+        50,
+        50,
+        0.68,
+        [0.542, 0.792],
+        0.015,
+    )
+    assert comp.judgment_win_rate == comp.win_rate
+
+
+def test_three_raters_agreeing_on_one_item_are_one_observation():
+    """30 items, each judged by 3 raters who agree: the per-judgment sign test of 60 vs 30 says p = 0.002,
+    the items (20 vs 10) say p = 0.099: the report's p is the latter."""
+    rows = [
+        (k, r, "round-1", "base", "left" if k < 20 else "right") for k in range(30) for r in ("a", "b", "c")
+    ]
+    data = analyse(_battle_records(rows, kind="human"), VERSIONS, {}, FAST)
+    [comp] = data.comparisons
+    assert (comp.n, comp.wins, comp.items, comp.item_wins) == (90, 60, 30, 20)
+    assert comp.p_value == round(binomtest(20, 30).pvalue, 3)
+    assert binomtest(60, 90).pvalue < 0.01 < comp.p_value
+    assert comp.ci95 == [round(x, 3) for x in proportion_confint(20, 30, method="wilson")]
+    assert data.agreement.krippendorff_alpha.alpha == 1.0
+
+
+def test_report_json_follows_the_dataclass_schema(report_data):
+    """report.json is ReportData.to_json(): every key and value type is the dataclass tree's."""
+
+    def check(value, hint, where):
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+        if dataclasses.is_dataclass(hint):
+            hints = typing.get_type_hints(hint)
+            assert isinstance(value, dict) and set(value) == set(hints), where
+            for key, sub in hints.items():
+                check(value[key], sub, f"{where}.{key}")
+        elif origin in (types.UnionType, typing.Union):
+            assert any(_fits(value, a) for a in args), where
+            if value is not None:
+                check(value, next(a for a in args if a is not type(None) and _fits(value, a)), where)
+        elif origin in (list, tuple):
+            assert isinstance(value, list), where
+            for k, item in enumerate(value):
+                check(item, args[0], f"{where}[{k}]")
+        elif origin is dict:
+            assert isinstance(value, dict), where
+            for key, item in value.items():
+                check(item, args[1], f"{where}.{key}")
+        elif hint is float:
+            assert isinstance(value, (int, float)) and not isinstance(value, bool), where
+        else:
+            assert isinstance(value, hint), where
+
+    check(report_data, ReportData, "report")
+
+
+def _fits(value, hint) -> bool:
+    if hint is type(None):
+        return value is None
+    origin = typing.get_origin(hint) or hint
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, dict)
+    if origin in (list, tuple):
+        return isinstance(value, list)
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, origin)

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+import statsmodels.api as sm
 from scipy.stats import binomtest
 from statsmodels.discrete.discrete_model import Logit
 from statsmodels.stats import inter_rater
@@ -14,12 +15,16 @@ from statsmodels.stats.proportion import proportion_confint, proportion_effectsi
 
 from evaluation.stats import (
     HeadToHead,
+    ItemOutcomes,
     agreement_pairs,
     binomial_p,
     bootstrap_bradley_terry,
     bradley_terry,
+    bradley_terry_covariate,
     cohen_kappa,
+    covariate_separable,
     fleiss_kappa,
+    item_outcomes,
     judgments_needed,
     krippendorff_alpha_nominal,
     sign_test_p,
@@ -226,3 +231,109 @@ def test_agreement_pairs_aligns_items_judged_by_both():
     assert pairs[("ann", "cy")] == (["b"], ["b"])
     assert pairs[("bob", "cy")] == (["a"], ["b"])
     assert len(pairs) == 3
+
+
+# --- the item as the unit of inference -------------------------------------------------------------------
+
+
+def test_items_with_one_judgment_each_are_the_seed_figures():
+    items = ItemOutcomes((1.0,) * 34 + (0.0,) * 16)
+    assert (items.items, items.wins, items.losses, items.win_rate) == (50, 34, 16, 0.68)
+    assert tuple(round(x, 3) for x in items.ci95) == (0.542, 0.792)
+    assert items.p_value == pytest.approx(binomtest(34, 50).pvalue) == pytest.approx(0.0153, abs=5e-5)
+    assert item_outcomes([("b", 1.0), ("a", 0.0), ("a", 1.0), ("c", 0.5)]).scores == (0.5, 1.0, 0.5)
+
+
+def _three_raters(items: int, agree: float, seed: int, strength: float = 0.6) -> list[tuple[int, float]]:
+    """(item, score of the model) for three raters per item who each give the item's own verdict with
+    probability ``agree`` (their other answers are the opposite), the item's verdict won with ``strength``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for item in range(items):
+        verdict = float(rng.random() < strength)
+        out += [(item, verdict if rng.random() < agree else 1 - verdict) for _ in range(3)]
+    return out
+
+
+def test_three_raters_agreeing_90_percent_count_once_per_item():
+    """Treating 3 correlated judgments as 3 samples understates the variance (the defect); the item-level
+    interval matches a cluster-robust standard error (statsmodels OLS, clusters = items)."""
+    judged = _three_raters(120, 0.9, seed=5)
+    items = item_outcomes(judged)
+    scores = np.array([s for _, s in judged])
+    groups = np.array([i for i, _ in judged])
+    robust = sm.OLS(scores, np.ones(len(scores))).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    naive = sm.OLS(scores, np.ones(len(scores))).fit()
+    half = (items.ci95[1] - items.ci95[0]) / 2
+    assert half == pytest.approx(1.96 * float(robust.bse[0]), rel=0.1)
+    per_judgment = HeadToHead(int(scores.sum()), int(len(scores) - scores.sum()), 0, 0)
+    naive_half = (per_judgment.ci95[1] - per_judgment.ci95[0]) / 2
+    assert naive_half == pytest.approx(1.96 * float(naive.bse[0]), rel=0.1)
+    assert half > 1.4 * naive_half  # the design effect of 3 raters agreeing 90%
+    # the test is the sign test of item majorities, computed here independently
+    majority = [sum(s for i, s in judged if i == k) for k in range(120)]
+    won, lost = sum(m >= 2 for m in majority), sum(m <= 1 for m in majority)
+    assert items.p_value == pytest.approx(binomtest(won, won + lost).pvalue)
+    assert per_judgment.p_value < items.p_value
+
+
+def test_cluster_bootstrap_of_ratings_matches_a_cluster_robust_logit():
+    judged = _three_raters(150, 0.9, seed=11, strength=0.65)
+    fights = [("x", "y", s) if k % 2 else ("y", "x", 1 - s) for k, (_, s) in enumerate(judged)]
+    clusters = [i for i, _ in judged]
+    ci = bootstrap_bradley_terry(fights, rounds=400, seed=1, anchor="y", clusters=clusters)
+    design = np.array([[1.0 if a == "x" else -1.0] for a, _, _ in fights])
+    outcome = np.array([s for _, _, s in fights])
+    fit = Logit(outcome, design).fit(disp=0, cov_type="cluster", cov_kwds={"groups": np.array(clusters)})
+    expected = 2 * 1.96 * float(fit.bse[0]) * 400 / math.log(10)
+    assert ci["x"][1] - ci["x"][0] == pytest.approx(expected, rel=0.2)
+    per_battle = bootstrap_bradley_terry(fights, rounds=400, seed=1, anchor="y")
+    assert (ci["x"][1] - ci["x"][0]) > 1.3 * (per_battle["x"][1] - per_battle["x"][0])
+    # the draws follow the item keys, not the order the battles came in
+    order = np.random.default_rng(0).permutation(len(fights))
+    shuffled = bootstrap_bradley_terry(
+        [fights[k] for k in order], rounds=400, seed=1, anchor="y", clusters=[clusters[k] for k in order]
+    )
+    assert shuffled["x"] == pytest.approx(ci["x"], abs=1e-6)
+
+
+# --- a bias as a covariate, with the models' strengths held fixed -------------------------------------------
+
+
+def _sided_battles(seed: int, left_effect: float = 0.0):
+    """x (strong) is always on the left against y and z; y and z meet with sides balanced."""
+    rng = np.random.default_rng(seed)
+    strength = {"x": 1.2, "y": 0.0, "z": 0.3}
+    battles, clusters = [], []
+    for k in range(600):
+        left, right = ("x", str(rng.choice(["y", "z"]))) if k % 3 == 0 else tuple(rng.permutation(["y", "z"]))
+        p = 1 / (1 + math.exp(-(strength[left] - strength[right] + left_effect)))
+        battles.append((left, right, float(rng.random() < p)))
+        clusters.append(k // 2)
+    return battles, clusters
+
+
+def test_covariate_fit_matches_statsmodels_cluster_robust_logit():
+    battles, clusters = _sided_battles(seed=2, left_effect=0.0)
+    fit = bradley_terry_covariate(battles, [1.0] * len(battles), clusters)
+    names = ["x", "y", "z"]  # x is the reference: no column
+    design = np.array([[(a == m) - (b == m) for m in names[1:]] + [1.0] for a, b, _ in battles], dtype=float)
+    outcome = np.array([s for _, _, s in battles])
+    ref = Logit(outcome, design).fit(disp=0, cov_type="cluster", cov_kwds={"groups": np.array(clusters)})
+    assert fit.effect == pytest.approx(float(ref.params[-1]), abs=2e-3)
+    assert fit.se == pytest.approx(float(ref.bse[-1]), rel=1e-2)
+    assert fit.p_value == pytest.approx(float(ref.pvalues[-1]), abs=5e-3)
+    assert fit.p_value > 0.05  # no left effect was simulated, whatever the raw left share says
+    raw_left = sum(s for _, _, s in battles) / len(battles)
+    assert raw_left > 0.55 and binomtest(int(raw_left * len(battles)), len(battles)).pvalue < 0.05
+    biased, _ = _sided_battles(seed=3, left_effect=0.6)
+    fitted = bradley_terry_covariate(biased, [1.0] * len(biased), clusters)
+    assert fitted.p_value < 0.01 and fitted.share == pytest.approx(1 / (1 + math.exp(-0.6)), abs=0.06)
+
+
+def test_covariate_cannot_be_separated_when_one_of_two_models_is_always_left():
+    battles = [("x", "y", float(k % 10 < 7)) for k in range(200)]  # x always left, wins 70%
+    assert not covariate_separable(battles, [1.0] * 200)
+    assert bradley_terry_covariate(battles, [1.0] * 200, list(range(200))) is None
+    mixed = battles + [("y", "x", 0.0)] * 20
+    assert covariate_separable(mixed, [1.0] * 220)
