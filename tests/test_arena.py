@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from scipy.stats import binomtest
 from sqlalchemy import func
@@ -18,6 +20,7 @@ from core.errors import PrefloopError
 from evaluation.report import build_report
 from storage.arena import export_arena, import_battles
 from storage.db import make_engine, migrate, session_scope
+from storage.imports import import_prompts
 from storage.models import (
     Annotator,
     AnnotatorKind,
@@ -257,3 +260,111 @@ def test_cli_import_then_bad_file_exits_1(sqlite_url, tmp_path):
     failed = subprocess.run([*run, str(bad)], capture_output=True, text=True, env=env, cwd=REPO, check=False)
     assert failed.returncode == 1
     assert "bad.jsonl:1: field model_b" in " ".join(failed.stderr.split())
+
+
+def _panel_rows(seed: int = 3) -> list[dict]:
+    """60 prompts, 3 models, each prompt's pair judged by 2-3 judges who see it in either order."""
+    rng = np.random.default_rng(seed)
+    strength = {"gpt-x": 0.8, "llama-y": 0.3, "mistral-z": 0.0}
+    names = sorted(strength)
+    rows = []
+    for k in range(60):
+        first, second = (str(m) for m in rng.choice(names, 2, replace=False))
+        answers = {first: f"{first} answers question {k} at length.", second: f"{second}: reply {k}"}
+        p = 1 / (1 + math.exp(strength[second] - strength[first]))
+        for judge in ("ann", "bob", "cy")[: 2 + k % 2]:
+            a, b = (first, second) if rng.random() < 0.5 else (second, first)
+            r = rng.random()
+            won = "tie" if r < 0.1 else (first if r < 0.1 + 0.9 * p else second)
+            winner = "tie" if won == "tie" else ("model_a" if won == a else "model_b")
+            rows.append(
+                {"model_a": a, "model_b": b, "winner": winner, "judge": judge, "prompt": f"Question {k}?"}
+                | {"response_a": answers[a], "response_b": answers[b]}
+            )
+    return rows
+
+
+def test_the_same_file_imported_shuffled_gives_identical_figures(tmp_path):
+    rows = _panel_rows()
+    shuffled = [rows[k] for k in np.random.default_rng(0).permutation(len(rows))]
+    reports = []
+    for name, content in (("in-order", rows), ("shuffled", shuffled)):
+        engine = make_engine(f"sqlite:///{tmp_path / name}.db")
+        migrate(engine)
+        import_battles(engine, write_battles(tmp_path / f"{name}.jsonl", content))
+        data = build_report(engine, FAST).data.to_json()
+        engine.dispose()
+        data.pop("generated_at")
+        reports.append(data)
+    assert reports[0] == reports[1]
+    agreement = reports[0]["agreement"]
+    assert agreement["items"] == 60 and agreement["fleiss_kappa"]["raters_per_item"] in (2, 3)
+    assert reports[0]["comparisons"][0]["items"] < reports[0]["comparisons"][0]["n"]
+
+
+def test_skip_invalid_keeps_the_good_rows_and_lists_the_bad(engine, tmp_path):
+    good = seed_battle_rows(n=4)
+    path = tmp_path / "mixed.jsonl"
+    lines = [json.dumps(good[0]), "{not json", json.dumps(good[1]), json.dumps({**good[2], "response_a": ""})]
+    path.write_text("\n".join([*lines, json.dumps(good[3])]) + "\n")
+    with pytest.raises(PrefloopError, match=r"mixed.jsonl:2: bad JSON"):
+        import_battles(engine, path)  # the default stays all-or-nothing
+    assert _count(engine, Judgment) == 0
+    result = import_battles(engine, path, skip_invalid=True)
+    assert (result.rows, result.judgments_added) == (5, 3)
+    assert [s.line for s in result.skipped] == [2, 4]
+    assert result.skipped[0].reason.startswith(f"{path}:2: bad JSON")
+    assert result.skipped[1].reason == f"{path}:4: field response_a: empty text; fill it in or remove the row"
+
+
+def test_cli_skip_invalid_writes_the_skipped_rows_report(sqlite_url, tmp_path):
+    env = {**os.environ, "PREFLOOP_DB": sqlite_url}
+    good = seed_battle_rows(n=3)
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        "\n".join([json.dumps(good[0]), '["a list"]', json.dumps(good[1]), json.dumps(good[2])]) + "\n"
+    )
+    run = [sys.executable, "-m", "prefloop.cli", "judgments", "import", str(path), "--skip-invalid"]
+    done = subprocess.run(run, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+    assert done.returncode == 0, done.stderr
+    out = " ".join(done.stdout.split())
+    assert "1 invalid rows skipped, listed in" in out and "3 judgments added" in out
+    assert "reserved model names (prefloop's own versions) stored apart: base as imported:base" in out
+    [skipped] = [
+        json.loads(line) for line in (tmp_path / "mixed.jsonl.skipped.jsonl").read_text().splitlines()
+    ]
+    assert skipped["line"] == 2 and "expected a JSON object, got list" in skipped["reason"]
+
+
+def test_battles_on_train_split_prompts_are_kept_out(engine, tmp_path):
+    rows = seed_battle_rows(n=4)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(json.dumps({"prompt": rows[0]["prompt"]}) + "\n")
+    import_prompts(engine, prompts, split="train")
+    result = import_battles(engine, write_battles(tmp_path / "b.jsonl", rows))
+    assert (result.on_train_prompts, result.judgments_added) == (1, 3)
+    with session_scope(engine) as session:
+        assert {p.split for p in session.exec(select(Prompt)) if p.text == rows[0]["prompt"]} == {Split.train}
+        assert len(session.exec(select(Comparison)).all()) == 3
+
+
+def test_report_leaves_out_eval_judgments_on_train_split_prompts(engine):
+    build_eval_db(engine)
+    with session_scope(engine, write=True) as session:
+        prompt = session.exec(select(Prompt).where(Prompt.split == Split.eval)).first()
+        prompt.split = Split.train
+        session.add(prompt)
+    data = build_report(engine, FAST).data
+    # prompt 0: alice's and bob's round-1 vs base, and the simulated annotator's two pairs
+    assert data.excluded == [
+        "4 eval judgments on train-split prompts left out (the policy trains on those prompts)."
+    ]
+    assert data.comparisons[0].n == 14
+
+
+def test_reserved_names_are_reused_when_they_are_prefloop_versions(engine, tmp_path):
+    with session_scope(engine, write=True) as session:
+        get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(session, "imported:round-1", VersionKind.external)
+    result = import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows(n=4)))
+    assert result.renamed == {"round-1": "imported:round-1"} and result.versions_added == 0

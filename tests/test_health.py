@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from core.config import ReportConfig
-from evaluation.health import Sample, drawn_per_prompt, flags, is_degenerate, is_on_topic, output_health
+from evaluation.health import (
+    Sample,
+    asks_for_title,
+    drawn_per_prompt,
+    flags,
+    is_degenerate,
+    is_on_topic,
+    output_health,
+)
+from evaluation.plots import MAX_BINS, length_bins
 
 TEMPLATE = (
     "Given the YouTube video idea write an engaging title.\n\n**Video Idea**: {idea}\n\n"
@@ -105,3 +117,47 @@ def test_bounds_are_configurable():
 def test_drawn_per_prompt_reads_the_samples_asked_for_not_the_rows_stored():
     stored = [(1, {"n": 5}), (1, {"n": 5}), (2, {"n": 3}), (3, None), (4, {"temperature": 1.0})]
     assert drawn_per_prompt(stored) == {1: 5, 2: 3}
+
+
+DPO_EN = Path(__file__).resolve().parent.parent / "data/llamafactory-demo/dpo_en_demo.json"
+
+
+def _chat_answers() -> list[Sample]:
+    """Real long-form chat answers (LLaMA-Factory's demo DPO set: 300 prompts, median ~1,400 characters)."""
+    rows = json.loads(DPO_EN.read_text(encoding="utf-8"))
+    return [
+        Sample(k, row[side]["value"], None, row["conversations"][-1]["value"], title_like=False)
+        for k, row in enumerate(rows)
+        for side in ("chosen", "rejected")
+    ]
+
+
+def test_healthy_long_answers_raise_no_warning():
+    answers = _chat_answers()
+    health = output_health(answers)
+    assert health.median_chars > 1000 and health.title_like_share == 0.0
+    assert health.in_band_share is None  # the title band means nothing here
+    assert health.repeat_share == 0.0
+    assert sum(is_degenerate(s.text, title_like=True) for s in answers) > 300  # what the title rule said
+    assert flags(health, output_health(answers), ReportConfig()) == []
+
+
+def test_a_looping_long_answer_is_degenerate():
+    loop = "To bake bread you need flour. " + "Mix the flour and water and wait. " * 12
+    assert is_degenerate(loop, title_like=False)
+    prose = "Mix the flour and water, then wait an hour. Knead it well and shape a round loaf before baking."
+    assert not is_degenerate(prose + " Mix the flour again.", title_like=False)  # a repeated phrase is fine
+
+
+def test_title_prompts_are_recognised_by_template_name_or_text():
+    assert asks_for_title(PROMPT_1, None, ("youtube-title",))  # plain text written from the template
+    assert asks_for_title("anything", "youtube-title", ("youtube-title",))
+    assert not asks_for_title("Explain DPO in two paragraphs.", None, ("youtube-title",))
+    assert not asks_for_title(PROMPT_1, None, ())  # no title templates: everything is long-form
+
+
+def test_length_bins_follow_the_range():
+    assert len(length_bins([40, 52, 61, 75], (30, 75))) < 40  # titles: a few-character bins
+    lengths = list(range(0, 3800, 7))  # long answers: the old fixed 5-character bins made 760 of them
+    long = length_bins(lengths, None)
+    assert 5 <= len(long) - 1 <= MAX_BINS and long[-1] >= max(lengths)
