@@ -183,81 +183,85 @@ def _annotators(
             _set_aside(battle, reason, skip_invalid, skipped)
         else:
             kept.append(battle)
-    ids = {name: a.id for name, a in found.items() if name not in wrong}
-    new = sorted({b.judge for b in kept} - set(ids))
+    wanted = sorted({b.judge for b in kept})
     now = utcnow()
     rows = [
-        {"name": n, "role": Role.annotator, "kind": AnnotatorKind.imported, "created_at": now} for n in new
+        {"name": n, "role": Role.annotator, "kind": AnnotatorKind.imported, "created_at": now}
+        for n in wanted
+        if n not in found
     ]
-    ids.update(zip(new, bulk_insert(session, Annotator, rows), strict=True))
-    return ids, kept
+    bulk_insert(session, Annotator, rows)
+    query = select(Annotator.id, Annotator.name).where(Annotator.name.in_(wanted))
+    return {name: annotator_id for annotator_id, name in session.exec(query)}, kept
 
 
 def _versions(session: Session, battles: list[Battle], result: ArenaImportResult) -> dict[str, int]:
     """Each model name's version id. An existing version of that name is reused; a new name becomes an
     external version, except prefloop's reserved names (base, round-N), stored as ``imported:<name>``."""
-    existing = {v.name: v.id for v in session.exec(select(ModelVersion))}
-    ids: dict[str, int] = {}
-    new: list[tuple[str, str]] = []
+    existing = set(session.exec(select(ModelVersion.name)))
+    stored: dict[str, str] = {}
     for name in sorted({m for b in battles for m in (b.model_a, b.model_b)}):
-        stored = name
+        stored[name] = name
         if name not in existing and RESERVED.fullmatch(name):
-            stored = RESERVED_PREFIX + name
-            result.renamed[name] = stored
-        if stored in existing:
-            ids[name] = existing[stored]
-        elif stored not in (s for _, s in new):
-            new.append((name, stored))
+            stored[name] = result.renamed[name] = RESERVED_PREFIX + name
+    new = sorted(set(stored.values()) - existing)
     now = utcnow()
-    rows = [{"name": s, "kind": VersionKind.external, "base_model": "", "created_at": now} for _, s in new]
-    for (name, _), version_id in zip(new, bulk_insert(session, ModelVersion, rows), strict=True):
-        ids[name] = version_id
+    rows = [{"name": n, "kind": VersionKind.external, "base_model": "", "created_at": now} for n in new]
+    bulk_insert(session, ModelVersion, rows)
     result.versions_added = len(new)
-    return ids
+    query = select(ModelVersion.id, ModelVersion.name).where(
+        ModelVersion.name.in_(sorted(set(stored.values())))
+    )
+    ids = {name: version_id for version_id, name in session.exec(query)}
+    return {name: ids[as_stored] for name, as_stored in stored.items()}
 
 
 def _candidates(
     session: Session, wanted: set[tuple[int, int, str]], texts: dict[tuple[int, int, str], str]
 ) -> dict[tuple[int, int, str], int]:
     """(prompt id, version id, text hash) -> candidate id: existing ones looked up per 500 prompts, the rest
-    inserted in one bulk statement."""
-    ids: dict[tuple[int, int, str], int] = {}
-    prompt_ids = sorted({p for p, _, _ in wanted})
-    versions = sorted({v for _, v, _ in wanted})
-    for chunk in chunks(prompt_ids):
-        query = select(
-            Candidate.id, Candidate.prompt_id, Candidate.model_version_id, Candidate.text_hash
-        ).where(Candidate.prompt_id.in_(chunk), Candidate.model_version_id.in_(versions))
-        for cand_id, prompt_id, version_id, digest in session.exec(query):
-            ids[(prompt_id, version_id, digest)] = cand_id
+    inserted in one bulk statement and looked up the same way."""
+
+    def lookup(prompt_ids: list[int]) -> dict[tuple[int, int, str], int]:
+        versions = sorted({v for _, v, _ in wanted})
+        found = {}
+        for chunk in chunks(prompt_ids):
+            query = select(
+                Candidate.id, Candidate.prompt_id, Candidate.model_version_id, Candidate.text_hash
+            ).where(Candidate.prompt_id.in_(chunk), Candidate.model_version_id.in_(versions))
+            for cand_id, prompt_id, version_id, digest in session.exec(query):
+                if (prompt_id, version_id, digest) in wanted:
+                    found[(prompt_id, version_id, digest)] = cand_id
+        return found
+
+    ids = lookup(sorted({p for p, _, _ in wanted}))
     new = sorted(wanted - set(ids))
     now = utcnow()
     rows = [
-        {
-            "prompt_id": p,
-            "model_version_id": v,
-            "text": texts[(p, v, h)],
-            "text_hash": h,
-            "sampling": {},
-            "backend": "arena",
-            "created_at": now,
-        }
+        {"prompt_id": p, "model_version_id": v, "text": texts[(p, v, h)], "text_hash": h, "sampling": {}}
+        | {"backend": "arena", "created_at": now}
         for p, v, h in new
     ]
-    ids.update(zip(new, bulk_insert(session, Candidate, rows), strict=True))
+    bulk_insert(session, Candidate, rows)
+    ids.update(lookup(sorted({p for p, _, _ in new})))
     return ids
 
 
 def _comparisons(session: Session, pairs: dict[tuple[int, int], int]) -> dict[tuple[int, int], int]:
     """(candidate a id, candidate b id), a < b -> eval comparison id; ``pairs`` maps each to its prompt."""
-    ids: dict[tuple[int, int], int] = {}
-    for chunk in chunks(sorted({a for a, _ in pairs})):
-        query = select(Comparison.id, Comparison.candidate_a_id, Comparison.candidate_b_id).where(
-            Comparison.purpose == Purpose.eval, Comparison.candidate_a_id.in_(chunk)
-        )
-        for comp_id, a, b in session.exec(query):
-            if (a, b) in pairs:
-                ids[(a, b)] = comp_id
+
+    def lookup(first_ids: list[int]) -> dict[tuple[int, int], int]:
+        found = {}
+        for chunk in chunks(first_ids):
+            query = select(Comparison.id, Comparison.candidate_a_id, Comparison.candidate_b_id).where(
+                Comparison.purpose == Purpose.eval, Comparison.candidate_a_id.in_(chunk)
+            )
+            for comp_id, a, b in session.exec(query):
+                if (a, b) in pairs:
+                    found[(a, b)] = comp_id
+        return found
+
+    ids = lookup(sorted({a for a, _ in pairs}))
     new = sorted(set(pairs) - set(ids))
     now = utcnow()
     rows = [
@@ -265,7 +269,8 @@ def _comparisons(session: Session, pairs: dict[tuple[int, int], int]) -> dict[tu
         | {"created_at": now}
         for p in new
     ]
-    ids.update(zip(new, bulk_insert(session, Comparison, rows), strict=True))
+    bulk_insert(session, Comparison, rows)
+    ids.update(lookup(sorted({a for a, _ in new})))
     return ids
 
 

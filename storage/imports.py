@@ -99,13 +99,24 @@ class StoredPrompt:
     split: Split
 
 
-def bulk_insert(session: Session, table: type[SQLModel], rows: list[dict[str, Any]]) -> list[int]:
-    """Insert ``rows`` in one statement per batch (SQLAlchemy's insertmanyvalues) and return their ids in
-    order. Python-side defaults are not applied here: each row carries every non-null column."""
-    if not rows:
-        return []
-    statement = insert(table).returning(table.id, sort_by_parameter_order=True)
-    return list(session.execute(statement, rows).scalars())
+def bulk_insert(session: Session, table: type[SQLModel], rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows`` as one executemany on the session's connection (no ORM objects, no per-row
+    RETURNING): callers look the new ids up by their unique key afterwards. Python-side defaults are not
+    applied here, so each row carries every non-null column."""
+    if rows:
+        session.connection().execute(insert(table.__table__), rows)
+
+
+def _stored_prompts(session: Session, hashes: dict[str, str]) -> dict[str, StoredPrompt]:
+    """Prompt key -> stored prompt, for the given {normalised hash: key}, one query per 500."""
+    found: dict[str, StoredPrompt] = {}
+    for chunk in chunks(list(hashes)):
+        query = select(Prompt.id, Prompt.normalized_hash, Prompt.split).where(
+            Prompt.normalized_hash.in_(chunk)
+        )
+        for prompt_id, digest, prompt_split in session.exec(query):
+            found[hashes[digest]] = StoredPrompt(prompt_id, Split(prompt_split))
+    return found
 
 
 def store_prompts(
@@ -123,15 +134,9 @@ def store_prompts(
     records = list(records)
     by_key = {r.key: r for r in reversed(records)}  # first occurrence wins
     hashes = {text_hash(key): key for key in by_key}
-    prompts: dict[str, StoredPrompt] = {}
-    for chunk in chunks(list(hashes)):
-        query = select(Prompt.id, Prompt.normalized_hash, Prompt.split).where(
-            Prompt.normalized_hash.in_(chunk)
-        )
-        for prompt_id, digest, prompt_split in session.exec(query):
-            prompts[hashes[digest]] = StoredPrompt(prompt_id, Split(prompt_split))
+    prompts = _stored_prompts(session, hashes)
     result = ImportResult()
-    new: list[tuple[str, Split]] = []
+    new: dict[str, str] = {}
     rows: list[dict[str, Any]] = []
     now = utcnow()
     for key, record in sorted(by_key.items(), key=lambda kv: kv[1].row):
@@ -151,10 +156,10 @@ def store_prompts(
                 "created_at": now,
             }
         )
-        new.append((key, chosen))
+        new[text_hash(key)] = key
         result.by_split[chosen.value] += 1
-    for (key, chosen), prompt_id in zip(new, bulk_insert(session, Prompt, rows), strict=True):
-        prompts[key] = StoredPrompt(prompt_id, chosen)
+    bulk_insert(session, Prompt, rows)
+    prompts.update(_stored_prompts(session, new))
     result.added = len(new)
     result.duplicates = len(records) - result.added
     return prompts, result
