@@ -203,7 +203,8 @@ def _comparison_blocks(group: Group) -> list[Block]:
     if "round" in oriented:
         how.append("two prefloop rounds face newer against older (base is round 0)")
     if "rating" in oriented:
-        how.append("any other pair faces the higher Bradley-Terry rating against the lower")
+        which = "any other pair" if how else "each pair"
+        how.append(f"{which} faces the higher Bradley-Terry rating against the lower")
     return [
         ("p", f"Each row is one pair of versions: {'; '.join(how)}."),
         ("table", header, rows),
