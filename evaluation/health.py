@@ -13,6 +13,7 @@ beyond ``REPEAT_NGRAM_SHARE`` of its 3-grams, because lists, code and prose legi
 
 from __future__ import annotations
 
+import functools
 import re
 import statistics
 from collections import defaultdict
@@ -88,9 +89,15 @@ def asks_for_title(prompt_text: str, template: str | None, title_templates: Sequ
     return False
 
 
+@functools.lru_cache(maxsize=4096)
+def _prompt_words(prompt_text: str) -> frozenset[str]:
+    """A prompt's key words, once per prompt: every sample of a prompt asks for the same set."""
+    return frozenset(key_words(idea_of(prompt_text)))
+
+
 def is_on_topic(text: str, prompt_text: str) -> bool | None:
     """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt)."""
-    wanted = key_words(idea_of(prompt_text))
+    wanted = _prompt_words(prompt_text)
     return bool(wanted & key_words(text)) if wanted else None
 
 

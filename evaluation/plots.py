@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from evaluation.analysis import PairResult, Rating
+from evaluation.analysis import Group, Rating
 
 GROUP_STYLE = {"human": ("tab:blue", "o"), "simulated": ("tab:orange", "s"), "imported": ("tab:green", "D")}
 
@@ -19,29 +19,40 @@ def _png(fig: Figure) -> bytes:
     return buf.getvalue()
 
 
-def win_rate_plot(groups: dict[str, list[PairResult]]) -> bytes:
-    """Win rate of each model against each baseline over items, Wilson 95% error bars, one colour per
-    annotator kind."""
-    rows = [(kind, c) for kind, comps in groups.items() for c in comps]
+MAX_PAIR_ROWS = 24  # beyond this many model pairs the plot shows each model against all others instead
+
+
+def win_rate_plot(groups: dict[str, Group]) -> bytes:
+    """Win rate over items with Wilson 95% error bars, one colour per annotator kind: each model pair, or,
+    with more pairs than ``MAX_PAIR_ROWS``, each model against all the others."""
+    pairs = sum(len(g.comparisons) for g in groups.values())
+    rows = [
+        (kind, f"{c.model} vs {c.baseline}", c.win_rate, c.ci95, c.items)
+        for kind, g in groups.items()
+        for c in g.comparisons
+    ]
+    if pairs > MAX_PAIR_ROWS:
+        rows = [
+            (kind, f"{s.model} vs all others", s.item_win_rate, s.ci95, s.items)
+            for kind, g in groups.items()
+            for s in g.per_model
+        ]
     fig = Figure(figsize=(7, 0.55 * max(len(rows), 2) + 1.4))
     ax = fig.subplots()
     labels = []
-    for y, (kind, comp) in enumerate(rows):
+    for y, (kind, label, rate, (lo, hi), items) in enumerate(rows):
         colour, marker = GROUP_STYLE.get(kind, ("tab:gray", "^"))
-        lo, hi = comp.ci95
         ax.errorbar(
-            comp.win_rate,
+            rate,
             y,
-            xerr=[[comp.win_rate - lo], [hi - comp.win_rate]],
+            xerr=[[rate - lo], [hi - rate]],
             fmt=marker,
             color=colour,
             capsize=4,
-            label=kind if kind not in {k for k, _ in rows[:y]} else None,
+            label=kind if kind not in {k for k, *_ in rows[:y]} else None,
         )
-        ax.annotate(
-            f"{comp.win_rate:.2f} ({comp.items} items)", (hi, y), xytext=(6, -3), textcoords="offset points"
-        )
-        labels.append(f"{comp.model} vs {comp.baseline}")
+        ax.annotate(f"{rate:.2f} ({items} items)", (hi, y), xytext=(6, -3), textcoords="offset points")
+        labels.append(label)
     ax.axvline(0.5, color="gray", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(rows)), labels)
     ax.set_ylim(-0.7, len(rows) - 0.3)

@@ -147,9 +147,9 @@ def build_report(engine: Engine, config: ReportConfig) -> Report:
     lengths = {name: [len(s.text.strip()) for s in gathered.samples[name]] for name in data.health}
     any_titles = any(s.title_like for samples in gathered.samples.values() for s in samples)
     plots: dict[str, bytes] = {}
-    comparisons = {k: g.comparisons for k, g in data.groups.items() if g.comparisons}
-    if comparisons:
-        plots["win_rates.png"] = win_rate_plot(comparisons)
+    with_pairs = {k: g for k, g in data.groups.items() if g.comparisons}
+    if with_pairs:
+        plots["win_rates.png"] = win_rate_plot(with_pairs)
     if data.bradley_terry:
         plots["bradley_terry.png"] = bradley_terry_plot(
             data.bradley_terry, data.annotator_kind, data.bradley_terry_scale
