@@ -10,7 +10,9 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import streamlit as st
 from sqlalchemy import Engine
@@ -21,7 +23,7 @@ from storage.models import Role
 ENV_CONFIG = "PREFLOOP_CONFIG"  # path of a YAML config file
 ENV_SET = "PREFLOOP_SET"  # JSON list of "section.key=value" overrides
 ENV_SCHEMA_READY = "PREFLOOP_SCHEMA_READY"  # a database URL `prefloop app` has just migrated
-LOCAL_USER = "local"
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")  # server.allowedHosts of a loopback-only server
 _USER_KEY = "prefloop_user"
 
 
@@ -30,6 +32,8 @@ class User:
     id: int
     name: str
     role: Role
+    token_hash: str | None  # as at sign-in: a new token (rotate) or none (revoke) ends this session
+    session_epoch: int  # as at sign-in: sign-out anywhere, revoke and rotate bump it
     local: bool = False  # signed in without a token (localhost, annotate.allow_local_user)
 
     @property
@@ -62,21 +66,40 @@ def engine() -> Engine:
     return _engine(database_url(config().db))
 
 
-def bound_to_localhost(address: str | None = None) -> bool:
-    """True when the server only listens on a loopback address; an empty address means all interfaces."""
-    address = st.get_option("server.address") if address is None else address
-    if not address:
+def _is_loopback_name(hostname: str | None) -> bool:
+    if not hostname:
         return False
-    if address == "localhost":
+    if hostname.lower().rstrip(".") == "localhost":
         return True
     try:
-        return ipaddress.ip_address(address).is_loopback
+        return ipaddress.ip_address(hostname).is_loopback
     except ValueError:
         return False
 
 
+def bound_to_localhost(address: str | None = None) -> bool:
+    """True when the server only listens on a loopback address; an empty address means all interfaces."""
+    address = st.get_option("server.address") if address is None else address
+    return bool(address) and _is_loopback_name(address)
+
+
+def loopback_request(headers: Mapping[str, str]) -> bool:
+    """The browser asked for this machine by a loopback name (``Host``), from a loopback page (``Origin``,
+    when sent). A hostile page that rebinds its own name to 127.0.0.1 sends its own name in both."""
+    try:
+        host = urlsplit(f"//{headers.get('Host', '')}").hostname
+        origin = headers.get("Origin")
+        origin_ok = origin is None or _is_loopback_name(urlsplit(origin).hostname)
+    except ValueError:
+        return False
+    return _is_loopback_name(host) and origin_ok
+
+
 def local_user_allowed() -> bool:
-    return config().annotate.allow_local_user and bound_to_localhost()
+    """Token-free local admin: allowed by config, a loopback-only server, and a request that names it."""
+    return (
+        config().annotate.allow_local_user and bound_to_localhost() and loopback_request(st.context.headers)
+    )
 
 
 def current_user() -> User | None:

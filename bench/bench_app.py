@@ -78,7 +78,15 @@ def _label_loop(
         got = next_pair(engine, annotator_id, SETTINGS)
         if got is None:
             return
-        record_judgment(engine, annotator_id, got.comparison_id, Choice.a, left=got.left, ms_to_decide=1)
+        record_judgment(
+            engine,
+            annotator_id,
+            got.comparison_id,
+            Choice.a,
+            left=got.left,
+            settings=SETTINGS,
+            ms_to_decide=1,
+        )
         latencies.append((time.perf_counter() - t0) * 1000)
 
 

@@ -120,7 +120,10 @@ def train_pool(engine: Engine) -> list[PairTexts]:
 
 def label(engine: Engine, pairs: Sequence[PairTexts], oracle: Oracle, oracle_name: str) -> int:
     """Record the oracle's judgment of each selected pair (as shown to a person: stable random side)."""
+    from core.config import AnnotateConfig
     from labelling.assignment import left_side, record_judgment
+
+    settings = AnnotateConfig()  # one judgment per pair, by one simulated annotator: overlap 1 is met once
 
     annotator_id = simulated_annotator_id(engine, f"sim:{oracle_name}")
     prompts = _prompt_texts(engine)
@@ -129,7 +132,7 @@ def label(engine: Engine, pairs: Sequence[PairTexts], oracle: Oracle, oracle_nam
         left = left_side(annotator_id, pair.key)
         shown = (pair.text_a, pair.text_b) if left == "a" else (pair.text_b, pair.text_a)
         choice = stored_choice(oracle(prompts[pair.prompt_key], *shown), left)
-        record_judgment(engine, annotator_id, pair.key, choice, left=left)
+        record_judgment(engine, annotator_id, pair.key, choice, left=left, settings=settings)
         decisive += choice != "tie"
     return decisive
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.paths import REPO_ROOT, VAR_DIR
 
@@ -33,30 +33,34 @@ class ModelConfig(Section):
 
 class GenerationConfig(Section):
     backend: Literal["auto", "vllm", "vllm-server", "transformers"] = "auto"
-    n: int = 5
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 48
-    seed: int = 0
-    batch_size: int = 64  # sequences per transformers `generate` call
+    n: int = Field(5, ge=2)  # candidates per prompt; a pair needs two
+    temperature: float = Field(1.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(48, ge=1)
+    seed: int = Field(0, ge=0)
+    batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
     # torch threads while generating on CPU. 1 suits the embedded model (its matmuls are too small to split)
     # and shared machines (contending OpenMP threads ran ~8x slower); None = torch's default, all cores.
-    cpu_threads: int | None = 1
-    pairs_per_prompt: int | None = None  # None: all C(n, 2) pairs
+    cpu_threads: int | None = Field(1, ge=1)
+    pairs_per_prompt: int | None = Field(None, ge=1)  # None: all C(n, 2) pairs
     # which pairs fill a pairs_per_prompt budget: "balanced" (every candidate compared evenly) or
     # "most-different" (the pairs that differ most in words and length: fewer ties; README "Benchmarks")
     pair_selection: Literal["balanced", "most-different"] = "balanced"
     vllm_url: str | None = None  # an already running OpenAI-compatible vLLM server
     vllm_python: str = ".venv-vllm/bin/python"  # the separate environment `serve-model` starts vLLM from
-    vllm_port: int = 8000
-    vllm_max_lora_rank: int = 16
+    vllm_port: int = Field(8000, ge=1, le=65535)
+    vllm_max_lora_rank: int = Field(16, ge=1)
 
 
 class AnnotateConfig(Section):
-    overlap_train: int = 1  # judgments wanted per train pair
-    overlap_eval: int = 2  # judgments wanted per eval pair
-    eval_share: float = 0.2  # share of served pairs that are eval pairs, while both kinds are pending
-    lease_seconds: int = 300
+    overlap_train: int = Field(1, ge=1)  # judgments wanted per train pair
+    overlap_eval: int = Field(2, ge=1)  # judgments wanted per eval pair
+    # share of served pairs that are eval pairs, while both kinds are pending
+    eval_share: float = Field(0.2, ge=0.0, le=1.0)
+    # how long a pair handed out stays the annotator's; a decision after that is refused once others filled it
+    lease_seconds: int = Field(300, gt=0)
+    # "Undo" withdraws the annotator's latest decision only, and only while it is younger than this
+    undo_seconds: int = Field(600, gt=0)
     allow_local_user: bool = True  # on localhost only: label as "local" without a token
     guidelines: str = (
         "Pick the title you would rather click on for this video idea.\n\n"
@@ -69,53 +73,76 @@ class TrainConfig(Section):
     """LLaMA-Factory's knob names, mapped to TRL's DPOConfig by ``training.settings`` (README "training")."""
 
     round_policy: Literal["continue", "from-base"] = "from-base"
-    pref_beta: float = 0.1
+    pref_beta: float = Field(0.1, gt=0.0)
     pref_loss: str = "sigmoid"
     # weight of an added SFT term on the chosen answer; 0 disables it. 1.0 anchored the policy too hard
     # (`shorter` 0.62), 0 over-optimised (median length -64%, off topic), 0.1 let `number` drift off topic
     # by round 2; 0.2 learned all three loop-learns scenarios with health intact: README `simulate`
-    pref_ftx: float = 0.2
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
+    pref_ftx: float = Field(0.2, ge=0.0)
+    lora_rank: int = Field(8, ge=1)
+    lora_alpha: int = Field(16, ge=1)
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lora_target: str = "all"  # "all" linear projections, or comma-separated module names
-    learning_rate: float = 5e-4
-    num_train_epochs: float = 2.0  # 1 epoch learned `number` to 0.64 only, 2 to 0.80: README `simulate`
-    per_device_train_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    cutoff_len: int = 256
-    validation_share: float = 0.1
-    logging_steps: int = 5
-    eval_steps: int | None = None  # validation loss every N steps; None: once per epoch; 0: never
+    learning_rate: float = Field(5e-4, gt=0.0)
+    num_train_epochs: float = Field(
+        2.0, gt=0.0
+    )  # 1 epoch learned `number` to 0.64 only, 2 to 0.80: README `simulate`
+    per_device_train_batch_size: int = Field(8, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    cutoff_len: int = Field(256, ge=8)
+    validation_share: float = Field(0.1, ge=0.0, lt=1.0)
+    logging_steps: int = Field(5, ge=1)
+    eval_steps: int | None = Field(
+        None, ge=0
+    )  # validation loss every N steps; None: once per epoch; 0: never
     lr_scheduler_type: str = "linear"
-    warmup_steps: int = 0
+    warmup_steps: int = Field(0, ge=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (measured)
     precompute_ref_log_probs: bool = False
-    cpu_threads: int | None = 1  # torch threads for CPU training; None: torch's default (README "training")
-    num_processes: int = 1  # > 1: training runs through `accelerate launch` (README "training")
+    cpu_threads: int | None = Field(
+        1, ge=1
+    )  # torch threads for CPU training; None: torch's default (README "training")
+    num_processes: int = Field(1, ge=1)  # > 1: training runs through `accelerate launch` (README "training")
     accelerate_config: str | None = None  # accelerate config file (DeepSpeed/FSDP) for num_processes > 1
-    seed: int = 0
+    seed: int = Field(0, ge=0)
 
 
 class RoundConfig(Section):
     """``train-round``'s evaluation queue: the held-out prompts are few, so several samples per model."""
 
-    eval_samples_per_model: int = 10  # samples per model per held-out prompt for blind eval pairs
-    eval_pairs_per_baseline: int = 120  # blind pairs new-vs-base (and new-vs-previous), spread over prompts
+    eval_samples_per_model: int = Field(
+        10, ge=1
+    )  # samples per model per held-out prompt for blind eval pairs
+    eval_pairs_per_baseline: int = Field(
+        120, ge=0
+    )  # blind pairs new-vs-base (and new-vs-previous), spread over prompts
 
 
 class ReportConfig(Section):
-    min_eot_rate: float = 0.9  # flag a model whose outputs end cleanly less often than this
-    max_length_ratio_change: float = 0.5  # flag when median length moves more than this share vs base
-    min_distinct_share: float = 0.6
-    max_repeat_share: float = 0.1
-    min_on_topic_ratio: float = 0.7  # flag when the share of on-topic outputs falls below this × base's
+    min_eot_rate: float = Field(
+        0.9, ge=0.0, le=1.0
+    )  # flag a model whose outputs end cleanly less often than this
+    max_length_ratio_change: float = Field(
+        0.5, ge=0.0
+    )  # flag when median length moves more than this share vs base
+    min_distinct_share: float = Field(0.6, ge=0.0, le=1.0)
+    max_repeat_share: float = Field(0.1, ge=0.0, le=1.0)
+    min_on_topic_ratio: float = Field(
+        0.7, ge=0.0
+    )  # flag when the share of on-topic outputs falls below this × base's
     length_band: tuple[int, int] = (30, 75)  # the length (characters) the task asks for; "in band" share
     # templates (names or texts with {idea}) whose prompts ask for a title: only their outputs get the
     # length band and the strict title repeat check; every other output is judged as long-form text
     title_templates: tuple[str, ...] = ("youtube-title",)
-    bootstrap_rounds: int = 1000
-    seed: int = 0
+    bootstrap_rounds: int = Field(1000, ge=100)
+    seed: int = Field(0, ge=0)
+
+    @field_validator("length_band")
+    @classmethod
+    def _band_is_a_range(cls, band: tuple[int, int]) -> tuple[int, int]:
+        if not 0 <= band[0] <= band[1]:
+            raise ValueError(f"expected [low, high] with 0 <= low <= high, got {list(band)}")
+        return band
 
 
 class Config(Section):

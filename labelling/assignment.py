@@ -222,15 +222,10 @@ _SQL_TAKEN = select(
 _SQL_LOCK_PAIR = (
     select(Comparison.id).where(Comparison.id == bindparam("comparison")).with_for_update(skip_locked=True)
 )
-_SQL_PAIR_EXISTS = select(Comparison.id).where(Comparison.id == bindparam("comparison"))
-_SQL_SUPERSEDE = (
-    update(Judgment)
-    .where(
-        Judgment.comparison_id == bindparam("comparison"),
-        Judgment.annotator_id == bindparam("annotator"),
-        Judgment.superseded_at.is_(None),
-    )
-    .values(superseded_at=bindparam("now"))
+_SQL_LOCK_PAIR_WAIT = select(Comparison.id).where(Comparison.id == bindparam("comparison")).with_for_update()
+_SQL_PAIR_PURPOSE = select(Comparison.purpose).where(Comparison.id == bindparam("comparison"))
+_SQL_MY_CURRENT = select(Judgment.id).where(
+    Judgment.comparison_id == bindparam("comparison"), _current(bindparam("annotator"))
 )
 _SQL_PAIR_TEXTS = (
     select(
@@ -372,6 +367,44 @@ def _clean_note(note: str | None) -> str | None:
     return one_line or None
 
 
+class DecisionRefused(PrefloopError):
+    """A decision on a pair that is not, or no longer, the annotator's to decide; nothing was stored."""
+
+
+@dataclass(frozen=True)
+class Undoable:
+    """The one decision "Undo" would withdraw, as the page describes it before the click."""
+
+    judgment_id: int
+    comparison_id: int
+    choice: Choice
+    left: Side
+    prompt: str
+    created_at: datetime
+
+
+def _refusal(
+    conn: Connection, annotator_id: int, comparison_id: int, settings: AnnotateConfig, now: datetime
+):
+    """Why this annotator may not decide this pair now (None: they may). Runs inside the write transaction
+    that then stores the decision, with the pair row locked on PostgreSQL, so the counts cannot move."""
+    pair = {"annotator": annotator_id, "comparison": comparison_id, "now": now}
+    purpose = conn.execute(_SQL_PAIR_PURPOSE, pair).scalar_one_or_none()
+    if purpose is None:
+        raise PrefloopError(f"comparison id {comparison_id} does not exist")
+    if conn.execute(_SQL_MY_CURRENT, pair).first() is not None:
+        return f"pair {comparison_id} is already decided by this annotator; change it through undo"
+    own = conn.execute(_SQL_MY_LIVE_LEASE, pair).first()
+    if own is not None and own.comparison_id == comparison_id:
+        return None
+    if own is not None:
+        return f"pair {comparison_id} is not the one on screen: this annotator's pair is {own.comparison_id}"
+    overlap = overlap_for(Purpose(purpose), settings)
+    if conn.execute(_SQL_TAKEN, pair).scalar_one() >= overlap:
+        return f"pair {comparison_id} has its {overlap} judgment(s) or live leases already; the lease expired"
+    return None
+
+
 def record_judgment(
     engine: Engine,
     annotator_id: int,
@@ -379,28 +412,33 @@ def record_judgment(
     choice: Choice | str,
     *,
     left: Side,
+    settings: AnnotateConfig,
     ms_to_decide: int | None = None,
     note: str | None = None,
+    now: datetime | None = None,
 ) -> Judgment:
-    """Store a decision (a/b in comparison terms) and release the lease.
+    """Store a decision (a/b in comparison terms) on the pair leased to the annotator, and release it.
 
-    A second decision by the same annotator on the same pair is a revision: the old row gets
-    ``superseded_at`` so there is never more than one current judgment per (annotator, pair).
-    A decision arriving after its lease expired is kept: the work was done, and the overlap is a target.
+    Raises ``DecisionRefused`` (storing nothing) for a pair they already decided (an earlier decision
+    changes only through ``undo_last``), for a pair other than the one leased to them, and, once their
+    lease expired, for a pair whose overlap is now met by others' decisions and live leases. A decision
+    arriving after its lease expired is kept while the pair still has room: the work was done.
     """
     choice = Choice(choice)
     if left not in ("a", "b"):
         raise PrefloopError(f"left={left!r}: expected 'a' or 'b' (which candidate was shown on the left)")
     if ms_to_decide is not None and ms_to_decide < 0:
         raise PrefloopError(f"ms_to_decide={ms_to_decide}: must be >= 0")
-    now = utcnow()
+    now = now or utcnow()
     pair = {"annotator": annotator_id, "comparison": comparison_id}
     with _write_scope(engine) as session:
         conn = session.connection()
         _lock_annotator(conn, annotator_id)
-        if conn.execute(_SQL_PAIR_EXISTS, pair).first() is None:
-            raise PrefloopError(f"comparison id {comparison_id} does not exist")
-        conn.execute(_SQL_SUPERSEDE, {**pair, "now": now})
+        if engine.dialect.name == "postgresql":
+            conn.execute(_SQL_LOCK_PAIR_WAIT, pair)  # two late decisions on one pair count one at a time
+        refusal = _refusal(conn, annotator_id, comparison_id, settings, now)
+        if refusal is not None:
+            raise DecisionRefused(refusal)
         conn.execute(_SQL_DROP_LEASE, pair)
         judgment = Judgment(
             comparison_id=comparison_id,
@@ -416,20 +454,62 @@ def record_judgment(
         return judgment
 
 
+def _undoable(
+    session: Session, annotator_id: int, settings: AnnotateConfig, now: datetime
+) -> Undoable | None:
+    """The annotator's latest decision, if it is still current and younger than ``undo_seconds``:
+    undo reaches back one decision, so a run of undos cannot unpick a session's work."""
+    latest = select(func.max(Judgment.id)).where(Judgment.annotator_id == annotator_id).scalar_subquery()
+    row = session.exec(
+        select(
+            Judgment.id,
+            Judgment.comparison_id,
+            Judgment.choice,
+            Judgment.left,
+            Judgment.created_at,
+            Prompt.text,
+        )
+        .join(Comparison, Comparison.id == Judgment.comparison_id)
+        .join(Prompt, Prompt.id == Comparison.prompt_id)
+        .where(
+            Judgment.id == latest,
+            Judgment.superseded_at.is_(None),
+            Judgment.created_at > now - timedelta(seconds=settings.undo_seconds),
+        )
+    ).first()
+    if row is None:
+        return None
+    return Undoable(row.id, row.comparison_id, Choice(row.choice), row.left, row.text, row.created_at)
+
+
+def undoable(
+    engine: Engine, annotator_id: int, settings: AnnotateConfig, *, now: datetime | None = None
+) -> Undoable | None:
+    """What ``undo_last`` would withdraw right now (None: nothing)."""
+    with session_scope(engine) as session:
+        return _undoable(session, annotator_id, settings, now or utcnow())
+
+
 def undo_last(
-    engine: Engine, annotator_id: int, settings: AnnotateConfig | None = None, *, now: datetime | None = None
+    engine: Engine,
+    annotator_id: int,
+    settings: AnnotateConfig,
+    *,
+    expected: int | None = None,
+    now: datetime | None = None,
 ) -> Judgment | None:
-    """Withdraw the annotator's latest current judgment (kept as history) and lease its pair back to
-    them, so ``next_pair`` shows it again; the pair they were looking at returns to the queue."""
+    """Withdraw the annotator's latest decision (kept as history) if ``undoable`` allows it, and lease its
+    pair back to them, so ``next_pair`` shows it again; the pair they were looking at returns to the queue.
+
+    ``expected`` is the judgment id the page showed as "what will be undone": anything else is refused.
+    """
     now = now or utcnow()
-    lease_seconds = (settings or AnnotateConfig()).lease_seconds
     with _write_scope(engine) as session:
         _lock_annotator(session.connection(), annotator_id)
-        last = session.exec(
-            select(Judgment).where(_current(annotator_id)).order_by(Judgment.id.desc()).limit(1)
-        ).first()
-        if last is None:
+        target = _undoable(session, annotator_id, settings, now)
+        if target is None or (expected is not None and target.judgment_id != expected):
             return None
+        last = session.get(Judgment, target.judgment_id)
         last.superseded_at = now
         session.add(last)
         session.exec(delete(Lease).where(Lease.annotator_id == annotator_id))
@@ -437,7 +517,7 @@ def undo_last(
             Lease(
                 comparison_id=last.comparison_id,
                 annotator_id=annotator_id,
-                expires_at=now + timedelta(seconds=lease_seconds),
+                expires_at=now + timedelta(seconds=settings.lease_seconds),
             )
         )
         session.flush()
@@ -472,7 +552,9 @@ def progress(
 
 __all__ = [
     "Assigned",
+    "DecisionRefused",
     "Progress",
+    "Undoable",
     "left_side",
     "next_pair",
     "open_pair_count",
@@ -481,4 +563,5 @@ __all__ = [
     "record_judgment",
     "side_to_choice",
     "undo_last",
+    "undoable",
 ]

@@ -87,9 +87,7 @@ def simulate(
             break
         verdict = checked_verdict(oracle(pair.prompt, pair.left_text, pair.right_text), spec)
         choice = stored_choice(verdict, pair.left)
-        record_judgment(
-            engine, annotator_id, pair.comparison_id, choice, left=pair.left, ms_to_decide=None, note=None
-        )
+        record_judgment(engine, annotator_id, pair.comparison_id, choice, left=pair.left, settings=settings)
         summary.judged += 1
         summary.choices[choice.value] += 1
         summary.left_chosen += verdict == "a"

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from core.errors import PrefloopError
+from storage.auth import LOCAL_USER
 from storage.db import session_scope
 from storage.files import atomic_write_bytes, checked_text, json_line, read_text, where
 from storage.imports import bulk_insert, chunks, store_prompts
@@ -174,7 +175,13 @@ def _annotators(
     wrong = {name for name, a in found.items() if a.kind != AnnotatorKind.imported}
     kept = []
     for battle in battles:
-        if battle.judge in wrong:
+        if battle.judge == LOCAL_USER:  # it would become the app's token-free local admin's row
+            reason = (
+                f"{where(path, battle.line, 'judge')}: {battle.judge!r} is reserved for the app's local "
+                f"operator; rename the judge (e.g. 'arena:{battle.judge}')"
+            )
+            _set_aside(battle, reason, skip_invalid, skipped)
+        elif battle.judge in wrong:
             kind = found[battle.judge].kind.value
             reason = (
                 f"{where(path, battle.line, 'judge')}: {battle.judge!r} is an existing {kind} annotator; "

@@ -155,6 +155,8 @@ class Annotator(SQLModel, table=True):
     role: Role = Role.annotator
     kind: AnnotatorKind = AnnotatorKind.human
     token_hash: str | None = None
+    # bumped by sign-out, revoke and rotate: every session cookie signed under an older value stops working
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -11,6 +11,7 @@ from sqlmodel import select
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
+from storage.auth import create_annotator
 from storage.db import session_scope
 from storage.models import Candidate, Choice, Comparison, Judgment
 from testkit.annotate_seed import app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
@@ -20,11 +21,30 @@ HEAVY = ("torch", "transformers", "trl", "peft")
 pytestmark = pytest.mark.usefixtures("app_env")
 
 
-def run_app() -> AppTest:
+def run_app(engine=None) -> AppTest:
+    """The app as a browser-less client sees it; with ``engine``, signed in as the annotator "ann"."""
     at = AppTest.from_file(MAIN, default_timeout=20)
     at.run()
     assert not at.exception, at.exception
+    if engine is not None:
+        with session_scope(engine, write=True) as session:
+            token = create_annotator(session, "ann")
+        at.text_input(key="signin_name").input("ann")
+        at.text_input(key="signin_token").input(token)
+        at.button[0].click().run()
+        assert not at.exception, at.exception
     return at
+
+
+def choose(at: AppTest, action: str) -> AppTest:
+    """Click a decision button: its key carries the pair's id and the showing's id."""
+    (button,) = [b for b in at.button if b.key and b.key.startswith(f"choose_{action}_")]
+    return button.click().run()
+
+
+def undo(at: AppTest) -> AppTest:
+    (button,) = [b for b in at.button if b.key and b.key.startswith("undo")]
+    return button.click().run()
 
 
 def texts(at: AppTest) -> list[str]:
@@ -36,9 +56,9 @@ def current(engine) -> list[Judgment]:
         return list(session.exec(select(Judgment).where(Judgment.superseded_at.is_(None))))
 
 
-def test_local_user_sees_a_pair_as_plain_text_with_progress(engine):
+def test_a_pair_shows_as_plain_text_with_progress(engine):
     seed_pairs(engine, train=3, texts=("<script>alert(1)</script>", "![x](http://example.com/x.png)"))
-    at = run_app()
+    at = run_app(engine)
     shown = texts(at)
     assert "<script>alert(1)</script>" in shown and "![x](http://example.com/x.png)" in shown
     assert any(t.startswith("Given the idea write a title.") for t in shown), "prompt shown as text"
@@ -46,15 +66,22 @@ def test_local_user_sees_a_pair_as_plain_text_with_progress(engine):
     labels = {b.label: b.proto.shortcut for b in at.button}
     assert labels["A is better"] == "1" and labels["B is better"] == "2" and labels["Skip"] == "0"
     assert labels["Tie"] == "3" and labels["Both bad"] == "4"
-    assert any("local user" in i.value for i in at.sidebar.info), "local mode is stated on screen"
+
+
+def test_no_local_admin_without_a_loopback_host_header(engine):
+    """AppTest's client sends no Host header: on a loopback server that is not a local request."""
+    seed_pairs(engine, train=1)
+    at = run_app()
+    assert [t.label for t in at.text_input] == ["Name", "Token"]
+    assert not any("local user" in b.label for b in at.button)
 
 
 def test_choosing_left_records_the_left_candidate_and_shows_the_next_pair(engine):
     seed_pairs(engine, train=2)
-    at = run_app()
-    left_text, right_text = at.text[1].value, at.text[2].value  # [0] is the prompt
+    at = run_app(engine)
+    left_text, right_text = at.text[1].value, at.text[2].value  # [0] is the prompt (the sidebar's is last)
     at.text_input(key="annotate_note").input("  left is  punchier ")
-    at.button(key="choose_left").click().run()
+    choose(at, "left")
     (judgment,) = current(engine)
     with session_scope(engine) as session:
         comp = session.get(Comparison, judgment.comparison_id)
@@ -71,19 +98,35 @@ def test_choosing_left_records_the_left_candidate_and_shows_the_next_pair(engine
 
 def test_tie_both_bad_skip_and_undo(engine):
     seed_pairs(engine, train=4)
-    at = run_app()
-    for key in ("choose_tie", "choose_both_bad", "choose_skip"):
-        at.button(key=key).click().run()
+    at = run_app(engine)
+    for action in ("tie", "both_bad", "skip"):
+        choose(at, action)
     assert sorted(j.choice for j in current(engine)) == sorted([Choice.tie, Choice.both_bad, Choice.skip])
-    at.button(key="undo").click().run()
+    assert any(
+        c.value.startswith("Undo withdraws your last decision, “Skipped” on “Given") for c in at.caption
+    )
+    undo(at)
     assert sorted(j.choice for j in current(engine)) == sorted([Choice.tie, Choice.both_bad])
     assert any("Undone" in c.value for c in at.caption)
-    at.button(key="choose_right").click().run()
+    undo_button = next(b for b in at.button if b.key and b.key.startswith("undo"))
+    assert undo_button.disabled, "undo reaches back one decision only"
+    choose(at, "right")
     assert len(current(engine)) == 3
 
 
+def test_a_second_press_on_the_same_showing_is_ignored(engine):
+    """What a double click does: two clicks on the buttons of one showing of a pair."""
+    seed_pairs(engine, train=3)
+    at = run_app(engine)
+    (stale,) = [b for b in at.button if b.key and b.key.startswith("choose_left_")]
+    stale.click().run()
+    assert len(current(engine)) == 1
+    stale.click().run()  # the replaced button's callback still carries the first pair and showing
+    assert len(current(engine)) == 1, "the second click stored a decision on a pair never seen"
+
+
 def test_nothing_left_says_so(engine):
-    at = run_app()
+    at = run_app(engine)
     assert "Nothing left to label" in at.success[0].value
 
 
@@ -103,17 +146,25 @@ from streamlit.testing.v1 import AppTest
 config.set_option("server.address", "127.0.0.1")
 at = AppTest.from_file(sys.argv[1], default_timeout=60)
 at.run()
+at.text_input(key="signin_name").input("ann")
+at.text_input(key="signin_token").input(sys.argv[2])
+at.button[0].click().run()
 assert not at.exception, at.exception
-assert any(b.key == "choose_left" for b in at.button), "no pair rendered"
-print(",".join(m for m in sys.argv[2:] if m in sys.modules))
+assert any(b.key.startswith("choose_left_") for b in at.button if b.key), "no pair rendered"
+print(",".join(m for m in sys.argv[3:] if m in sys.modules))
 """
 
 
 def test_annotate_path_does_not_import_the_training_stack(engine):
     """In a fresh interpreter, so other tests' imports cannot hide (or skip) the check."""
     seed_pairs(engine, train=1)
+    with session_scope(engine, write=True) as session:
+        token = create_annotator(session, "ann")
     done = subprocess.run(
-        [sys.executable, "-c", FRESH_APP_RUN, MAIN, *HEAVY], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", FRESH_APP_RUN, MAIN, token, *HEAVY],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"imported: {done.stdout.strip()}"

@@ -60,7 +60,15 @@ def label_overlapping_pairs(engine) -> tuple[int, int]:
     for who, choices in ((alice, ["a", "a", "b", "tie"]), (bob, ["a", "a", "b", "b"])):
         for choice in choices:
             got = next_pair(engine, who, SETTINGS)
-            record_judgment(engine, who, got.comparison_id, Choice(choice), left=got.left, ms_to_decide=2000)
+            record_judgment(
+                engine,
+                who,
+                got.comparison_id,
+                Choice(choice),
+                left=got.left,
+                settings=SETTINGS,
+                ms_to_decide=2000,
+            )
     return alice, bob
 
 

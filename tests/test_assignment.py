@@ -15,7 +15,16 @@ from sqlmodel import select
 
 from core.config import AnnotateConfig
 from core.errors import PrefloopError
-from labelling.assignment import left_side, next_pair, progress, record_judgment, side_to_choice, undo_last
+from labelling.assignment import (
+    DecisionRefused,
+    left_side,
+    next_pair,
+    progress,
+    record_judgment,
+    side_to_choice,
+    undo_last,
+    undoable,
+)
 from storage.db import make_engine, session_scope
 from storage.models import Candidate, Choice, Comparison, Judgment, Lease, Purpose, utcnow
 from testkit.annotate_seed import add_annotator, seed_pairs
@@ -68,7 +77,7 @@ def test_overlap_one_train_pair_goes_to_one_annotator_and_never_twice(any_engine
     got = next_pair(any_engine, ann, SETTINGS)
     assert got.comparison_id == only
     assert next_pair(any_engine, other, SETTINGS) is None, "leased pair must not go beyond its overlap"
-    record_judgment(any_engine, ann, only, Choice.a, left=got.left, ms_to_decide=1200)
+    record_judgment(any_engine, ann, only, Choice.a, left=got.left, settings=SETTINGS, ms_to_decide=1200)
     assert next_pair(any_engine, ann, SETTINGS) is None, "an annotator never gets a pair twice"
     assert next_pair(any_engine, other, SETTINGS) is None, "a full pair is not served again"
 
@@ -95,7 +104,7 @@ def test_skip_returns_the_pair_to_others_only(any_engine):
     (pair,) = seed_pairs(any_engine, train=1)
     ann, other = add_annotator(any_engine, "ann"), add_annotator(any_engine, "other")
     got = next_pair(any_engine, ann, SETTINGS)
-    record_judgment(any_engine, ann, pair, Choice.skip, left=got.left, ms_to_decide=300)
+    record_judgment(any_engine, ann, pair, Choice.skip, left=got.left, settings=SETTINGS, ms_to_decide=300)
     assert next_pair(any_engine, ann, SETTINGS) is None
     assert next_pair(any_engine, other, SETTINGS).comparison_id == pair
 
@@ -108,7 +117,7 @@ def test_eval_pairs_are_interleaved_at_the_configured_share(any_engine):
         got = next_pair(any_engine, ann, SETTINGS)
         with session_scope(any_engine) as session:
             purposes.append(session.get(Comparison, got.comparison_id).purpose)
-        record_judgment(any_engine, ann, got.comparison_id, Choice.tie, left=got.left)
+        record_judgment(any_engine, ann, got.comparison_id, Choice.tie, left=got.left, settings=SETTINGS)
     n_eval = purposes.count(Purpose.eval)
     assert 5 <= n_eval <= 26, f"{n_eval} of 60 eval with eval_share 0.25"
     first_eval = purposes.index(Purpose.eval)
@@ -121,18 +130,22 @@ def test_eval_pairs_still_served_when_train_is_exhausted(any_engine):
     never_eval = SETTINGS.model_copy(update={"eval_share": 0.0})
     for _ in range(2):
         got = next_pair(any_engine, ann, never_eval)
-        record_judgment(any_engine, ann, got.comparison_id, Choice.a, left=got.left)
+        record_judgment(any_engine, ann, got.comparison_id, Choice.a, left=got.left, settings=SETTINGS)
     with session_scope(any_engine) as session:
         done = {session.get(Comparison, j.comparison_id).purpose for j in current_judgments(any_engine)}
     assert done == {Purpose.train, Purpose.eval}
 
 
-def test_revision_keeps_history_and_one_current_judgment(any_engine):
+def test_an_earlier_decision_changes_only_through_undo(any_engine):
     (pair,) = seed_pairs(any_engine, train=1)
     ann = add_annotator(any_engine, "ann")
     got = next_pair(any_engine, ann, SETTINGS)
-    record_judgment(any_engine, ann, pair, Choice.a, left=got.left, note="first\nthought")
-    second = record_judgment(any_engine, ann, pair, Choice.tie, left=got.left, note="  ")
+    record_judgment(any_engine, ann, pair, Choice.a, left=got.left, settings=SETTINGS, note="first\nthought")
+    with pytest.raises(DecisionRefused, match="already decided"):
+        record_judgment(any_engine, ann, pair, Choice.b, left=got.left, settings=SETTINGS)
+    assert undo_last(any_engine, ann, SETTINGS).comparison_id == pair
+    again = next_pair(any_engine, ann, SETTINGS)
+    second = record_judgment(any_engine, ann, pair, Choice.tie, left=again.left, settings=SETTINGS, note="  ")
     with session_scope(any_engine) as session:
         rows = list(session.exec(select(Judgment).order_by(Judgment.id)))
     assert [r.choice for r in rows] == [Choice.a, Choice.tie]
@@ -141,12 +154,93 @@ def test_revision_keeps_history_and_one_current_judgment(any_engine):
     assert second.note is None and second.left == got.left
 
 
+def test_a_decision_must_be_on_the_pair_leased_to_the_annotator(any_engine):
+    first, second = seed_pairs(any_engine, train=2)
+    ann = add_annotator(any_engine, "ann")
+    got = next_pair(any_engine, ann, SETTINGS)
+    other = second if got.comparison_id == first else first
+    with pytest.raises(DecisionRefused, match=f"pair {other} is not the one on screen"):
+        record_judgment(any_engine, ann, other, Choice.a, left="a", settings=SETTINGS)
+    assert current_judgments(any_engine) == []
+
+
+def test_overlap_is_never_exceeded_once_a_lease_has_expired(any_engine):
+    """A's lease runs out, B is handed the pair: A's late decision is refused while B holds it and after B
+    decided, and one with no lease at all is refused too (the audit stored 2, then 3, at overlap 1)."""
+    (pair,) = seed_pairs(any_engine, train=1)
+    a, b, c = (add_annotator(any_engine, name) for name in ("a", "b", "c"))
+    long_ago = utcnow() - timedelta(seconds=SETTINGS.lease_seconds + 5)
+    late = next_pair(any_engine, a, SETTINGS, now=long_ago)
+    assert next_pair(any_engine, b, SETTINGS).comparison_id == pair, "an expired lease frees the pair"
+    with pytest.raises(DecisionRefused, match="lease expired"):
+        record_judgment(any_engine, a, pair, Choice.a, left=late.left, settings=SETTINGS)
+    record_judgment(any_engine, b, pair, Choice.b, left=left_side(b, pair), settings=SETTINGS)
+    for who in (a, c):
+        with pytest.raises(DecisionRefused, match="lease expired"):
+            record_judgment(any_engine, who, pair, Choice.a, left="a", settings=SETTINGS)
+    assert [(j.annotator_id, j.choice) for j in current_judgments(any_engine)] == [(b, Choice.b)]
+
+
+def test_a_late_decision_is_kept_while_the_pair_still_has_room(any_engine):
+    (pair,) = seed_pairs(any_engine, train=1)
+    ann = add_annotator(any_engine, "ann")
+    late = next_pair(any_engine, ann, SETTINGS, now=utcnow() - timedelta(seconds=SETTINGS.lease_seconds + 5))
+    record_judgment(any_engine, ann, pair, Choice.a, left=late.left, settings=SETTINGS)
+    assert len(current_judgments(any_engine)) == 1
+
+
+def test_late_decisions_racing_for_one_slot_store_exactly_one(any_engine):
+    """Eight annotators whose leases all expired decide the same overlap-1 pair at the same moment."""
+    (pair,) = seed_pairs(any_engine, train=1)
+    people = [add_annotator(any_engine, f"p{i}") for i in range(8)]
+    start, outcomes = threading.Barrier(len(people)), []
+
+    def decide(who: int) -> None:
+        start.wait()
+        try:
+            record_judgment(any_engine, who, pair, Choice.a, left="a", settings=SETTINGS)
+            outcomes.append("stored")
+        except DecisionRefused:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=decide, args=(who,)) for who in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["refused"] * 7 + ["stored"]
+    assert len(current_judgments(any_engine)) == 1
+
+
+def test_undo_reaches_back_one_recent_decision_and_says_which(any_engine):
+    seed_pairs(any_engine, train=8)
+    ann = add_annotator(any_engine, "ann")
+    made = []
+    for _ in range(6):
+        got = next_pair(any_engine, ann, SETTINGS)
+        made.append(
+            record_judgment(any_engine, ann, got.comparison_id, Choice.a, left=got.left, settings=SETTINGS)
+        )
+    shown = undoable(any_engine, ann, SETTINGS)
+    assert (shown.judgment_id, shown.comparison_id) == (made[-1].id, made[-1].comparison_id)
+    assert shown.prompt.startswith("Given the idea") and shown.choice == Choice.a
+    assert undo_last(any_engine, ann, SETTINGS, expected=made[-2].id) is None, "only what the page showed"
+    assert undo_last(any_engine, ann, SETTINGS, expected=shown.judgment_id).id == made[-1].id
+    assert undoable(any_engine, ann, SETTINGS) is None
+    assert [undo_last(any_engine, ann, SETTINGS) for _ in range(5)] == [None] * 5, "six undos withdrew six"
+    assert len(current_judgments(any_engine)) == 5
+    later = utcnow() + timedelta(seconds=SETTINGS.undo_seconds + 1)
+    got = next_pair(any_engine, ann, SETTINGS)
+    record_judgment(any_engine, ann, got.comparison_id, Choice.b, left=got.left, settings=SETTINGS)
+    assert undo_last(any_engine, ann, SETTINGS, now=later) is None, "too old to undo"
+
+
 def test_undo_brings_the_pair_back_and_releases_the_open_one(any_engine):
     seed_pairs(any_engine, train=3)
     ann, other = add_annotator(any_engine, "ann"), add_annotator(any_engine, "other")
     assert undo_last(any_engine, ann, SETTINGS) is None
     first = next_pair(any_engine, ann, SETTINGS)
-    record_judgment(any_engine, ann, first.comparison_id, Choice.b, left=first.left)
+    record_judgment(any_engine, ann, first.comparison_id, Choice.b, left=first.left, settings=SETTINGS)
     shown = next_pair(any_engine, ann, SETTINGS)
     undone = undo_last(any_engine, ann, SETTINGS)
     assert undone.comparison_id == first.comparison_id and undone.superseded_at is not None
@@ -167,13 +261,13 @@ def test_progress_counts_round_and_today(any_engine):
     for _ in range(4):
         got = next_pair(any_engine, ann, SETTINGS)
         assert got.round_id == 1, "the newest round is served first"
-        record_judgment(any_engine, ann, got.comparison_id, Choice.a, left=got.left)
+        record_judgment(any_engine, ann, got.comparison_id, Choice.a, left=got.left, settings=SETTINGS)
     got = next_pair(any_engine, ann, SETTINGS)
-    record_judgment(any_engine, ann, got.comparison_id, Choice.skip, left=got.left)
+    record_judgment(any_engine, ann, got.comparison_id, Choice.skip, left=got.left, settings=SETTINGS)
     mine = progress(any_engine, ann, SETTINGS)
     assert (mine.done, mine.total, mine.mine_today) == (3, 4, 4), "the eval pair wants 2; skips don't count"
     got = next_pair(any_engine, other, SETTINGS.model_copy(update={"eval_share": 1.0}))
-    record_judgment(any_engine, other, got.comparison_id, Choice.b, left=got.left)
+    record_judgment(any_engine, other, got.comparison_id, Choice.b, left=got.left, settings=SETTINGS)
     assert progress(any_engine, other, SETTINGS).done == 4
 
 
@@ -183,11 +277,11 @@ def test_bad_input_is_refused(any_engine):
     with pytest.raises(PrefloopError, match="annotator id 999"):
         next_pair(any_engine, 999, SETTINGS)
     with pytest.raises(PrefloopError, match="left="):
-        record_judgment(any_engine, ann, pair, Choice.a, left="left")
+        record_judgment(any_engine, ann, pair, Choice.a, left="left", settings=SETTINGS)
     with pytest.raises(PrefloopError, match="comparison id 12345"):
-        record_judgment(any_engine, ann, 12345, Choice.a, left="a")
+        record_judgment(any_engine, ann, 12345, Choice.a, left="a", settings=SETTINGS)
     with pytest.raises(ValueError):
-        record_judgment(any_engine, ann, pair, "better", left="a")
+        record_judgment(any_engine, ann, pair, "better", left="a", settings=SETTINGS)
     assert current_judgments(any_engine) == []
 
 
@@ -210,7 +304,15 @@ def label_until_done(engine, annotator_id: int, settings: AnnotateConfig, errors
             if got is None:
                 return
             choice = Choice.skip if got.comparison_id % 7 == annotator_id % 7 else Choice.a
-            record_judgment(engine, annotator_id, got.comparison_id, choice, left=got.left, ms_to_decide=1)
+            record_judgment(
+                engine,
+                annotator_id,
+                got.comparison_id,
+                choice,
+                left=got.left,
+                settings=settings,
+                ms_to_decide=1,
+            )
     except Exception as exc:  # surfaced by the assertion in the test
         errors.append(exc)
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from sqlmodel import select
 
 from core.errors import PrefloopError
-from storage.auth import authenticate, create_annotator, hash_token, new_token, verify_token
+from storage import auth
+from storage.auth import (
+    CHECK_QUEUE_S,
+    CONCURRENT_CHECKS,
+    FREE_ATTEMPTS,
+    SignInGate,
+    SignInRefused,
+    authenticate,
+    create_annotator,
+    hash_token,
+    new_token,
+    verify_token,
+)
 from storage.db import session_scope
 from storage.models import Annotator, AnnotatorKind, Role
 
@@ -45,3 +60,118 @@ def test_bad_names_are_refused(engine, name, message):
         create_annotator(s, "alice")
     with pytest.raises(PrefloopError, match=message), session_scope(engine) as s:
         create_annotator(s, name)
+
+
+def test_the_local_operators_name_is_reserved(engine):
+    reserved = pytest.raises(PrefloopError, match="'local' is reserved for the app's local operator")
+    with reserved, session_scope(engine) as s:
+        create_annotator(s, "local")
+
+
+def test_revoke_rotate_and_set_role_through_the_cli(sqlite_url):
+    from typer.testing import CliRunner
+
+    from prefloop.cli import app
+    from storage.db import make_engine
+
+    def cli(*args: str) -> str:
+        result = CliRunner().invoke(app, ["--db", sqlite_url, "annotators", *args], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    engine = make_engine(sqlite_url)
+    old = cli("add", "alice").strip().splitlines()[-1]
+    assert "alice' is now admin" in cli("set-role", "alice", "admin")
+    new = cli("rotate", "alice").strip().splitlines()[-1]
+    with session_scope(engine) as s:
+        assert authenticate(s, "alice", old) is None, "the old token stops working"
+        alice = authenticate(s, "alice", new)
+        assert alice.role == Role.admin and alice.session_epoch == 1, "rotating ends open sessions"
+    assert "revoked 'alice'" in cli("revoke", "alice")
+    with session_scope(engine) as s:
+        assert authenticate(s, "alice", new) is None
+        assert s.exec(select(Annotator).where(Annotator.name == "alice")).one().session_epoch == 2
+    with pytest.raises(PrefloopError, match="no annotator named 'bob'"):
+        CliRunner().invoke(app, ["--db", sqlite_url, "annotators", "revoke", "bob"], catch_exceptions=False)
+    with pytest.raises(PrefloopError, match="role 'boss': expected one of annotator, admin"):
+        CliRunner().invoke(
+            app, ["--db", sqlite_url, "annotators", "set-role", "alice", "boss"], catch_exceptions=False
+        )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_fifty_wrong_tokens_are_refused_unchecked_and_then_slowed_to_hours(engine):
+    with session_scope(engine, write=True) as s:
+        token = create_annotator(s, "alice")
+    clock = FakeClock()
+    gate = SignInGate(clock=clock)
+    with session_scope(engine) as s:
+        burst = [gate.check(s, "alice", f"guess-{i}", "203.0.113.9") for i in range(50)]
+    refused_unchecked = [r for r in burst if "Too many failed sign-ins" in getattr(r, "message", "")]
+    assert len(refused_unchecked) == 50 - FREE_ATTEMPTS, "only the free attempts reach the hash check"
+    # a patient guesser who waits out each back-off: 50 guesses take hours, not seconds
+    clock.now, waited = 2_000.0, 0.0
+    gate = SignInGate(clock=clock)
+    with session_scope(engine) as s:
+        for i in range(50):
+            wait = gate.wait_s("alice", "203.0.113.9")
+            clock.now += wait
+            waited += wait
+            assert isinstance(gate.check(s, "alice", f"guess-{i}", "203.0.113.9"), SignInRefused)
+        assert waited > 3 * 3600
+        # another client guessing other names is slowed by its own count, not alice's
+        assert gate.wait_s("bob", "198.51.100.7") == 0
+        clock.now += gate.wait_s("alice", "203.0.113.9")
+        assert gate.check(s, "alice", token, "192.0.2.1").name == "alice", "the real token still works"
+        assert gate.wait_s("alice", "198.51.100.7") == 0, "a success clears the name's count"
+
+
+def test_parallel_guessers_do_not_starve_a_real_user(engine, monkeypatch):
+    """Eight guessers on eight names and clients (so back-off alone cannot stop them) keep hashing;
+    at most two checks run at once, and the real user still signs in."""
+    with session_scope(engine, write=True) as s:
+        token = create_annotator(s, "alice")
+    gate = SignInGate()
+    stop = threading.Event()
+    running, peak, lock = [0], [0], threading.Lock()
+    real_authenticate = auth.authenticate
+
+    def counted(*args):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            return real_authenticate(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    def guess(i: int) -> None:
+        with session_scope(engine) as s:
+            n = 0
+            while not stop.is_set():
+                gate.check(s, f"guess-{i}-{n}", "wrong", f"198.51.100.{i}-{n}")
+                n += 1
+
+    monkeypatch.setattr(auth, "authenticate", counted)  # the real check, counted
+    guessers = [threading.Thread(target=guess, args=(i,)) for i in range(8)]
+    for t in guessers:
+        t.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    with session_scope(engine) as s:
+        signed_in = gate.check(s, "alice", token, "192.0.2.1")
+    took = time.monotonic() - started
+    stop.set()
+    for t in guessers:
+        t.join()
+    assert getattr(signed_in, "name", None) == "alice", signed_in
+    assert peak[0] <= CONCURRENT_CHECKS
+    assert took < CHECK_QUEUE_S, f"{took:.2f} s for the real user's check"

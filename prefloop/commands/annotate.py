@@ -19,10 +19,16 @@ SEED_SOURCE = "demo:youtube-titles/ideas.csv"
 
 
 def streamlit_argv(host: str, port: int) -> list[str]:
-    """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar."""
+    """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar.
+
+    On a loopback address the server accepts only loopback ``Host`` names (``server.allowedHosts``): a
+    page whose own name was rebound to 127.0.0.1 (DNS rebinding) cannot open the app's WebSocket.
+    """
+    from annotate_app.context import LOOPBACK_HOSTS, bound_to_localhost
     from core.paths import REPO_ROOT
 
     script = REPO_ROOT / "annotate_app" / "main.py"
+    hosts = [arg for name in LOOPBACK_HOSTS for arg in ("--server.allowedHosts", name)]
     return [
         "streamlit",
         "run",
@@ -39,6 +45,7 @@ def streamlit_argv(host: str, port: int) -> list[str]:
         "false",
         "--client.toolbarMode",
         "minimal",
+        *(hosts if bound_to_localhost(host) else []),
     ]
 
 
@@ -54,11 +61,13 @@ def app(
 ) -> None:
     """Start the annotation app (Annotate; Dashboard and Compare for admins) in the foreground."""
     from annotate_app.context import ENV_SCHEMA_READY, ENV_SET, bound_to_localhost
+    from annotate_app.session_cookie import load_secret
     from prefloop.state import state
     from storage.db import database_url
 
     st = state(ctx)
     st.engine  # noqa: B018  (migrate before serving)
+    load_secret(st.config.var_dir / "app-secret")  # a broken secret file stops here, not at a sign-in
     # The app reads the exact config resolved here (file + --set + --db) as whole-section overrides.
     overrides = [f"{section}={json.dumps(values)}" for section, values in _sections(st.config).items()]
     os.environ.pop("PREFLOOP_CONFIG", None)

@@ -161,6 +161,55 @@ def annotators_add(
     print(token)
 
 
+@annotators_app.command("revoke")
+def annotators_revoke(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Who loses access.")]
+) -> None:
+    """Remove an annotator's token and end their open sessions at their next click (judgments stay)."""
+    from prefloop.state import state
+    from storage.auth import revoke
+    from storage.db import session_scope
+
+    with session_scope(state(ctx).engine, write=True) as session:
+        revoke(session, name)
+    console.print(f"revoked {name!r}: token removed, sessions ended; `prefloop annotators rotate` re-admits")
+
+
+@annotators_app.command("rotate")
+def annotators_rotate(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="Whose token to replace.")]
+) -> None:
+    """Issue a new token and print it ONCE; the old token and every open session stop working."""
+    from prefloop.state import state
+    from storage.auth import rotate
+    from storage.db import session_scope
+
+    with session_scope(state(ctx).engine, write=True) as session:
+        token = rotate(session, name)
+    console.print(f"new token for {name!r} (shown only now, keep it; the old one no longer works):")
+    print(token)
+
+
+@annotators_app.command("set-role")
+def annotators_set_role(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Whose role to change.")],
+    role: Annotated[str, typer.Argument(help="annotator or admin.")],
+) -> None:
+    """Make someone an admin or an annotator; their open pages follow at the next click."""
+    from core.errors import PrefloopError
+    from prefloop.state import state
+    from storage.auth import set_role
+    from storage.db import session_scope
+    from storage.models import Role
+
+    if role not in {r.value for r in Role}:
+        raise PrefloopError(f"role {role!r}: expected one of {', '.join(r.value for r in Role)}")
+    with session_scope(state(ctx).engine, write=True) as session:
+        set_role(session, name, Role(role))
+    console.print(f"{name!r} is now {role}")
+
+
 @annotators_app.command("list")
 def annotators_list(ctx: typer.Context) -> None:
     """Every annotator with role, kind and number of current judgments."""

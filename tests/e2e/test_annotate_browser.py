@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import select
 
+from core.config import AnnotateConfig
 from labelling.assignment import record_judgment
 from storage.db import session_scope
 from storage.models import Annotator, Candidate, Choice, Comparison, Judgment, RunStatus, TrainingRun
@@ -14,6 +15,7 @@ from testkit.app_server import start_app, stop_app
 from testkit.ui import TIMEOUT_MS, blur, press_and_wait_for_next, shown_pair, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+DEFAULTS = AnnotateConfig()
 
 
 def judgments_of(engine, name: str, current_only: bool = True) -> list[Judgment]:
@@ -109,9 +111,17 @@ def add_history(engine, eval_pairs: list[int]) -> None:
     with session_scope(engine) as session:
         ids = {a.name: a.id for a in session.exec(select(Annotator))}
     for i, pair in enumerate(eval_pairs):
-        record_judgment(engine, ids["alice"], pair, Choice.a, left="a", ms_to_decide=2100 + 300 * i)
         record_judgment(
-            engine, ids["bob"], pair, Choice.a if i % 3 else Choice.tie, left="b", ms_to_decide=4000
+            engine, ids["alice"], pair, Choice.a, left="a", settings=DEFAULTS, ms_to_decide=2100 + 300 * i
+        )
+        record_judgment(
+            engine,
+            ids["bob"],
+            pair,
+            Choice.a if i % 3 else Choice.tie,
+            left="b",
+            settings=DEFAULTS,
+            ms_to_decide=4000,
         )
     steps = [{"step": s, "loss": 0.69 * 0.93**s, "eval_loss": 0.7 * 0.95**s} for s in range(5, 60, 5)]
     with session_scope(engine, write=True) as session:
