@@ -1,0 +1,159 @@
+"""Fast hands in the real browser: every stored decision is one the annotator made on the pair on screen.
+
+Each test logs, in the page and before the app's own listeners, what was on screen at every press; the
+database must then hold only decisions on pairs that were on screen at a press, with the side pressed,
+and none replaced (an earlier decision changes only through undo). Desktop and phone viewports.
+"""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlmodel import select
+
+from storage.db import session_scope
+from storage.models import Annotator, Candidate, Comparison, Judgment
+from tests.annotate_seed import seed_pairs
+from tests.e2e.ui import TIMEOUT_MS, blur, shown_pair, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+VIEWPORTS = {
+    "desktop": {"viewport": {"width": 1280, "height": 900}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
+LOG_PRESSES = """
+window.__presses = [];
+const texts = (sel) =>
+    [...document.querySelectorAll(sel + " [data-testid='stText']")].map((e) => e.innerText);
+const snap = (what) => window.__presses.push(
+    {what, left: texts(".st-key-candidate_a"), right: texts(".st-key-candidate_b")});
+window.addEventListener("keydown", (e) => snap("key " + e.key + (e.repeat ? " repeat" : "")), true);
+window.addEventListener("click", (e) => {
+    const button = e.target.closest && e.target.closest("button");
+    if (button) snap("click " + button.innerText);
+}, true);
+"""
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(request, browser) -> Page:
+    context = browser.new_context(**VIEWPORTS[request.param])
+    context.add_init_script(LOG_PRESSES)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def rows_of(engine, name: str) -> list[tuple[Judgment, str, str, str]]:
+    """Every judgment row of ``name`` (superseded ones too) with the left and right text they saw and
+    the text they chose."""
+    out = []
+    with session_scope(engine) as session:
+        query = select(Judgment).join(Annotator).where(Annotator.name == name).order_by(Judgment.id)
+        for j in session.exec(query):
+            comp = session.get(Comparison, j.comparison_id)
+            a = session.get(Candidate, comp.candidate_a_id).text
+            b = session.get(Candidate, comp.candidate_b_id).text
+            left, right = (a, b) if j.left == "a" else (b, a)
+            out.append((j, left, right, {"a": a, "b": b}.get(j.choice.value, j.choice.value)))
+    return out
+
+
+def assert_only_decisions_seen(page: Page, engine, name: str, side: str) -> list[Judgment]:
+    """Each row is current, one per pair, on a pair on screen at some press, choosing ``side``."""
+    presses = page.evaluate("window.__presses")
+    rows = rows_of(engine, name)
+    assert rows, f"nothing stored after {len(presses)} presses"
+    assert [j.superseded_at for j, *_ in rows] == [None] * len(rows), "a decision was replaced"
+    assert len({j.comparison_id for j, *_ in rows}) == len(rows), "a pair was judged twice"
+    for j, left, right, chosen in rows:
+        on_screen = [p for p in presses if left in p["left"] and right in p["right"]]
+        assert on_screen, f"pair {j.comparison_id} ({left!r} | {right!r}) was never on screen at a press"
+        assert chosen == (left if side == "left" else right), f"pair {j.comparison_id}: not the side pressed"
+    return [j for j, *_ in rows]
+
+
+def signed_in(page: Page, app, name: str = "alice") -> tuple[str, str]:
+    sign_in(page, app.url, name, app.tokens[name])
+    blur(page)
+    first = shown_pair(page)
+    page.wait_for_timeout(1200)  # shortcuts bind shortly after the buttons appear
+    return first
+
+
+def settle(page: Page) -> None:
+    shown_pair(page)
+    page.wait_for_timeout(500)
+    shown_pair(page)
+
+
+def test_a_double_click_stores_one_decision_on_the_pair_shown(app, page):
+    seed_pairs(app.engine, train=6)
+    first = signed_in(page, app)
+    button = page.get_by_role("button", name="A is better")
+    if page.viewport_size == VIEWPORTS["phone"]["viewport"]:
+        button.tap()
+        button.tap()
+    else:
+        button.dblclick()
+    shown_pair(page, other_than=first)
+    settle(page)
+    (only,) = assert_only_decisions_seen(page, app.engine, "alice", "left")
+    assert rows_of(app.engine, "alice")[0][1] == first[0], "the decision is on the first pair"
+
+
+@pytest.mark.parametrize("gap_ms", [60, 150, 300])
+def test_two_clicks_apart_store_only_decisions_on_pairs_on_screen(app, page, gap_ms):
+    seed_pairs(app.engine, train=6)
+    signed_in(page, app)
+    box = page.get_by_role("button", name="B is better").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    page.wait_for_timeout(gap_ms)
+    page.mouse.click(x, y)
+    settle(page)
+    assert_only_decisions_seen(page, app.engine, "alice", "right")
+
+
+def test_six_keys_40_ms_apart_store_only_decisions_on_pairs_on_screen(app, page):
+    seed_pairs(app.engine, train=10)
+    signed_in(page, app)
+    for _ in range(6):
+        page.keyboard.press("1")
+        page.wait_for_timeout(40)
+    settle(page)
+    stored = assert_only_decisions_seen(page, app.engine, "alice", "left")
+    assert 1 <= len(stored) <= 6
+
+
+def test_a_key_held_down_stores_one_decision(app, page):
+    seed_pairs(app.engine, train=6)
+    first = signed_in(page, app)
+    page.keyboard.down("2")
+    for _ in range(30):  # the browser's auto-repeat: keydown events with repeat=true
+        page.wait_for_timeout(30)
+        page.keyboard.down("2")
+    page.keyboard.up("2")
+    settle(page)
+    (only,) = assert_only_decisions_seen(page, app.engine, "alice", "right")
+    assert rows_of(app.engine, "alice")[0][1] == first[0]
+
+
+def test_a_stale_second_tab_cannot_replace_a_decision(app, page):
+    seed_pairs(app.engine, train=6)
+    first = signed_in(page, app)
+    other = page.context.new_page()  # same browser, same session cookie: alice's second tab
+    other.goto(app.url)
+    expect(other.get_by_text("Signed in as alice")).to_be_visible(timeout=TIMEOUT_MS)
+    assert shown_pair(other) == first, "both tabs show alice's leased pair"
+    blur(other)
+    other.wait_for_timeout(1200)
+    other.keyboard.press("1")  # tab 2 decides: A
+    shown_pair(other, other_than=first)
+    page.keyboard.press("2")  # tab 1 still shows that pair and presses B
+    expect(page.get_by_text("Not saved: that pair was already decided")).to_be_visible(timeout=TIMEOUT_MS)
+    settle(page)
+    rows = rows_of(app.engine, "alice")
+    assert [(j.superseded_at, left, chosen) for j, left, _, chosen in rows] == [(None, first[0], first[0])]
+    assert shown_pair(page) != first, "tab 1 moves on to alice's next pair"
