@@ -32,8 +32,8 @@ class User:
     id: int
     name: str
     role: Role
-    token_hash: str | None  # as at sign-in: a new token (rotate) or none (revoke) ends this session
-    session_epoch: int  # as at sign-in: sign-out anywhere, revoke and rotate bump it
+    token_hash: str | None = None  # as at sign-in: a new token (rotate) or none (revoke) ends this session
+    session_epoch: int = 0  # as at sign-in: sign-out anywhere, revoke and rotate bump it
     local: bool = False  # signed in without a token (localhost, annotate.allow_local_user)
 
     @property

@@ -3,6 +3,7 @@ sign-in attempts throttled per name and per client, with a cap on the hash check
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import hmac
@@ -132,13 +133,39 @@ def set_role(session: Session, name: str, role: Role) -> Annotator:
 # Sign-in throttle. After three free tries (typos), each failure doubles the wait for that name and for
 # that client, from 1 s up to 5 min: 50 guesses take over three hours instead of seconds. A success
 # clears the name's and the client's count.
-# At most two scrypt checks run at once, so guessers queue behind each other instead of starving the
-# server's other sessions of CPU; a check that cannot start within a few seconds is answered "busy".
+# At most two scrypt checks run at once, so guessers cannot take every core from the server's other
+# sessions; waiting checks start first come, first served (a plain semaphore let eight looping guessers
+# re-take it ahead of a real user forever), and one that cannot start within a few seconds is "busy".
 FREE_ATTEMPTS = 3
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 300.0
 CONCURRENT_CHECKS = 2
 CHECK_QUEUE_S = 5.0
+
+
+class _FairSlots:
+    """A counting semaphore whose waiters are served in arrival order."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._queue: collections.deque[object] = collections.deque()
+        self._cond = threading.Condition()
+
+    def acquire(self, timeout: float) -> bool:
+        ticket = object()
+        with self._cond:
+            self._queue.append(ticket)
+            ready = self._cond.wait_for(lambda: self._queue[0] is ticket and self._free > 0, timeout)
+            if ready:
+                self._free -= 1
+            self._queue.remove(ticket)
+            self._cond.notify_all()
+            return ready
+
+    def release(self) -> None:
+        with self._cond:
+            self._free += 1
+            self._cond.notify_all()
 
 
 @dataclass
@@ -153,9 +180,7 @@ class SignInGate:
 
     clock: Callable[[], float] = time.monotonic
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    _checks: threading.BoundedSemaphore = field(
-        default_factory=lambda: threading.BoundedSemaphore(CONCURRENT_CHECKS)
-    )
+    _checks: _FairSlots = field(default_factory=lambda: _FairSlots(CONCURRENT_CHECKS))
     _failures: dict[str, _Failures] = field(default_factory=dict)
 
     def wait_s(self, name: str, client: str) -> float:

@@ -13,8 +13,8 @@ from sqlmodel import select
 
 from storage.db import session_scope
 from storage.models import Annotator, Candidate, Comparison, Judgment
-from tests.annotate_seed import seed_pairs
-from tests.e2e.ui import TIMEOUT_MS, blur, shown_pair, sign_in
+from testkit.annotate_seed import seed_pairs
+from testkit.ui import TIMEOUT_MS, blur, shown_pair, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -14,9 +14,10 @@ from annotate_app import session_cookie
 from storage.auth import revoke, set_role
 from storage.db import session_scope
 from storage.models import Role
-from tests.annotate_seed import seed_pairs
-from tests.e2e.conftest import CHROMIUM_ARGS, chromium_or_skip, start_app, stop_app
-from tests.e2e.ui import TIMEOUT_MS, blur, press_and_wait_for_next, shown_pair, sign_in
+from testkit.annotate_seed import seed_pairs
+from testkit.app_server import CHROMIUM_ARGS, start_app, stop_app
+from testkit.ui import TIMEOUT_MS, blur, press_and_wait_for_next, shown_pair, sign_in
+from tests.e2e.conftest import chromium_or_skip
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
