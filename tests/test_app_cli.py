@@ -38,3 +38,10 @@ def test_app_runs_streamlit_headless_without_usage_stats():
     options = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
     assert options["--server.address"] == "0.0.0.0" and options["--server.port"] == "9999"
+
+
+def test_the_local_user_server_accepts_only_loopback_host_names():
+    argv = streamlit_argv("127.0.0.1", 9999, local_user=True)
+    hosts = [value for flag, value in zip(argv, argv[1:], strict=False) if flag == "--server.allowedHosts"]
+    assert hosts == ["localhost", "127.0.0.1", "::1"]
+    assert "--server.allowedHosts" not in streamlit_argv("127.0.0.1", 9999), "sign-in only: any Host"

@@ -18,13 +18,15 @@ SEED_TEMPLATE = "youtube-title"
 SEED_SOURCE = "demo:youtube-titles/ideas.csv"
 
 
-def streamlit_argv(host: str, port: int) -> list[str]:
+def streamlit_argv(host: str, port: int, local_user: bool = False) -> list[str]:
     """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar.
 
-    On a loopback address the server accepts only loopback ``Host`` names (``server.allowedHosts``): a
-    page whose own name was rebound to 127.0.0.1 (DNS rebinding) cannot open the app's WebSocket.
+    With the token-free local user (``local_user``) on a loopback address, the server accepts only
+    loopback ``Host`` names (``server.allowedHosts``): a page whose own name was rebound to 127.0.0.1
+    (DNS rebinding) cannot open the app's WebSocket. Without it any Host is served (a TLS proxy in front
+    forwards the public name), since everyone signs in.
     """
-    from annotate_app.context import LOOPBACK_HOSTS, bound_to_localhost
+    from annotate_app.context import LOOPBACK_HOSTS
     from core.paths import REPO_ROOT
 
     script = REPO_ROOT / "annotate_app" / "main.py"
@@ -45,7 +47,7 @@ def streamlit_argv(host: str, port: int) -> list[str]:
         "false",
         "--client.toolbarMode",
         "minimal",
-        *(hosts if bound_to_localhost(host) else []),
+        *(hosts if local_user else []),
     ]
 
 
@@ -73,7 +75,8 @@ def app(
     os.environ.pop("PREFLOOP_CONFIG", None)
     os.environ[ENV_SET] = json.dumps(overrides)
     os.environ["PREFLOOP_DB"] = os.environ[ENV_SCHEMA_READY] = database_url(st.config.db)
-    if bound_to_localhost(host) and st.config.annotate.allow_local_user:
+    local_user = bound_to_localhost(host) and st.config.annotate.allow_local_user
+    if local_user:
         console.print("Local use: no token needed on this machine (annotate.allow_local_user).")
     else:
         console.print("Sign-in required: give each annotator a token with `prefloop annotators add NAME`.")
@@ -84,7 +87,7 @@ def app(
 
     import annotate_app.annotate_page  # noqa: F401  (warm: the first page view needs it)
 
-    sys.argv = streamlit_argv(host, port)
+    sys.argv = streamlit_argv(host, port, local_user)
     sys.exit(streamlit_cli.main())
 
 
