@@ -175,3 +175,17 @@ def test_parallel_guessers_do_not_starve_a_real_user(engine, monkeypatch):
     assert getattr(signed_in, "name", None) == "alice", signed_in
     assert peak[0] <= CONCURRENT_CHECKS
     assert took < CHECK_QUEUE_S, f"{took:.2f} s for the real user's check"
+
+
+def test_an_arena_judge_named_local_is_refused(engine, tmp_path):
+    """Imported as 'local', the judge would become the app's token-free local admin's row."""
+    from storage.arena import import_battles
+    from storage.models import Judgment
+    from testkit.eval_seed import seed_battle_rows, write_battles
+
+    rows = [{**row, "judge": "local"} for row in seed_battle_rows(n=3)]
+    with pytest.raises(PrefloopError, match=r"battles.jsonl:1: field judge: 'local' is reserved"):
+        import_battles(engine, write_battles(tmp_path / "battles.jsonl", rows))
+    with session_scope(engine) as s:
+        assert s.exec(select(Annotator).where(Annotator.name == "local")).first() is None
+        assert s.exec(select(Judgment)).first() is None

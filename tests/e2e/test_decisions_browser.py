@@ -131,6 +131,8 @@ def test_a_key_held_down_stores_one_decision(app, page):
     seed_pairs(app.engine, train=6)
     first = signed_in(page, app)
     page.keyboard.down("2")
+    saving = "[...document.body.classList].some((c) => c.startsWith('prefloop-saving-'))"
+    assert page.evaluate(saving), "the press marks the buttons as saving at once"
     for _ in range(30):  # the browser's auto-repeat: keydown events with repeat=true
         page.wait_for_timeout(30)
         page.keyboard.down("2")
