@@ -3,10 +3,11 @@ sign-in attempts throttled per name and per client, with a cap on the hash check
 
 from __future__ import annotations
 
-import collections
+import bisect
 import functools
 import hashlib
 import hmac
+import itertools
 import secrets
 import threading
 import time
@@ -134,8 +135,9 @@ def set_role(session: Session, name: str, role: Role) -> Annotator:
 # that client, from 1 s up to 5 min: 50 guesses take over three hours instead of seconds. A success
 # clears the name's and the client's count.
 # At most two scrypt checks run at once, so guessers cannot take every core from the server's other
-# sessions; waiting checks start first come, first served (a plain semaphore let eight looping guessers
-# re-take it ahead of a real user forever), and one that cannot start within a few seconds is "busy".
+# sessions. Waiting checks start by fewest recent failures of their name and client, then first come,
+# first served (a plain semaphore let eight looping guessers re-take it ahead of a real user forever),
+# and one that cannot start within a few seconds is answered "busy".
 FREE_ATTEMPTS = 3
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 300.0
@@ -144,21 +146,22 @@ CHECK_QUEUE_S = 5.0
 
 
 class _FairSlots:
-    """A counting semaphore whose waiters are served in arrival order."""
+    """A counting semaphore whose waiters are served by priority (lower first), then in arrival order."""
 
     def __init__(self, slots: int) -> None:
         self._free = slots
-        self._queue: collections.deque[object] = collections.deque()
+        self._waiting: list[tuple[int, int]] = []  # (priority, arrival number), kept sorted
+        self._arrivals = itertools.count()
         self._cond = threading.Condition()
 
-    def acquire(self, timeout: float) -> bool:
-        ticket = object()
+    def acquire(self, timeout: float, priority: int = 0) -> bool:
         with self._cond:
-            self._queue.append(ticket)
-            ready = self._cond.wait_for(lambda: self._queue[0] is ticket and self._free > 0, timeout)
+            me = (priority, next(self._arrivals))
+            bisect.insort(self._waiting, me)
+            ready = self._cond.wait_for(lambda: self._waiting[0] == me and self._free > 0, timeout)
             if ready:
                 self._free -= 1
-            self._queue.remove(ticket)
+            self._waiting.remove(me)
             self._cond.notify_all()
             return ready
 
@@ -190,6 +193,11 @@ class SignInGate:
             keys = (f"name:{name}", f"client:{client}")
             return max([self._failures[k].until - now for k in keys if k in self._failures] + [0.0])
 
+    def _failure_count(self, name: str, client: str) -> int:
+        with self._lock:
+            keys = (f"name:{name}", f"client:{client}")
+            return max([self._failures[k].count for k in keys if k in self._failures] + [0])
+
     def _record(self, name: str, client: str, ok: bool) -> None:
         now = self.clock()
         with self._lock:
@@ -208,7 +216,7 @@ class SignInGate:
         wait = self.wait_s(name, client)
         if wait > 0:
             return SignInRefused(f"Too many failed sign-ins; try again in {wait:.0f} s.", wait)
-        if not self._checks.acquire(timeout=CHECK_QUEUE_S):
+        if not self._checks.acquire(CHECK_QUEUE_S, priority=self._failure_count(name, client)):
             return SignInRefused("The server is busy checking other sign-ins; try again in a moment.", 1.0)
         try:
             annotator = authenticate(session, name, token)
