@@ -4,8 +4,10 @@ Rules (issue 4): each pair wants ``overlap`` non-skip judgments (per purpose); a
 pair twice; a pair handed out is leased for ``lease_seconds`` so two people working at once never exceed
 its overlap, and an expired lease frees it; skipped pairs go back to others; eval pairs are interleaved at
 ``eval_share``; left/right order is randomised per (annotator, pair) with a stable seed and stored with
-the judgment. Every call is one write transaction, so SQLite (BEGIN IMMEDIATE) and PostgreSQL (row locks
-with SKIP LOCKED) both hand out each slot once.
+the judgment. A decision is accepted only on the annotator's live lease, or after it expired while the
+pair still has room (issue 14); changing one goes through ``undo_last``, which reaches back one recent
+decision. Every call is one write transaction, so SQLite (BEGIN IMMEDIATE) and PostgreSQL (row locks)
+both hand out and fill each slot once.
 """
 
 from __future__ import annotations
