@@ -17,16 +17,20 @@ PIP_LOCKED = install -q --require-hashes --no-deps --find-links $(TORCH_WHEELS)
 
 setup: $(STAMP)
 
-# A changed lock rebuilds the venv from scratch, so the installed set is the lock and nothing else.
-$(STAMP): pyproject.toml locks/main.txt
+# A changed lock rebuilds the venv from scratch, so the installed set is the lock and nothing else; a
+# changed pyproject.toml only reinstalls the project (its dependencies live in the lock: `make lock`).
+$(VENV)/.locked: locks/main.txt
 	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "locks/ pin wheels for Python 3.11; $(PY) is $$($(PY) -V 2>&1): run make PY=python3.11" >&2; exit 1; }
 	rm -rf $(VENV)
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip $(PIP_LOCKED) -r locks/main.txt
+	touch $@
+
+$(STAMP): $(VENV)/.locked pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python locks/check_env.py locks/main.txt
-	touch $(STAMP)
+	touch $@
 
 demo: setup
 	$(PREFLOOP) demo
@@ -40,12 +44,17 @@ run: setup demo
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
+# pytest's exit 5 (nothing collected) fails `make test`, and is fine for `make test-fast` when the
+# selection held only slow tests.
 test: setup system-deps vllm-env lint
 	$(BIN)/python locks/check_env.py locks/main.txt
-	PREFLOOP_REQUIRE_ALL=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS)
+	PREFLOOP_REQUIRE_ALL=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS) || \
+		{ rc=$$?; [ $$rc != 5 ] || echo "make test: no test collected from: tests $(PYTEST_ARGS)" >&2; exit $$rc; }
 
 test-fast: setup
-	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow" -q $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow" -q $(PYTEST_ARGS) || \
+		{ rc=$$?; [ $$rc = 5 ] && echo "make test-fast: every selected test is slow (make test runs them)"; \
+		[ $$rc = 5 ] || exit $$rc; }
 
 # Debian's Chromium (the e2e tests' browser), its driver and PostgreSQL's server binaries: installed when
 # missing if we are root, else one line saying what to run.
@@ -63,7 +72,7 @@ system-deps:
 	fi; \
 	echo "installing Debian packages:$$missing"; \
 	DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends$$missing >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null
 
 lint: setup
 	$(BIN)/ruff check .

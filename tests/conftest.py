@@ -1,4 +1,8 @@
-"""Shared fixtures: real databases (an SQLite file, and a real PostgreSQL server on a loopback port)."""
+"""Shared fixtures: real databases (an SQLite file, and a real PostgreSQL server on a loopback port).
+
+``PREFLOOP_REQUIRE_ALL=1`` (set by ``make test`` and so by CI) makes a missing system part a failure and
+any skip a failed run; without it (``make test-fast``, a bare ``pytest``) such tests skip and the summary
+says which and how many were left out."""
 
 from __future__ import annotations
 
@@ -22,6 +26,52 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+REQUIRE_ALL = os.environ.get("PREFLOOP_REQUIRE_ALL") == "1"
+
+
+def missing(what: str, install: str) -> None:
+    """A system part the test needs is absent: a failure under ``make test``, else a skip saying so."""
+    if REQUIRE_ALL:
+        pytest.fail(f"{what} missing; `make test` installs it ({install})", pytrace=False)
+    pytest.skip(f"{what} not installed ({install}; `make test` installs it)")
+
+
+# Under `-n 2` (make test) each file runs whole on one worker (--dist loadfile: module fixtures such as the
+# vLLM server and the loop-learns scenarios are built once). The loop-learns file is the longest by far
+# (~7.5 min on its own two threads), then the other slow files: started first, the fast files fill the
+# other worker around them instead of trailing after them.
+LONGEST_FIRST = ("test_loop_learns.py",)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item: pytest.Item) -> int:  # per file, so the order inside a file stays as written
+        return 0 if item.path.name in LONGEST_FIRST else 1 if item.path in slow_files else 2
+
+    items.sort(key=rank)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under ``make test`` a skipped test is a failed run: the suite is only green when all of it ran."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if REQUIRE_ALL and reporter is not None and reporter.stats.get("skipped"):
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    skipped = len(terminalreporter.stats.get("skipped", []))
+    deselected = len(terminalreporter.stats.get("deselected", []))
+    if REQUIRE_ALL and skipped:
+        terminalreporter.write_line(
+            f"FAILED: {skipped} test(s) skipped under PREFLOOP_REQUIRE_ALL=1 (make test runs everything)",
+            red=True,
+        )
+    elif skipped or deselected:
+        terminalreporter.write_line(
+            f"not the whole suite: {skipped} skipped, {deselected} deselected; `make test` runs them all",
+            yellow=True,
+        )
 
 
 def _as_postgres_user(cmd: list[str]) -> list[str]:
@@ -33,9 +83,7 @@ def postgres_server() -> Iterator[str]:
     """A throw-away PostgreSQL cluster (Debian's binaries) on 127.0.0.1; yields a base URL."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     if not bins:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL server binaries missing: .ci/run installs Debian's postgresql")
-        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+        missing("PostgreSQL server binaries", "apt-get install postgresql")
     bindir = Path(bins[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="prefloop-pg-"))
     data = root / "data"

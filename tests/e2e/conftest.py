@@ -3,7 +3,6 @@ headless Chromium through Playwright. Never ``playwright install``: the system b
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,16 +14,14 @@ from storage.auth import create_annotator
 from storage.db import session_scope
 from storage.models import Role
 from testkit.app_server import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app
-from tests.conftest import REPO
+from tests.conftest import REPO, missing
 
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def chromium_or_skip() -> str:
+def system_chromium() -> str:
     if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("Chromium missing: .ci/run installs Debian's chromium")
-        pytest.skip("Chromium not installed (apt-get install -y chromium chromium-driver)")
+        missing(f"Chromium ({CHROMIUM})", "apt-get install chromium chromium-driver")
     return CHROMIUM
 
 
@@ -55,7 +52,7 @@ def app(engine: Engine, sqlite_url: str) -> Iterator[App]:
 
 @pytest.fixture(scope="session")
 def browser():
-    executable = chromium_or_skip()
+    executable = system_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
