@@ -38,14 +38,14 @@ demo: setup
 run: setup demo
 	$(PREFLOOP) app --host $(HOST) --port $(PORT)
 
-# `make test` runs everything it tests: the system packages, the vLLM venv, lint, the whole suite, and
-# fails on any skip (PREFLOOP_REQUIRE_ALL, tests/conftest.py). `make test-fast` leaves out the `slow` tests
-# and allows skips, and says which. PYTEST_ARGS narrows either, e.g. PYTEST_ARGS="tests/test_db.py".
+# `make test` sets up everything it tests (the Debian packages, both venvs), then lint and the whole suite
+# on two workers, failing on any skip (PREFLOOP_REQUIRE_ALL, tests/conftest.py). `make test-fast` leaves
+# out the `slow` tests and allows skips, and says which. PYTEST_ARGS narrows either, e.g.
+# PYTEST_ARGS=tests/test_db.py. pytest's exit 5 (nothing collected) fails `make test`; for `make
+# test-fast` it only means every selected test is slow.
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
-# pytest's exit 5 (nothing collected) fails `make test`, and is fine for `make test-fast` when the
-# selection held only slow tests.
 test: setup system-deps vllm-env lint
 	$(BIN)/python locks/check_env.py locks/main.txt
 	PREFLOOP_REQUIRE_ALL=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS) || \
@@ -58,8 +58,6 @@ test-fast: setup
 
 # Debian's Chromium (the e2e tests' browser), its driver and PostgreSQL's server binaries: installed when
 # missing if we are root, else one line saying what to run.
-SYSTEM_PACKAGES := chromium chromium-driver postgresql
-
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
