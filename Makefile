@@ -17,15 +17,16 @@ PIP_LOCKED = install -q --require-hashes --no-deps --find-links $(TORCH_WHEELS)
 
 setup: $(STAMP)
 
-# A changed lock rebuilds the venv from scratch, so the installed set is the lock and nothing else; a
-# changed pyproject.toml only reinstalls the project (its dependencies live in the lock: `make lock`).
+# A changed lock (its content: `make lock` or a checkout may only touch it) rebuilds the venv from
+# scratch, so the installed set is the lock and nothing else; a changed pyproject.toml only reinstalls the
+# project (its dependencies live in the lock: `make lock`).
 $(VENV)/.locked: locks/main.txt
 	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "locks/ pin wheels for Python 3.11; $(PY) is $$($(PY) -V 2>&1): run make PY=python3.11" >&2; exit 1; }
-	rm -rf $(VENV)
-	$(PY) -m venv $(VENV)
-	$(BIN)/pip $(PIP_LOCKED) -r locks/main.txt
-	touch $@
+	@if ! sha256sum --check --status $@ 2>/dev/null; then \
+		set -x; rm -rf $(VENV) && $(PY) -m venv $(VENV) && $(BIN)/pip $(PIP_LOCKED) -r $<; \
+	fi
+	sha256sum $< > $@
 
 $(STAMP): $(VENV)/.locked pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
@@ -75,6 +76,7 @@ system-deps:
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: setup
 	$(BIN)/ruff format .
@@ -101,12 +103,12 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 vllm-env: $(VLLM_STAMP)
 
 $(VLLM_STAMP): locks/vllm.txt
-	rm -rf $(VLLM_VENV)
-	$(PY) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip $(PIP_LOCKED) -r locks/vllm.txt
-	$(VLLM_VENV)/bin/python locks/check_env.py locks/vllm.txt
-	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
-	touch $(VLLM_STAMP)
+	@if ! sha256sum --check --status $@ 2>/dev/null; then \
+		set -x; rm -rf $(VLLM_VENV) && $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip $(PIP_LOCKED) -r $< && \
+		$(VLLM_VENV)/bin/python locks/check_env.py $< && \
+		$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"; \
+	fi
+	sha256sum $< > $@
 
 # `make lock` re-resolves the locks after a dependency change in pyproject.toml or locks/*.in, keeping
 # every other pin; `make lock UPGRADE=1` moves every package to its newest allowed release. Then
