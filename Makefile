@@ -56,6 +56,7 @@ test-fast: setup
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not slow" -q $(PYTEST_ARGS) || \
 		{ rc=$$?; [ $$rc = 5 ] && echo "make test-fast: every selected test is slow (make test runs them)"; \
 		[ $$rc = 5 ] || exit $$rc; }
+	@echo "make test-fast: not the whole suite: the tests marked slow were left out; make test runs them all"
 
 # Debian's Chromium (the e2e tests' browser), its driver and PostgreSQL's server binaries: installed when
 # missing if we are root, else one line saying what to run.
