@@ -19,7 +19,7 @@ from tests.conftest import REPO, missing
 ARTIFACTS = REPO / "test-artifacts"
 
 
-def system_chromium() -> str:
+def chromium_or_skip() -> str:
     if not Path(CHROMIUM).exists():
         missing(f"Chromium ({CHROMIUM})", "apt-get install chromium chromium-driver")
     return CHROMIUM
@@ -52,7 +52,7 @@ def app(engine: Engine, sqlite_url: str) -> Iterator[App]:
 
 @pytest.fixture(scope="session")
 def browser():
-    executable = system_chromium()
+    executable = chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
