@@ -83,6 +83,23 @@ class TrainConfig(Section):
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lora_target: str = "all"  # "all" linear projections, or comma-separated module names
+    lora_layers: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="LoRA on the top K decoder layers only (0: every layer). The layers below are then "
+        "frozen for the whole round, so their output can be cached (cache_frozen_layers).",
+    )
+    cache_frozen_layers: bool = Field(
+        True,
+        description="With lora_layers > 0: compute the hidden states entering the first adapted layer once "
+        "per sequence and train only the layers above (training.prefix_cache; same loss and gradients).",
+    )
+    score_completions_only: bool = Field(
+        True,
+        description="On CPU, project only the completion positions through the output layer (TRL scores "
+        "every position off-GPU); same loss and metrics.",
+    )
     learning_rate: float = Field(5e-4, gt=0.0)
     num_train_epochs: float = Field(
         2.0, gt=0.0

@@ -11,7 +11,8 @@ Works unchanged under ``accelerate launch`` (one process per device): only the m
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -152,17 +153,49 @@ def train_dpo(
         lora_map = {k: lora.get(k) for k in ("r", "lora_alpha", "lora_dropout", "bias", "use_dora")}
         lora_map["target_modules"] = sorted(lora.get("target_modules") or [])
         lora_map["modules_to_save"] = lora.get("modules_to_save")
+        lora_map["layers_to_transform"] = lora.get("layers_to_transform")
     else:
-        lora_map = lora_settings(train, lora_targets(train.lora_target, _linear_leaf_names(model)))
+        targets = lora_targets(train.lora_target, _linear_leaf_names(model))
+        lora_map = lora_settings(train, targets, model.config.num_hidden_layers)
     validate_lora_settings(lora_map, max_lora_rank)
     settings = dpo_settings(train, hardware, output_dir=str(output_dir), has_validation=has_validation)
     if dpo_overrides is not None:
         settings = {"output_dir": str(output_dir), **dpo_overrides}
     # one CPU thread by default: 2 threads on 2 shared cores thrash (README "training"); restored after
-    with torch_threads(train.cpu_threads if hardware.device == "cpu" else None):
-        return _run(
+    with (
+        torch_threads(train.cpu_threads if hardware.device == "cpu" else None),
+        _fast_paths(model, train, hardware, lora_map) as extra,
+    ):
+        result = _run(
             model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log
         )
+    result.extra.update(extra)
+    return result
+
+
+@contextmanager
+def _fast_paths(model, train: TrainConfig, hardware: Hardware, lora_map: dict[str, Any]) -> Iterator[dict]:
+    """The CPU speed-ups that leave TRL's loss unchanged (README "Training speed"), for the whole run.
+
+    Yields a dict that reports, after the run, how many sequences went through the frozen layers.
+    """
+    from training.lm_head import completion_positions_only
+    from training.prefix_cache import cached_prefix
+
+    extra: dict[str, Any] = {}
+    with ExitStack() as stack:
+        if train.score_completions_only and hardware.device == "cpu":
+            stack.enter_context(completion_positions_only())
+        layers = lora_map.get("layers_to_transform")
+        if train.cache_frozen_layers and layers:
+            plain = model.get_base_model() if hasattr(model, "get_base_model") else model
+            cache = stack.enter_context(cached_prefix(plain, min(layers)))
+            extra["prefix_cache_layer"] = min(layers)
+        else:
+            cache = None
+        yield extra
+        if cache is not None:
+            extra["prefix_cache_sequences"] = cache.computed
 
 
 def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log):
@@ -171,6 +204,8 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
     from training.settings import build_dpo_config, build_lora_config
 
     rows: list[dict[str, Any]] = []
+    # timed from the trainer's construction: tokenising and TRL's reference precompute happen there
+    started = time.perf_counter()
     trainer = DPOTrainer(
         model=model,
         args=build_dpo_config(settings),
@@ -181,7 +216,6 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         callbacks=[_metrics_callback(rows, on_log)],
     )
     _quiet_progress(trainer)
-    started = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - started
     final = _final_validation(trainer) if has_validation else {}

@@ -116,8 +116,22 @@ def lora_targets(lora_target: str, linear_module_names: list[str]) -> list[str]:
     return targets
 
 
-def lora_settings(train: TrainConfig, targets: list[str]) -> dict[str, Any]:
-    """The ``LoraConfig`` fields, as a mapping ``models.adapters.validate_lora_settings`` also checks."""
+def adapted_layers(lora_layers: int, num_layers: int) -> list[int] | None:
+    """Decoder layers LoRA wraps: the top ``lora_layers`` of ``num_layers`` (None: all of them).
+
+    >>> adapted_layers(6, 30)
+    [24, 25, 26, 27, 28, 29]
+    """
+    if lora_layers == 0 or lora_layers >= num_layers:
+        return None
+    return list(range(num_layers - lora_layers, num_layers))
+
+
+def lora_settings(train: TrainConfig, targets: list[str], num_layers: int) -> dict[str, Any]:
+    """The ``LoraConfig`` fields, as a mapping ``models.adapters.validate_lora_settings`` also checks.
+
+    ``layers_to_transform`` (peft) needs ``target_modules`` as a list of names, which ``targets`` is.
+    """
     return {
         "r": train.lora_rank,
         "lora_alpha": train.lora_alpha,
@@ -126,6 +140,7 @@ def lora_settings(train: TrainConfig, targets: list[str]) -> dict[str, Any]:
         "bias": "none",
         "use_dora": False,
         "modules_to_save": None,
+        "layers_to_transform": adapted_layers(train.lora_layers, num_layers),
         "task_type": "CAUSAL_LM",
     }
 
