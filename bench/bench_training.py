@@ -136,6 +136,93 @@ def throughput_rows(engine, config: Config, workdir: Path) -> list[BenchRow]:
     return rows
 
 
+# -- the real model (SmolLM2-135M-Instruct): CPU training levers, one at a time, cumulative ---------------
+
+LEVER_PAIRS = 96  # train pairs per lever run (1 epoch, the same rows each run); all validation pairs
+LEVER_QUICK_PAIRS = 16
+SHORT_SYSTEM = "You write YouTube video titles."
+# (label, TrainConfig changes on top of the previous rung, "system" = short system message in the rows)
+LEVERS: tuple[tuple[str, dict[str, Any]], ...] = (
+    ("prefloop mapping: fp32, no activation checkpointing, lr 5e-4, all layers", {}),
+    ("+ LoRA on the top 6 layers only", {"lora_layers": 6}),
+    ("+ precompute_ref_log_probs", {"precompute_ref_log_probs": True}),
+    ("+ output layer at completion positions only", {"score_completions_only": True}),
+    ("+ cached hidden states below layer 24", {"cache_frozen_layers": True}),
+    ("+ short system message (replaces the template's default)", {"system": True}),
+    ("+ 2 threads", {"cpu_threads": 2}),
+    ("+ bf16 autocast (AMX)", {"precision": "bf16"}),
+)
+LEVER_START = {
+    "lora_layers": 0,
+    "precompute_ref_log_probs": False,
+    "score_completions_only": False,
+    "cache_frozen_layers": False,
+    "cpu_threads": 1,
+    "precision": "fp32",
+    "num_train_epochs": 1.0,
+    "pref_ftx": 0.0,  # TRL's loss alone, so every rung's loss is comparable with the baseline's
+    "eval_steps": 0,  # validated once after the timed training (training.dpo._final_validation)
+}
+
+
+def lever_dataset(export_dir: Path, out: Path, n_train: int, system: str | None) -> Path:
+    """The first ``n_train`` train pairs and the whole validation split, with ``system`` prepended if set."""
+    from datasets import DatasetDict
+
+    from training.dpo import load_pairs
+
+    data = load_pairs(export_dir)
+
+    def with_system(row):
+        return {"prompt": [{"role": "system", "content": system}, *row["prompt"]]}
+
+    cut = DatasetDict({"train": data["train"].select(range(min(n_train, len(data["train"])))),
+                       "validation": data["validation"]})  # fmt: skip
+    if system:
+        cut = cut.map(with_system)
+    cut.save_to_disk(str(out))
+    return out
+
+
+def lever_rows(engine, config: Config, workdir: Path, quick: bool = False) -> list[BenchRow]:
+    """Each rung adds one lever to the one above, all on the same pairs; the baseline is TRL's defaults."""
+    from storage.exports import export_trl
+
+    export = export_trl(engine, workdir / "lever-export", validation_share=config.train.validation_share)
+    n = LEVER_QUICK_PAIRS if quick else LEVER_PAIRS
+    plain = lever_dataset(export.paths["dataset"], workdir / "lever-plain", n, None)
+    short = lever_dataset(export.paths["dataset"], workdir / "lever-system", n, SHORT_SYSTEM)
+    base_train = config.train.model_copy(update=LEVER_START)
+    trl_cfg = config.model_copy(deep=True)
+    trl_cfg.train = base_train
+    untimed_eval = {**trl_default_overrides(1.0), "eval_strategy": "no"}
+    trl = _train_in_child(workdir, "lever-trl", plain, trl_cfg, untimed_eval)
+    rows = [_lever_row("TRL defaults (DPOConfig as shipped, LoRA r8 on every layer, 1 thread)", trl, trl)]
+    train, dataset = base_train, plain
+    for i, (label, change) in enumerate(LEVERS):
+        change = dict(change)
+        if change.pop("system", False):
+            dataset = short
+        train = train.model_copy(update=change)
+        cfg = config.model_copy(deep=True)
+        cfg.train = train
+        result = _train_in_child(workdir, f"lever-{i}", dataset, cfg, None)
+        rows.append(_lever_row(label, result, trl))
+    return rows
+
+
+def _lever_row(label: str, result: dict[str, Any], trl: dict[str, Any]) -> BenchRow:
+    final = result["final"]
+    return row(
+        AREA, f"real model, {result['n_train']} pairs x 1 epoch: {label}", result["pairs_per_second"],
+        "pairs/s", "TRL defaults", trl["pairs_per_second"],
+        note=f"val reward accuracy {final.get('eval_rewards/accuracies', float('nan')):.3f} "
+        f"(TRL defaults {trl['final'].get('eval_rewards/accuracies', float('nan')):.3f}), val loss "
+        f"{final.get('eval_loss', float('nan')):.4f}, train {result['seconds']:.0f} s, "
+        f"{result['n_validation']} val pairs; higher is better",
+    )  # fmt: skip
+
+
 def oracle_scores(engine, config: Config, new: str, baseline: str) -> dict[str, Any]:
     """The oracle's verdicts on the queued eval pairs new-vs-baseline (deterministic: no noise)."""
     from sqlmodel import select
@@ -259,5 +346,20 @@ def run(quick: bool = False) -> list[BenchRow]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def run_levers(base: str, quick: bool = False) -> list[BenchRow]:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-levers-"))
+    try:
+        engine = seed_database(workdir / "prefloop.db")
+        rows = lever_rows(engine, bench_config(workdir, f"model.base={base}"), workdir, quick=quick)
+        engine.dispose()
+        return rows
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps([r.as_dict() for r in run(quick="--quick" in sys.argv)], indent=1))
+    if "--levers" in sys.argv:
+        found = run_levers(sys.argv[sys.argv.index("--levers") + 1], quick="--quick" in sys.argv)
+    else:
+        found = run(quick="--quick" in sys.argv)
+    print(json.dumps([r.as_dict() for r in found], indent=1))

@@ -6,7 +6,9 @@ things, so a round trained on one oracle's labels can be judged by the same orac
 - ``length-band``: the seed's guidance, a title of 30-75 characters (nearer the band's middle wins inside it);
 - ``keywords``: the title that repeats more of the video idea's key words;
 - ``shorter``: the shorter title;
-- ``number``: a title with a number in it (the listicle style "5 Steps to ...", a common click pattern).
+- ``number``: a title with a number in it (the listicle style "5 Steps to ...", a common click pattern);
+- ``clean-title``: what a person checks at a glance in a real model's titles: one line, 30-75 characters,
+  no quotes, no word repeated (fewer faults wins; equally clean is a tie).
 
 ``load_oracle(spec)`` resolves a built-in NAME, ``package.module:func``, or ``path/to/file.py:func``;
 ``with_noise`` models a careless human by flipping a share of decisive answers.
@@ -107,11 +109,38 @@ def number(prompt: str, a: str, b: str) -> Verdict:
     return prefer(bool(_DIGIT.search(a)), bool(_DIGIT.search(b)))
 
 
+# double quotes anywhere; a single quote only at a word's edge (an apostrophe, "Beginner's", is fine)
+_QUOTE = re.compile("[\"\u201c\u201d`]|(?<!\\w)['\u2018\u2019]|['\u2018\u2019](?!\\w)")
+
+
+def title_faults(title: str) -> list[str]:
+    """The ``clean-title`` faults of one title: "lines", "length", "quotes", "repeat" (each at most once).
+
+    >>> title_faults('The Lean Lying Lying "Guide"')
+    ['length', 'quotes', 'repeat']
+    """
+    text = title.strip()
+    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1]
+    faults = [
+        ("lines", "\n" in text),
+        ("length", band_distance(text) > 0),
+        ("quotes", bool(_QUOTE.search(text))),
+        ("repeat", len(words) != len(set(words))),
+    ]
+    return [name for name, found in faults if found]
+
+
+def clean_title(prompt: str, a: str, b: str) -> Verdict:
+    """Prefer the title with fewer faults (several lines, outside 30-75 characters, quotes, a word twice)."""
+    return prefer(-len(title_faults(a)), -len(title_faults(b)))
+
+
 BUILTIN: dict[str, Oracle] = {
     "length-band": length_band,
     "keywords": keywords,
     "shorter": shorter,
     "number": number,
+    "clean-title": clean_title,
 }
 
 

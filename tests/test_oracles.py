@@ -12,6 +12,7 @@ from labelling.oracles import (
     BUILTIN,
     band_distance,
     checked_verdict,
+    clean_title,
     idea_of,
     key_words,
     keywords,
@@ -19,6 +20,7 @@ from labelling.oracles import (
     load_oracle,
     number,
     shorter,
+    title_faults,
     with_noise,
 )
 
@@ -66,11 +68,32 @@ def test_number_prefers_a_title_with_a_number():
     assert number(PROMPT, "3 Tips", "7 Tricks") == "tie" and number(PROMPT, "Tips", "Tricks") == "tie"
 
 
+def test_clean_title_counts_the_faults_a_person_sees_at_a_glance():
+    clean = "Build A Resume Optimizer With AI"  # 32 chars, one line, no quotes, no word twice
+    assert title_faults(clean) == []
+    assert title_faults("The Lean Lying Lying Lying Machine Learning") == ["repeat"]
+    assert title_faults('Fine-Tuning LLMs: "The Complete Guide"') == ["quotes"]
+    assert title_faults("\u201cSmart\u201d Fine-Tuning for Real-World LLM Work") == ["quotes"]
+    assert title_faults("Fine-Tuning LLMs, A Complete Guide\nIn this video we cover") == ["lines"]
+    assert title_faults("LLMs") == ["length"]
+    assert title_faults("Fine-Tuning LLMs: A Beginner's Guide") == []  # an apostrophe is not a quote
+    assert title_faults("A Guide to LLMs and a Guide to RAG") == ["repeat"]  # one-letter words do not count
+    assert clean_title(PROMPT, clean, "Fine-Tuning LLMs: 'The' Guide Guide") == "a"
+    assert clean_title(PROMPT, "LLMs", clean) == "b"
+    assert clean_title(PROMPT, clean, "Fine-Tuning LLMs for Real-World Applications") == "tie"
+
+
 def test_built_ins_reward_different_things():
     long_on_topic = "Fine-Tuning LLMs: The Complete Beginner's Guide"  # 47 chars, 2 key words
     short_off_topic = "Cooking Pasta in 30 Minutes"  # 27 chars: below the band
     verdicts = {name: oracle(PROMPT, long_on_topic, short_off_topic) for name, oracle in BUILTIN.items()}
-    assert verdicts == {"length-band": "a", "keywords": "a", "shorter": "b", "number": "b"}
+    assert verdicts == {
+        "length-band": "a",
+        "keywords": "a",
+        "shorter": "b",
+        "number": "b",
+        "clean-title": "a",
+    }
     mid_off_topic = "The Best Pasta Recipe You Will Ever Try At Home"  # 47 chars, no key word
     short_on_topic = "LLM fine-tuning, fast and simple"  # 32 chars
     assert length_band(PROMPT, mid_off_topic, short_on_topic) == "a"
