@@ -84,7 +84,7 @@ class TrainConfig(Section):
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lora_target: str = "all"  # "all" linear projections, or comma-separated module names
     lora_layers: int = Field(
-        0,
+        6,
         ge=0,
         le=1024,
         description="LoRA on the top K decoder layers only (0: every layer). The layers below are then "
@@ -115,7 +115,7 @@ class TrainConfig(Section):
     lr_scheduler_type: str = "linear"
     warmup_steps: int = Field(0, ge=0)
     precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (measured)
-    precompute_ref_log_probs: bool = False
+    precompute_ref_log_probs: bool = True  # the reference pass once per round, not once per epoch
     cpu_threads: int | None = Field(
         1, ge=1
     )  # torch threads for CPU training; None: torch's default (README "training")

@@ -10,7 +10,7 @@ import pytest
 from core.config import TrainConfig, load_config
 from core.errors import PrefloopError
 from training.plots import metric_columns, plot_loss_curve, write_metrics_csv
-from training.settings import Hardware, dpo_settings, lora_settings, lora_targets, loss_terms
+from training.settings import Hardware, adapted_layers, dpo_settings, lora_settings, lora_targets, loss_terms
 
 REPO = Path(__file__).resolve().parent.parent
 QWEN2_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
@@ -62,9 +62,19 @@ def test_settings_build_real_trl_and_peft_objects() -> None:
     dpo = build_dpo_config(dpo_settings(train, CPU, output_dir="/tmp/prefloop-test", has_validation=False))
     assert dpo.loss_type == ["sigmoid", "sft"] and dpo.loss_weights == [1.0, 0.3]
     assert dpo.beta == train.pref_beta and not dpo.bf16 and not dpo.gradient_checkpointing
-    lora = build_lora_config(lora_settings(train, ["q_proj", "v_proj"]))
+    lora = build_lora_config(lora_settings(train, ["q_proj", "v_proj"], num_layers=30))
     assert lora.r == train.lora_rank and set(lora.target_modules) == {"q_proj", "v_proj"}
     assert lora.bias == "none" and not lora.use_dora and lora.modules_to_save is None
+    assert lora.layers_to_transform == [24, 25, 26, 27, 28, 29]  # train.lora_layers=6: the top six
+    every = build_lora_config(lora_settings(TrainConfig(lora_layers=0), ["q_proj"], num_layers=30))
+    assert every.layers_to_transform is None
+
+
+def test_lora_layers_counts_from_the_top_and_covers_small_models() -> None:
+    assert adapted_layers(6, 30) == [24, 25, 26, 27, 28, 29]
+    assert adapted_layers(1, 30) == [29]
+    assert adapted_layers(0, 30) is None  # 0: every layer
+    assert adapted_layers(6, 4) is None and adapted_layers(4, 4) is None  # the embedded model: all 4
 
 
 def test_gpu_profile_is_the_seed_recipe() -> None:
@@ -73,7 +83,7 @@ def test_gpu_profile_is_the_seed_recipe() -> None:
     assert config.model.base == "Qwen/Qwen2.5-0.5B-Instruct"
     assert (t.learning_rate, t.num_train_epochs, t.cutoff_len) == (1e-4, 3, 2048)
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps) == (2, 8)
-    assert (t.lora_rank, t.lora_alpha, t.lora_dropout, t.lora_target) == (8, 16, 0.0, "all")
+    assert (t.lora_rank, t.lora_alpha, t.lora_dropout, t.lora_target, t.lora_layers) == (8, 16, 0.0, "all", 0)
     assert (t.pref_beta, t.pref_loss, t.pref_ftx) == (0.1, "sigmoid", 0.0)
     gpu = dpo_settings(t, Hardware(device="cuda", bf16=True), output_dir="/tmp/x", has_validation=True)
     assert gpu["bf16"] is True and gpu["use_cpu"] is False and gpu["loss_type"] == ["sigmoid"]

@@ -106,7 +106,7 @@ def _quiet_progress(trainer) -> None:
         trainer.add_callback(BarOnly)
 
 
-def _final_validation(trainer) -> dict[str, float]:
+def _final_validation(trainer, validation) -> dict[str, float]:
     """The validation figures at the last step: logged by the epoch-end evaluation, else evaluated now.
 
     Decided from ``state.log_history``, which every process holds alike: under ``accelerate launch`` all
@@ -114,7 +114,7 @@ def _final_validation(trainer) -> dict[str, float]:
     """
     last_step = trainer.state.global_step
     logged = [row for row in trainer.state.log_history if "eval_loss" in row and row.get("step") == last_step]
-    found = logged[-1] if logged else trainer.evaluate()
+    found = logged[-1] if logged else trainer.evaluate(validation if trainer.eval_dataset is None else None)
     return {k: float(v) for k, v in found.items() if k.startswith("eval_") and isinstance(v, int | float)}
 
 
@@ -210,7 +210,8 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         model=model,
         args=build_dpo_config(settings),
         train_dataset=data["train"],
-        eval_dataset=data["validation"] if has_validation else None,
+        # only when it evaluates during training: TRL's __init__ precomputes its reference log-probs
+        eval_dataset=data["validation"] if has_validation and settings["eval_strategy"] != "no" else None,
         processing_class=tokenizer,
         peft_config=None if parent_adapter is not None else build_lora_config(lora_map),
         callbacks=[_metrics_callback(rows, on_log)],
@@ -218,7 +219,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
     _quiet_progress(trainer)
     trainer.train()
     seconds = time.perf_counter() - started
-    final = _final_validation(trainer) if has_validation else {}
+    final = _final_validation(trainer, data["validation"]) if has_validation else {}
     main = trainer.accelerator.is_main_process
     hardware = replace(hardware, processes=trainer.accelerator.num_processes)
     if main:
