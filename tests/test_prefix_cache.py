@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 from storage.exports import export_trl
 from storage.imports import import_labels
-from tests.test_train import seed_label_subset
+from testkit.train_seed import seed_label_subset
 
 FIRST_ADAPTED = 2  # the embedded model has 4 decoder layers; LoRA on the top 2
 
@@ -26,7 +26,7 @@ def _trainer(dataset_dir: Path, tmp_path: Path):
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from generation.loading import load_model, load_tokenizer
+    from models.loading import load_model, load_tokenizer
     from training.dpo import load_pairs
 
     torch.manual_seed(0)

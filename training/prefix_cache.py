@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from prefloop.errors import PrefloopError
+from core.errors import PrefloopError
 
 
 def run_layers(backbone: Any, hidden, attention_mask, layers) -> Any:
