@@ -33,6 +33,7 @@ class TrainResult:
     n_train: int
     n_validation: int
     seconds: float
+    cpu_seconds: float  # this process's CPU time over the same span: less moved by other jobs than wall time
     hardware: Hardware
     dpo_settings: dict[str, Any]
     lora_settings: dict[str, Any]
@@ -205,7 +206,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
 
     rows: list[dict[str, Any]] = []
     # timed from the trainer's construction: tokenising and TRL's reference precompute happen there
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trainer = DPOTrainer(
         model=model,
         args=build_dpo_config(settings),
@@ -218,7 +219,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
     )
     _quiet_progress(trainer)
     trainer.train()
-    seconds = time.perf_counter() - started
+    seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     final = _final_validation(trainer, data["validation"]) if has_validation else {}
     main = trainer.accelerator.is_main_process
     hardware = replace(hardware, processes=trainer.accelerator.num_processes)
@@ -232,6 +233,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         n_train=len(data["train"]),
         n_validation=len(data["validation"]) if has_validation else 0,
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         hardware=hardware,
         dpo_settings=settings,
         lora_settings=lora_map,
