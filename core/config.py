@@ -5,6 +5,7 @@ Each section belongs to one part of the loop; the whole object is what a trainin
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.paths import REPO_ROOT, VAR_DIR
+from core.words import LENGTH_BAND
 
 EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
@@ -130,7 +132,7 @@ class ReportConfig(Section):
     min_on_topic_ratio: float = Field(
         0.7, ge=0.0
     )  # flag when the share of on-topic outputs falls below this × base's
-    length_band: tuple[int, int] = (30, 75)  # the length (characters) the task asks for; "in band" share
+    length_band: tuple[int, int] = LENGTH_BAND  # the length (characters) the task asks for; "in band" share
     # templates (names or texts with {idea}) whose prompts ask for a title: only their outputs get the
     # length band and the strict title repeat check; every other output is judged as long-form text
     title_templates: tuple[str, ...] = ("youtube-title",)
@@ -146,7 +148,7 @@ class ReportConfig(Section):
 
 
 class Config(Section):
-    db: str | None = None  # SQLAlchemy URL; None: PREFLOOP_DB, else var/prefloop.db
+    db: str | None = None  # SQLAlchemy URL; load_config always resolves it (see database_url)
     var_dir: Path = VAR_DIR  # adapters, exports, runs, reports
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -170,8 +172,19 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file (``prefloop.yaml`` in the project if present), then overrides."""
+def database_url(url: str | None = None) -> str:
+    """An explicit URL, else ``PREFLOOP_DB``, else ``var/prefloop.db`` in the project."""
+    return url or os.environ.get("PREFLOOP_DB") or f"sqlite:///{VAR_DIR / 'prefloop.db'}"
+
+
+def load_config(
+    path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (), db: str | None = None
+) -> Config:
+    """Defaults, then the YAML file (``prefloop.yaml`` in the project if present), then overrides.
+
+    The database URL is resolved here, once: ``db`` (``--db``), else the file's or an override's ``db``,
+    else ``PREFLOOP_DB``, else ``var/prefloop.db``.
+    """
     file = Path(path) if path else (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
     tree: dict[str, Any] = {}
     if file is not None:
@@ -186,6 +199,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str
         if not sep:
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    tree["db"] = database_url(db or tree.get("db"))
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import ReportConfig
+from core.words import LENGTH_BAND
 from labelling.oracles import idea_of, key_words
 from storage.templates import PLACEHOLDER, template_text
 
@@ -125,7 +126,9 @@ def drawn_per_prompt(candidates: Iterable[tuple[Hashable, Mapping[str, Any] | No
 
 
 def output_health(
-    samples: Sequence[Sample], band: tuple[int, int] = (30, 75), drawn: Mapping[Hashable, int] | None = None
+    samples: Sequence[Sample],
+    band: tuple[int, int] = LENGTH_BAND,
+    drawn: Mapping[Hashable, int] | None = None,
 ) -> Health:
     """``drawn``: per prompt key, how many samples were generated when storage kept identical texts once
     (prefloop stores each distinct candidate text once per prompt and model), so collapse stays visible.

@@ -12,7 +12,6 @@ A run killed outright stays ``running``; ``start_run`` marks such leftovers ``fa
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -31,7 +30,6 @@ from storage.repo import get_or_create_round
 
 STAGING_PREFIX = ".staging-"
 CRASH_ENV = "PREFLOOP_CRASH_AT"  # tests only: the process SIGKILLs itself at the named point
-_ROUND_NAME = re.compile(r"^round-(\d+)$")
 
 
 def crash_point(name: str) -> None:
@@ -40,26 +38,8 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def version_name(round_number: int) -> str:
-    return f"round-{round_number}"
-
-
-def round_of(name: str) -> int | None:
-    """The round number of an adapter named "round-N", else None."""
-    found = _ROUND_NAME.match(name)
-    return int(found.group(1)) if found else None
-
-
 def adapters_root(var_dir: Path) -> Path:
     return Path(var_dir) / "adapters"
-
-
-def latest_adapter(engine: Engine) -> ModelVersion | None:
-    """The registered "round-N" adapter with the highest N (None before the first round)."""
-    with session_scope(engine) as session:
-        versions = session.exec(select(ModelVersion).where(ModelVersion.kind == VersionKind.adapter)).all()
-    numbered = [(round_of(v.name), v) for v in versions if round_of(v.name) is not None]
-    return max(numbered, key=lambda item: item[0])[1] if numbered else None
 
 
 def remove_stale_staging(root: Path) -> list[Path]:

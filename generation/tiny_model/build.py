@@ -82,11 +82,6 @@ def elapsed(started: float) -> str:
     return f"{time.perf_counter() - started:.0f} s"
 
 
-def full_chat(ex: TitleExample) -> list[dict[str, str]]:
-    messages, answer = chat_example(render_seed_prompt, ex)
-    return [*messages, {"role": "assistant", "content": answer}]
-
-
 def model_config(s: BuildSettings, tok):
     from transformers import Qwen2Config
 

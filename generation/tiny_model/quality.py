@@ -5,8 +5,9 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 
+from core.words import LENGTH_BAND, STOPWORDS
 from generation.backends.base import Generated
-from generation.tiny_model.data import STOPWORDS, words
+from generation.tiny_model.data import words
 
 
 @dataclass
@@ -39,7 +40,7 @@ def title_health(samples: dict[str, list[Generated]], training_titles: set[str])
         samples=n,
         mean_chars=statistics.fmean(lengths),
         stop_rate=sum(g.finish_reason == "stop" for _, g in flat) / n,
-        in_band_rate=sum(30 <= x <= 75 for x in lengths) / n,
+        in_band_rate=sum(LENGTH_BAND[0] <= x <= LENGTH_BAND[1] for x in lengths) / n,
         distinct_per_prompt=statistics.fmean(len({g.text for g in gs}) for gs in samples.values()),
         idea_word_rate=sum(bool(content_words(idea) & content_words(g.text)) for idea, g in flat) / n,
         copied_rate=sum(g.text in training_titles for _, g in flat) / n,

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         policy: Annotated[
             str,
             typer.Option(
-                help="Who writes: base, latest (newest trained adapter, else base), or a version name."
+                help="Who writes: base, latest (the highest round-N adapter, else base), or a version name."
             ),
         ] = "base",
         n: Annotated[

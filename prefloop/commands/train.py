@@ -30,9 +30,7 @@ def _config_for(ctx: typer.Context, config_file: Path | None):
     st = state(ctx)
     if config_file is not None:
         root = ctx.find_root().params
-        db = st.config.db
-        st.config = load_config(config_file, root.get("overrides") or [])
-        st.config.db = root.get("db") or db
+        st.config = load_config(config_file, root.get("overrides") or [], root.get("db"))
     return st
 
 
