@@ -19,12 +19,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import BenchRow, row
 from core.config import Config, load_config
 from core.paths import REPO_ROOT
 from storage.db import make_engine, migrate
+
+if TYPE_CHECKING:
+    from training.dpo import TrainResult
 
 AREA = "training"
 SEED = REPO_ROOT / "data" / "youtube-titles"
@@ -78,20 +81,9 @@ def stage_rows(engine, config: Config) -> tuple[list[BenchRow], Any]:
     return rows, summary
 
 
-def trl_default_overrides(epochs: float) -> dict[str, Any]:
-    """TRL 1.16's DPOConfig as shipped, except what a CPU needs to start at all (use_cpu) and our epochs."""
-    return {
-        "use_cpu": True,
-        "num_train_epochs": epochs,
-        "eval_strategy": "epoch",
-        "save_strategy": "no",
-        "report_to": [],
-        "logging_steps": 10,
-    }
-
-
-def _train_in_child(workdir: Path, name: str, dataset: Path, config: Config, overrides) -> dict[str, Any]:
-    from training.launch import RESULT_FILE, write_spec
+def _train_in_child(workdir: Path, name: str, dataset: Path, config: Config, runner: str) -> TrainResult:
+    """``python -m runner SPEC``: ``training.launch`` (prefloop's settings) or ``testkit.trl_defaults``."""
+    from training.launch import read_result, write_spec
 
     out = workdir / name
     spec = write_spec(
@@ -102,10 +94,9 @@ def _train_in_child(workdir: Path, name: str, dataset: Path, config: Config, ove
         train=config.train,
         parent_adapter=None,
         max_lora_rank=config.generation.vllm_max_lora_rank,
-        dpo_overrides=overrides,
     )
-    subprocess.run([sys.executable, "-m", "training.launch", str(spec)], check=True, cwd=REPO_ROOT)
-    return json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
+    subprocess.run([sys.executable, "-m", runner, str(spec)], check=True, cwd=REPO_ROOT)
+    return read_result(out)
 
 
 def throughput_rows(engine, config: Config, workdir: Path) -> list[BenchRow]:
@@ -113,16 +104,14 @@ def throughput_rows(engine, config: Config, workdir: Path) -> list[BenchRow]:
 
     export = export_trl(engine, workdir / "export", validation_share=config.train.validation_share)
     epochs = config.train.num_train_epochs
-    ours = _train_in_child(workdir, "prefloop", export.paths["dataset"], config, None)
-    trl = _train_in_child(
-        workdir, "trl-defaults", export.paths["dataset"], config, trl_default_overrides(epochs)
-    )
+    ours = _train_in_child(workdir, "prefloop", export.paths["dataset"], config, "training.launch")
+    trl = _train_in_child(workdir, "trl-defaults", export.paths["dataset"], config, "testkit.trl_defaults")
     what = f"{export.n_train} pairs x {epochs:g} epoch(s)"
     rows = [
-        row(AREA, f"DPO throughput, prefloop config ({what})", ours["pairs_per_second"], "pairs/s",
-            "TRL defaults", trl["pairs_per_second"], note="higher is better"),
-        row(AREA, "DPO peak RSS, prefloop config", ours["extra"]["peak_rss_mib"], "MiB",
-            "TRL defaults", trl["extra"]["peak_rss_mib"], note="lower is better"),
+        row(AREA, f"DPO throughput, prefloop config ({what})", ours.pairs_per_second, "pairs/s",
+            "TRL defaults", trl.pairs_per_second, note="higher is better"),
+        row(AREA, "DPO peak RSS, prefloop config", ours.extra["peak_rss_mib"], "MiB",
+            "TRL defaults", trl.extra["peak_rss_mib"], note="lower is better"),
     ]  # fmt: skip
     for key, label in (
         ("eval_rewards/accuracies", "validation reward accuracy"),
@@ -130,8 +119,8 @@ def throughput_rows(engine, config: Config, workdir: Path) -> list[BenchRow]:
     ):
         note = "higher is better" if "accuracies" in key else "each run's own loss (ours adds the SFT term)"
         rows.append(
-            row(AREA, f"{label}, prefloop config", ours["final"].get(key, float("nan")), "",
-                "TRL defaults", trl["final"].get(key, float("nan")), note=note)
+            row(AREA, f"{label}, prefloop config", ours.final.get(key, float("nan")), "",
+                "TRL defaults", trl.final.get(key, float("nan")), note=note)
         )  # fmt: skip
     return rows
 

@@ -41,8 +41,7 @@ class GenerationConfig(Section):
     max_new_tokens: int = Field(48, ge=1)
     seed: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
-    # torch threads while generating on CPU. 1 suits the embedded model (its matmuls are too small to split)
-    # and shared machines (contending OpenMP threads ran ~8x slower); None = torch's default, all cores.
+    # torch threads while generating on CPU; None = torch's default, all cores (why 1: README "Generation")
     cpu_threads: int | None = Field(1, ge=1)
     pairs_per_prompt: int | None = Field(None, ge=1)  # None: all C(n, 2) pairs
     # which pairs fill a pairs_per_prompt budget: "balanced" (every candidate compared evenly) or
@@ -77,18 +76,14 @@ class TrainConfig(Section):
     round_policy: Literal["continue", "from-base"] = "from-base"
     pref_beta: float = Field(0.1, gt=0.0)
     pref_loss: str = "sigmoid"
-    # weight of an added SFT term on the chosen answer; 0 disables it. 1.0 anchored the policy too hard
-    # (`shorter` 0.62), 0 over-optimised (median length -64%, off topic), 0.1 let `number` drift off topic
-    # by round 2; 0.2 learned all three loop-learns scenarios with health intact: README `simulate`
+    # weight of an added SFT term on the chosen answer; 0 disables it (the choice of 0.2: README `simulate`)
     pref_ftx: float = Field(0.2, ge=0.0)
     lora_rank: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lora_target: str = "all"  # "all" linear projections, or comma-separated module names
     learning_rate: float = Field(5e-4, gt=0.0)
-    num_train_epochs: float = Field(
-        2.0, gt=0.0
-    )  # 1 epoch learned `number` to 0.64 only, 2 to 0.80: README `simulate`
+    num_train_epochs: float = Field(2.0, gt=0.0)  # why 2: README `simulate`
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     cutoff_len: int = Field(256, ge=8)
@@ -99,7 +94,7 @@ class TrainConfig(Section):
     )  # validation loss every N steps; None: once per epoch; 0: never
     lr_scheduler_type: str = "linear"
     warmup_steps: int = Field(0, ge=0)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (measured)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (README)
     precompute_ref_log_probs: bool = False
     cpu_threads: int | None = Field(
         1, ge=1

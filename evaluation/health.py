@@ -13,7 +13,6 @@ beyond ``REPEAT_NGRAM_SHARE`` of its 3-grams, because lists, code and prose legi
 
 from __future__ import annotations
 
-import functools
 import re
 import statistics
 from collections import defaultdict
@@ -23,7 +22,7 @@ from typing import Any
 
 from core.config import ReportConfig
 from core.words import LENGTH_BAND
-from labelling.oracles import idea_of, key_words
+from labelling.oracles import is_on_topic
 from storage.templates import PLACEHOLDER, template_text
 
 REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping
@@ -88,18 +87,6 @@ def asks_for_title(prompt_text: str, template: str | None, title_templates: Sequ
         ):
             return True
     return False
-
-
-@functools.lru_cache(maxsize=4096)
-def _prompt_words(prompt_text: str) -> frozenset[str]:
-    """A prompt's key words, once per prompt: every sample of a prompt asks for the same set."""
-    return frozenset(key_words(idea_of(prompt_text)))
-
-
-def is_on_topic(text: str, prompt_text: str) -> bool | None:
-    """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt)."""
-    wanted = _prompt_words(prompt_text)
-    return bool(wanted & key_words(text)) if wanted else None
 
 
 def _share(flags: Sequence[bool]) -> float | None:

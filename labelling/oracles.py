@@ -14,6 +14,7 @@ things, so a round trained on one oracle's labels can be judged by the same orac
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import random
@@ -65,6 +66,19 @@ def _stem(word: str) -> str:
 def key_words(text: str) -> set[str]:
     """Stems of the content words of ``text`` (stop words dropped; hyphenated words split)."""
     return {_stem(w) for w in _WORD.findall(text.casefold().replace("-", " ")) if w not in STOPWORDS}
+
+
+@functools.lru_cache(maxsize=4096)
+def _prompt_words(prompt_text: str) -> frozenset[str]:
+    """A prompt's key words, once per prompt: every sample of a prompt asks for the same set."""
+    return frozenset(key_words(idea_of(prompt_text)))
+
+
+def is_on_topic(text: str, prompt_text: str) -> bool | None:
+    """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt);
+    None when the idea has no key word. The health report and the tiny model's build check both use it."""
+    wanted = _prompt_words(prompt_text)
+    return bool(wanted & key_words(text)) if wanted else None
 
 
 def band_distance(title: str, band: tuple[int, int] = LENGTH_BAND) -> float:

@@ -10,9 +10,10 @@ Works unchanged under ``accelerate launch`` (one process per device): only the m
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,28 @@ class TrainResult:
     def pairs_per_second(self) -> float:
         epochs = self.dpo_settings["num_train_epochs"]
         return self.n_train * epochs / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> str:
+        """The result as ``accelerate launch``'s main process hands it to the parent (``result.json``)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainResult:
+        data = json.loads(text)
+        return cls(**{**data, "hardware": Hardware(**data["hardware"])})
+
+
+@dataclass
+class DpoJob:
+    """A run ready to start: the model (with its LoRA settings checked), tokenizer, pairs and hardware."""
+
+    model: Any
+    tokenizer: Any
+    data: Any  # DatasetDict: "train" and optional "validation"
+    has_validation: bool
+    lora_settings: dict[str, Any]
+    parent_adapter: Path | None
+    hardware: Hardware
 
 
 def load_pairs(dataset_dir: Path):
@@ -117,24 +140,18 @@ def _final_validation(trainer) -> dict[str, float]:
     return {k: float(v) for k, v in found.items() if k.startswith("eval_") and isinstance(v, int | float)}
 
 
-def train_dpo(
+def prepare_dpo(
     *,
     base_model: str,
     dataset_dir: Path,
-    output_dir: Path,
     train: TrainConfig,
     parent_adapter: Path | None = None,
     max_lora_rank: int = 16,
-    on_log: Callable[[dict[str, Any]], None] | None = None,
-    dpo_overrides: dict[str, Any] | None = None,
-) -> TrainResult:
-    """Train and save the adapter (adapter_config.json + weights only) into ``output_dir``.
-
-    ``dpo_overrides`` replaces the mapped DPOConfig fields wholesale (bench: TRL's own defaults).
-    Raises PrefloopError before any training when the LoRA settings are not servable by vLLM.
-    """
+) -> DpoJob:
+    """Load the pairs and the model; raises PrefloopError before any training when the LoRA settings
+    are not servable by vLLM."""
     from models.adapters import validate_lora_settings
-    from models.loading import load_model, load_tokenizer, torch_threads
+    from models.loading import load_model, load_tokenizer
 
     hardware = detect_hardware(train)
     data = load_pairs(dataset_dir)
@@ -155,21 +172,45 @@ def train_dpo(
     else:
         lora_map = lora_settings(train, lora_targets(train.lora_target, _linear_leaf_names(model)))
     validate_lora_settings(lora_map, max_lora_rank)
-    settings = dpo_settings(train, hardware, output_dir=str(output_dir), has_validation=has_validation)
-    if dpo_overrides is not None:
-        settings = {"output_dir": str(output_dir), **dpo_overrides}
+    return DpoJob(model, tokenizer, data, has_validation, lora_map, parent_adapter, hardware)
+
+
+def train_dpo(
+    *,
+    base_model: str,
+    dataset_dir: Path,
+    output_dir: Path,
+    train: TrainConfig,
+    parent_adapter: Path | None = None,
+    max_lora_rank: int = 16,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train and save the adapter (adapter_config.json + weights only) into ``output_dir``."""
+    from models.loading import torch_threads
+
+    job = prepare_dpo(
+        base_model=base_model,
+        dataset_dir=dataset_dir,
+        train=train,
+        parent_adapter=parent_adapter,
+        max_lora_rank=max_lora_rank,
+    )
+    has_validation = job.has_validation
+    settings = dpo_settings(train, job.hardware, output_dir=str(output_dir), has_validation=has_validation)
     # one CPU thread by default: 2 threads on 2 shared cores thrash (README "training"); restored after
-    with torch_threads(train.cpu_threads if hardware.device == "cpu" else None):
-        return _run(
-            model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log
-        )
+    with torch_threads(train.cpu_threads if job.hardware.device == "cpu" else None):
+        return run_dpo(job, settings, on_log)
 
 
-def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log):
+def run_dpo(
+    job: DpoJob, settings: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None = None
+) -> TrainResult:
+    """One ``DPOTrainer`` run of ``job`` with these DPOConfig fields; the adapter goes to their output_dir."""
     from trl import DPOTrainer
 
     from training.settings import build_dpo_config, build_lora_config
 
+    model, tokenizer, data, has_validation = job.model, job.tokenizer, job.data, job.has_validation
     rows: list[dict[str, Any]] = []
     trainer = DPOTrainer(
         model=model,
@@ -177,7 +218,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         train_dataset=data["train"],
         eval_dataset=data["validation"] if has_validation else None,
         processing_class=tokenizer,
-        peft_config=None if parent_adapter is not None else build_lora_config(lora_map),
+        peft_config=None if job.parent_adapter is not None else build_lora_config(job.lora_settings),
         callbacks=[_metrics_callback(rows, on_log)],
     )
     _quiet_progress(trainer)
@@ -186,7 +227,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
     seconds = time.perf_counter() - started
     final = _final_validation(trainer) if has_validation else {}
     main = trainer.accelerator.is_main_process
-    hardware = replace(hardware, processes=trainer.accelerator.num_processes)
+    hardware = replace(job.hardware, processes=trainer.accelerator.num_processes)
     if main:
         unwrapped = trainer.accelerator.unwrap_model(trainer.model)
         unwrapped.save_pretrained(settings["output_dir"], selected_adapters=["default"])
@@ -199,6 +240,6 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         seconds=seconds,
         hardware=hardware,
         dpo_settings=settings,
-        lora_settings=lora_map,
+        lora_settings=job.lora_settings,
         is_main_process=main,
     )

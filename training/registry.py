@@ -11,9 +11,7 @@ A run killed outright stays ``running``; ``start_run`` marks such leftovers ``fa
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,17 +23,11 @@ from sqlmodel import select
 
 from core.errors import PrefloopError
 from storage.db import session_scope
+from storage.files import atomic_replace_dir
 from storage.models import ModelVersion, RunStatus, TrainingRun, VersionKind, utcnow
 from storage.repo import get_or_create_round
 
 STAGING_PREFIX = ".staging-"
-CRASH_ENV = "PREFLOOP_CRASH_AT"  # tests only: the process SIGKILLs itself at the named point
-
-
-def crash_point(name: str) -> None:
-    """A real SIGKILL at a named point when ``PREFLOOP_CRASH_AT`` names it (the crash/re-run tests)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def adapters_root(var_dir: Path) -> Path:
@@ -95,6 +87,15 @@ def fail_run(engine: Engine, run_id: int, error: str) -> None:
         session.add(run)
 
 
+def move_into_place(staging: Path, final: Path) -> None:
+    """The complete adapter directory becomes ``final`` (one rename), readable by a vLLM server running as
+    another user. A ``final`` already there was renamed by an attempt that died before its commit: never
+    registered, never served, so it is replaced."""
+    for file in staging.iterdir():
+        file.chmod(0o644)
+    atomic_replace_dir(staging, final)
+
+
 def publish_adapter(
     engine: Engine,
     *,
@@ -114,12 +115,7 @@ def publish_adapter(
     with session_scope(engine) as session:
         if session.exec(select(ModelVersion).where(ModelVersion.name == name)).first() is not None:
             raise PrefloopError(f"model version {name!r} is already registered; nothing to publish")
-    for file in staging.iterdir():  # readable by a vLLM server running as another user
-        file.chmod(0o644)
-    if final.exists():  # renamed by an attempt that died before its commit: never registered, never served
-        shutil.rmtree(final)
-    staging.rename(final)
-    crash_point("after-rename")
+    move_into_place(staging, final)
     try:
         with session_scope(engine, write=True) as session:
             version = ModelVersion(
