@@ -3,9 +3,9 @@
 Order of events for one run:
 1. ``start_run``: a TrainingRun row with status ``running`` (committed, so the dashboard sees it).
 2. Training writes into a staging directory ``var/adapters/.staging-<name>-*`` (``staging_dir``).
-3. ``publish_adapter``: ``os.rename`` of the complete directory to ``var/adapters/<name>``, then ONE
-   transaction creates the ModelVersion and completes the run. A kill between the rename and the commit
-   leaves an unregistered directory, which the next attempt removes before publishing again.
+3. ``publish_adapter``: ``move_into_place`` renames the complete directory to ``var/adapters/<name>``,
+   then ONE transaction creates the ModelVersion and completes the run. A kill between the rename and the
+   commit leaves an unregistered directory, which the next attempt replaces when it publishes.
 A run killed outright stays ``running``; ``start_run`` marks such leftovers ``failed`` ("interrupted").
 """
 
