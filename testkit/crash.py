@@ -44,7 +44,7 @@ def arm(point: str) -> None:
 
 
 def main() -> None:
-    point, *args = sys.argv[1:]
+    point, *args = sys.argv[1:] or [""]
     if point not in POINTS:
         sys.exit(f"usage: python -m testkit.crash {{{','.join(POINTS)}}} [prefloop arguments]")
     arm(point)
