@@ -42,12 +42,14 @@ class User:
 
 
 @st.cache_resource(show_spinner=False)
-def _config(path: str | None, overrides: str) -> Config:
-    return load_config(path, json.loads(overrides) if overrides else [])
+def _config(path: str | None, overrides: str, db: str | None) -> Config:
+    return load_config(path, json.loads(overrides) if overrides else [], db)
 
 
 def config() -> Config:
-    return _config(os.environ.get(ENV_CONFIG) or None, os.environ.get(ENV_SET, ""))
+    # PREFLOOP_DB is part of the cache key: one process (AppTest) may serve several databases in turn
+    env = os.environ
+    return _config(env.get(ENV_CONFIG) or None, env.get(ENV_SET, ""), env.get("PREFLOOP_DB"))
 
 
 @st.cache_resource(show_spinner=False)
@@ -61,9 +63,7 @@ def _engine(url: str | None) -> Engine:
 
 
 def engine() -> Engine:
-    from storage.db import database_url
-
-    return _engine(database_url(config().db))
+    return _engine(config().db)
 
 
 def _is_loopback_name(hostname: str | None) -> bool:

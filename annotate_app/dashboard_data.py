@@ -23,6 +23,7 @@ from core.config import AnnotateConfig
 from evaluation.stats import agreement_pairs, binomial_p, cohen_kappa, krippendorff_alpha_nominal
 from storage.db import session_scope
 from storage.models import Annotator, Choice, Comparison, Judgment, Purpose, TrainingRun
+from storage.queries import current
 
 NO_ROUND = "imported"  # label for pairs without a round (imported labels)
 
@@ -67,7 +68,7 @@ def load_rows(engine: Engine) -> tuple[list[PairRow], list[JudgmentRow]]:
             )
             .join(Comparison, Comparison.id == Judgment.comparison_id)
             .join(Annotator, Annotator.id == Judgment.annotator_id)
-            .where(Judgment.superseded_at.is_(None))
+            .where(current())
         )
         judgments = [
             JudgmentRow(cid, rid, purpose.value, name, kind.value, choice.value, left, ms)

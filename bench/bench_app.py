@@ -32,6 +32,7 @@ from bench.common import BenchRow, row
 from core.config import AnnotateConfig
 from core.net import free_port
 from labelling.assignment import next_pair, record_judgment
+from storage import queries
 from storage.db import make_engine, migrate, session_scope
 from storage.models import Choice, Judgment
 from testkit.annotate_seed import add_annotator, seed_pairs
@@ -120,7 +121,7 @@ def _storage_run(folder: Path, name: str, annotators: int, pairs: int, think_s: 
         t.join()
     seconds = time.perf_counter() - t0
     with session_scope(engine) as session:
-        current = list(session.exec(select(Judgment).where(Judgment.superseded_at.is_(None))))
+        current = list(session.exec(select(Judgment).where(queries.current())))
     engine.dispose()
     twice = sum(n > 1 for n in Counter((j.annotator_id, j.comparison_id) for j in current).values())
     decisions = Counter(j.comparison_id for j in current)

@@ -142,6 +142,7 @@ def _row_by_row_import(engine, path: Path) -> None:
     from storage.imports import store_prompts
     from storage.models import AnnotatorKind, Choice, Judgment, Purpose, Split, VersionKind
     from storage.parsing import PromptRecord
+    from storage.queries import current
     from storage.repo import (
         get_or_create_annotator,
         get_or_create_candidate,
@@ -173,7 +174,7 @@ def _row_by_row_import(engine, path: Path) -> None:
                 select(Judgment).where(
                     Judgment.comparison_id == comp.id,
                     Judgment.annotator_id == annotator.id,
-                    Judgment.superseded_at.is_(None),
+                    current(),
                 )
             ).first()
             session.add(Judgment(comparison_id=comp.id, annotator_id=annotator.id, choice=Choice.tie))

@@ -28,7 +28,7 @@ from bench.common import BenchRow, row
 from core.paths import REPO_ROOT
 from evaluation.stats import wilson_interval, win_rate
 from labelling.oracles import Oracle, load_oracle
-from labelling.selection import PairTexts, select_pairs
+from labelling.pairs import PairTexts, select_pairs
 from labelling.simulate import simulated_annotator_id, stored_choice
 from storage.db import make_engine, session_scope
 

@@ -24,12 +24,15 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import BenchRow, row
 from core.config import Config, load_config
 from core.paths import REPO_ROOT
 from storage.db import make_engine, migrate
+
+if TYPE_CHECKING:
+    from training.dpo import TrainResult
 
 AREA = "training"
 SEED = REPO_ROOT / "data" / "youtube-titles"
@@ -83,20 +86,11 @@ def stage_rows(engine, config: Config) -> tuple[list[BenchRow], Any]:
     return rows, summary
 
 
-def trl_default_overrides(epochs: float) -> dict[str, Any]:
-    """TRL 1.16's DPOConfig as shipped, except what a CPU needs to start at all (use_cpu) and our epochs."""
-    return {
-        "use_cpu": True,
-        "num_train_epochs": epochs,
-        "eval_strategy": "epoch",
-        "save_strategy": "no",
-        "report_to": [],
-        "logging_steps": 10,
-    }
-
-
-def _train_in_child(workdir: Path, name: str, dataset: Path, config: Config, overrides) -> dict[str, Any]:
-    from training.launch import RESULT_FILE, write_spec
+def _train_in_child(
+    workdir: Path, name: str, dataset: Path, config: Config, runner: str, *args: str
+) -> TrainResult:
+    """``python -m RUNNER SPEC [ARGS]``: ``training.launch`` (our settings) or ``testkit.trl_defaults``."""
+    from training.launch import read_result, write_spec
 
     out = workdir / name
     spec = write_spec(
@@ -107,10 +101,9 @@ def _train_in_child(workdir: Path, name: str, dataset: Path, config: Config, ove
         train=config.train,
         parent_adapter=None,
         max_lora_rank=config.generation.vllm_max_lora_rank,
-        dpo_overrides=overrides,
     )
-    subprocess.run([sys.executable, "-m", "training.launch", str(spec)], check=True, cwd=REPO_ROOT)
-    return json.loads((out / RESULT_FILE).read_text(encoding="utf-8"))
+    subprocess.run([sys.executable, "-m", runner, str(spec), *args], check=True, cwd=REPO_ROOT)
+    return read_result(out)
 
 
 def throughput_rows(engine, config: Config, workdir: Path) -> list[BenchRow]:
@@ -118,16 +111,14 @@ def throughput_rows(engine, config: Config, workdir: Path) -> list[BenchRow]:
 
     export = export_trl(engine, workdir / "export", validation_share=config.train.validation_share)
     epochs = config.train.num_train_epochs
-    ours = _train_in_child(workdir, "prefloop", export.paths["dataset"], config, None)
-    trl = _train_in_child(
-        workdir, "trl-defaults", export.paths["dataset"], config, trl_default_overrides(epochs)
-    )
+    ours = _train_in_child(workdir, "prefloop", export.paths["dataset"], config, "training.launch")
+    trl = _train_in_child(workdir, "trl-defaults", export.paths["dataset"], config, "testkit.trl_defaults")
     what = f"{export.n_train} pairs x {epochs:g} epoch(s)"
     rows = [
-        row(AREA, f"DPO throughput, prefloop config ({what})", ours["pairs_per_second"], "pairs/s",
-            "TRL defaults", trl["pairs_per_second"], note="higher is better"),
-        row(AREA, "DPO peak RSS, prefloop config", ours["extra"]["peak_rss_mib"], "MiB",
-            "TRL defaults", trl["extra"]["peak_rss_mib"], note="lower is better"),
+        row(AREA, f"DPO throughput, prefloop config ({what})", ours.pairs_per_second, "pairs/s",
+            "TRL defaults", trl.pairs_per_second, note="higher is better"),
+        row(AREA, "DPO peak RSS, prefloop config", ours.extra["peak_rss_mib"], "MiB",
+            "TRL defaults", trl.extra["peak_rss_mib"], note="lower is better"),
     ]  # fmt: skip
     for key, label in (
         ("eval_rewards/accuracies", "validation reward accuracy"),
@@ -135,8 +126,8 @@ def throughput_rows(engine, config: Config, workdir: Path) -> list[BenchRow]:
     ):
         note = "higher is better" if "accuracies" in key else "each run's own loss (ours adds the SFT term)"
         rows.append(
-            row(AREA, f"{label}, prefloop config", ours["final"].get(key, float("nan")), "",
-                "TRL defaults", trl["final"].get(key, float("nan")), note=note)
+            row(AREA, f"{label}, prefloop config", ours.final.get(key, float("nan")), "",
+                "TRL defaults", trl.final.get(key, float("nan")), note=note)
         )  # fmt: skip
     return rows
 
@@ -209,8 +200,10 @@ def lever_rows(engine, config: Config, workdir: Path, quick: bool = False) -> li
     base_train = config.train.model_copy(update=LEVER_START)
     trl_cfg = config.model_copy(deep=True)
     trl_cfg.train = base_train
-    untimed_eval = {**trl_default_overrides(1.0), "eval_strategy": "no"}
-    trl = _train_in_child(workdir, "lever-trl", datasets[None, True], trl_cfg, untimed_eval)
+    # validated once after training, untimed, like every rung (TRL evaluating per epoch would time it)
+    trl = _train_in_child(
+        workdir, "lever-trl", datasets[None, True], trl_cfg, "testkit.trl_defaults", "--validate-after"
+    )
     rows = [_lever_row("TRL defaults (DPOConfig as shipped, LoRA r8 on every layer, 1 thread)", trl, trl)]
     train, system = base_train, None
     for i, (label, change, validate) in enumerate(LEVERS):
@@ -220,27 +213,27 @@ def lever_rows(engine, config: Config, workdir: Path, quick: bool = False) -> li
         train = train.model_copy(update=change)
         cfg = config.model_copy(deep=True)
         cfg.train = train
-        result = _train_in_child(workdir, f"lever-{i}", datasets[system, validate], cfg, None)
+        result = _train_in_child(workdir, f"lever-{i}", datasets[system, validate], cfg, "training.launch")
         rows.append(_lever_row(label, result, trl))
     return rows
 
 
-def _lever_row(label: str, result: dict[str, Any], trl: dict[str, Any]) -> BenchRow:
-    final = result["final"]
+def _lever_row(label: str, result: TrainResult, trl: TrainResult) -> BenchRow:
+    final = result.final
     quality = (
         f"val reward accuracy {final['eval_rewards/accuracies']:.3f} (TRL defaults "
-        f"{trl['final']['eval_rewards/accuracies']:.3f}), val loss {final['eval_loss']:.4f} on "
-        f"{result['n_validation']} pairs"
+        f"{trl.final['eval_rewards/accuracies']:.3f}), val loss {final['eval_loss']:.4f} on "
+        f"{result.n_validation} pairs"
         if final
         else "not validated again: same loss as the rung above (tests/test_prefix_cache.py)"
     )
-    per_cpu, trl_per_cpu = result["n_train"] / result["cpu_seconds"], trl["n_train"] / trl["cpu_seconds"]
+    per_cpu, trl_per_cpu = result.n_train / result.cpu_seconds, trl.n_train / trl.cpu_seconds
     return row(
-        AREA, f"real model, {result['n_train']} pairs x 1 epoch: {label}", result["pairs_per_second"],
-        "pairs/s", "TRL defaults", trl["pairs_per_second"],
+        AREA, f"real model, {result.n_train} pairs x 1 epoch: {label}", result.pairs_per_second,
+        "pairs/s", "TRL defaults", trl.pairs_per_second,
         note=f"{quality}; per CPU-second {per_cpu:.3f} vs {trl_per_cpu:.3f} ({per_cpu / trl_per_cpu:.2f}x; "
-        f"the load-robust ratio at 1 thread); trained in {result['seconds']:.0f} s wall, "
-        f"{result['cpu_seconds']:.0f} s CPU; higher is better",
+        f"the load-robust ratio at 1 thread); trained in {result.seconds:.0f} s wall, "
+        f"{result.cpu_seconds:.0f} s CPU; higher is better",
     )  # fmt: skip
 
 

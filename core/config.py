@@ -5,6 +5,7 @@ Each section belongs to one part of the loop; the whole object is what a trainin
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from core.paths import REPO_ROOT, VAR_DIR
+from core.words import LENGTH_BAND
 
 EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
@@ -39,8 +41,7 @@ class GenerationConfig(Section):
     max_new_tokens: int = Field(48, ge=1)
     seed: int = Field(0, ge=0)
     batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
-    # torch threads while generating on CPU. 1 suits the embedded model (its matmuls are too small to split)
-    # and shared machines (contending OpenMP threads ran ~8x slower); None = torch's default, all cores.
+    # torch threads while generating on CPU; None = torch's default, all cores (why 1: README "Generation")
     cpu_threads: int | None = Field(1, ge=1)
     pairs_per_prompt: int | None = Field(None, ge=1)  # None: all C(n, 2) pairs
     # which pairs fill a pairs_per_prompt budget: "balanced" (every candidate compared evenly) or
@@ -75,9 +76,7 @@ class TrainConfig(Section):
     round_policy: Literal["continue", "from-base"] = "from-base"
     pref_beta: float = Field(0.1, gt=0.0)
     pref_loss: str = "sigmoid"
-    # weight of an added SFT term on the chosen answer; 0 disables it. 1.0 anchored the policy too hard
-    # (`shorter` 0.62), 0 over-optimised (median length -64%, off topic), 0.1 let `number` drift off topic
-    # by round 2; 0.2 learned all three loop-learns scenarios with health intact: README `simulate`
+    # weight of an added SFT term on the chosen answer; 0 disables it (the choice of 0.2: README `simulate`)
     pref_ftx: float = Field(0.2, ge=0.0)
     lora_rank: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
@@ -101,9 +100,7 @@ class TrainConfig(Section):
         "every position off-GPU); same loss and metrics.",
     )
     learning_rate: float = Field(5e-4, gt=0.0)
-    num_train_epochs: float = Field(
-        2.0, gt=0.0
-    )  # 1 epoch learned `number` to 0.64 only, 2 to 0.80: README `simulate`
+    num_train_epochs: float = Field(2.0, gt=0.0)  # why 2: README `simulate`
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     cutoff_len: int = Field(256, ge=8)
@@ -114,7 +111,7 @@ class TrainConfig(Section):
     )  # validation loss every N steps; None: once per epoch; 0: never
     lr_scheduler_type: str = "linear"
     warmup_steps: int = Field(0, ge=0)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (measured)
+    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (README)
     precompute_ref_log_probs: bool = True  # the reference pass once per round, not once per epoch
     cpu_threads: int | None = Field(
         1, ge=1
@@ -147,7 +144,7 @@ class ReportConfig(Section):
     min_on_topic_ratio: float = Field(
         0.7, ge=0.0
     )  # flag when the share of on-topic outputs falls below this × base's
-    length_band: tuple[int, int] = (30, 75)  # the length (characters) the task asks for; "in band" share
+    length_band: tuple[int, int] = LENGTH_BAND  # the length (characters) the task asks for; "in band" share
     # templates (names or texts with {idea}) whose prompts ask for a title: only their outputs get the
     # length band and the strict title repeat check; every other output is judged as long-form text
     title_templates: tuple[str, ...] = ("youtube-title",)
@@ -163,7 +160,7 @@ class ReportConfig(Section):
 
 
 class Config(Section):
-    db: str | None = None  # SQLAlchemy URL; None: PREFLOOP_DB, else var/prefloop.db
+    db: str | None = None  # SQLAlchemy URL; load_config always resolves it (see database_url)
     var_dir: Path = VAR_DIR  # adapters, exports, runs, reports
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
@@ -187,8 +184,19 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
     tree[leaf] = value
 
 
-def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file (``prefloop.yaml`` in the project if present), then overrides."""
+def database_url(url: str | None = None) -> str:
+    """An explicit URL, else ``PREFLOOP_DB``, else ``var/prefloop.db`` in the project."""
+    return url or os.environ.get("PREFLOOP_DB") or f"sqlite:///{VAR_DIR / 'prefloop.db'}"
+
+
+def load_config(
+    path: Path | str | None = None, overrides: list[str] | tuple[str, ...] = (), db: str | None = None
+) -> Config:
+    """Defaults, then the YAML file (``prefloop.yaml`` in the project if present), then overrides.
+
+    The database URL is resolved here, once: ``db`` (``--db``), else the file's or an override's ``db``,
+    else ``PREFLOOP_DB``, else ``var/prefloop.db``.
+    """
     file = Path(path) if path else (DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.exists() else None)
     tree: dict[str, Any] = {}
     if file is not None:
@@ -203,6 +211,7 @@ def load_config(path: Path | str | None = None, overrides: list[str] | tuple[str
         if not sep:
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+    tree["db"] = database_url(db or tree.get("db"))
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -13,7 +13,6 @@ beyond ``REPEAT_NGRAM_SHARE`` of its 3-grams, because lists, code and prose legi
 
 from __future__ import annotations
 
-import functools
 import re
 import statistics
 from collections import defaultdict
@@ -22,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import ReportConfig
-from labelling.oracles import idea_of, key_words
+from core.words import LENGTH_BAND
+from labelling.oracles import is_on_topic
 from storage.templates import PLACEHOLDER, template_text
 
 REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping
@@ -89,18 +89,6 @@ def asks_for_title(prompt_text: str, template: str | None, title_templates: Sequ
     return False
 
 
-@functools.lru_cache(maxsize=4096)
-def _prompt_words(prompt_text: str) -> frozenset[str]:
-    """A prompt's key words, once per prompt: every sample of a prompt asks for the same set."""
-    return frozenset(key_words(idea_of(prompt_text)))
-
-
-def is_on_topic(text: str, prompt_text: str) -> bool | None:
-    """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt)."""
-    wanted = _prompt_words(prompt_text)
-    return bool(wanted & key_words(text)) if wanted else None
-
-
 def _share(flags: Sequence[bool]) -> float | None:
     return sum(flags) / len(flags) if flags else None
 
@@ -125,7 +113,9 @@ def drawn_per_prompt(candidates: Iterable[tuple[Hashable, Mapping[str, Any] | No
 
 
 def output_health(
-    samples: Sequence[Sample], band: tuple[int, int] = (30, 75), drawn: Mapping[Hashable, int] | None = None
+    samples: Sequence[Sample],
+    band: tuple[int, int] = LENGTH_BAND,
+    drawn: Mapping[Hashable, int] | None = None,
 ) -> Health:
     """``drawn``: per prompt key, how many samples were generated when storage kept identical texts once
     (prefloop stores each distinct candidate text once per prompt and model), so collapse stays visible.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import re
 import shutil
 import tempfile
 from collections import defaultdict
@@ -39,8 +38,8 @@ from storage.models import (
     VersionKind,
     utcnow,
 )
+from storage.versions import round_of
 
-_ROUND_NAME = re.compile(r"round-(\d+)$")
 KIND_TITLES = {
     "human": "Human annotators",
     "simulated": "Simulated annotators",
@@ -62,8 +61,7 @@ def _round_of(version: ModelVersion, run_rounds: dict[int, int | None]) -> int |
         return 0
     if version.training_run_id is not None and run_rounds.get(version.training_run_id) is not None:
         return run_rounds[version.training_run_id]
-    found = _ROUND_NAME.search(version.name)
-    return int(found.group(1)) if found and version.kind != VersionKind.external else None
+    return round_of(version.name) if version.kind != VersionKind.external else None
 
 
 def gather(session: Session, title_templates: tuple[str, ...] = ()) -> EvalData:

@@ -8,7 +8,7 @@ candidates appear together or not at all. ``generate_texts`` samples without sto
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -21,8 +21,8 @@ from labelling.pairs import all_pairs, budget_pairs, different_pairs
 from storage.db import session_scope
 from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
+from storage.versions import BASE, latest_adapter, version_named
 
-BASE_VERSION = "base"
 ROUND_SEED_STRIDE = 1000  # round r samples with seeds starting at seed + r * stride: new round, new texts
 
 
@@ -42,24 +42,17 @@ class GenerationSummary:
     tokens_per_s: float
     candidates_per_s: float
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
 
 def resolve_policy(session: Session, config: Config, policy: str, *, create: bool = True) -> ModelVersion:
-    """``base`` (created on first use from ``model.base``), ``latest`` (newest adapter, else base), or a
-    version name. With ``create=False`` a missing base version is returned unsaved (id None)."""
+    """``base`` (created on first use from ``model.base``), ``latest`` (the highest "round-N" adapter,
+    else base), or a version name. With ``create=False`` a missing base version is returned unsaved
+    (id None)."""
     if policy == "latest":
-        newest = session.exec(
-            select(ModelVersion)
-            .where(ModelVersion.kind == VersionKind.adapter)
-            .order_by(col(ModelVersion.created_at).desc(), col(ModelVersion.id).desc())
-        ).first()
-        return newest or resolve_policy(session, config, BASE_VERSION, create=create)
-    version = session.exec(select(ModelVersion).where(ModelVersion.name == policy)).first()
-    if policy == BASE_VERSION:
+        return latest_adapter(session) or resolve_policy(session, config, BASE, create=create)
+    version = version_named(session, policy)
+    if policy == BASE:
         if version is None:
-            version = ModelVersion(name=BASE_VERSION, kind=VersionKind.base, base_model=config.model.base)
+            version = ModelVersion(name=BASE, kind=VersionKind.base, base_model=config.model.base)
             if create:
                 session.add(version)
                 session.flush()

@@ -31,6 +31,7 @@ from core.config import AnnotateConfig
 from core.errors import PrefloopError
 from storage.db import session_scope
 from storage.models import Annotator, Candidate, Choice, Comparison, Judgment, Lease, Prompt, Purpose, utcnow
+from storage.queries import current
 
 Side = Literal["a", "b"]
 NOTE_MAX_CHARS = 500
@@ -107,7 +108,7 @@ def overlap_for(purpose: Purpose, settings: AnnotateConfig) -> int:
 
 def _current(annotator_id: int | None = None):
     """SQL condition: a judgment that is not superseded (optionally by one annotator)."""
-    cond = Judgment.superseded_at.is_(None)
+    cond = current()
     return and_(cond, Judgment.annotator_id == annotator_id) if annotator_id is not None else cond
 
 
@@ -475,7 +476,7 @@ def _undoable(
         .join(Prompt, Prompt.id == Comparison.prompt_id)
         .where(
             Judgment.id == latest,
-            Judgment.superseded_at.is_(None),
+            current(),
             Judgment.created_at > now - timedelta(seconds=settings.undo_seconds),
         )
     ).first()

@@ -16,6 +16,7 @@ things, so a round trained on one oracle's labels can be judged by the same orac
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.util
 import random
@@ -25,23 +26,18 @@ from pathlib import Path
 from typing import Literal
 
 from core.errors import PrefloopError
+from core.words import LENGTH_BAND, STOPWORDS
 
 Verdict = Literal["a", "b", "tie"]
 Oracle = Callable[[str, str, str], str]
 VERDICTS = ("a", "b", "tie")
 
-BAND = (30, 75)  # the seed's "Title should be between 30 and 75 characters long"
 LENGTH_TIE_CHARS = 4  # inside the band, closer-to-middle must win by more than this to count
 SHORTER_TIE_CHARS = 2  # "shorter" by one or two characters is a tie: nobody sees that difference
 
 _IDEA_LINE = re.compile(r"\*\*Video Idea\*\*:\s*(.+)")
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"\d")
-_STOPWORD_TEXT = (
-    "a an and are as at be by for from how i in is it its me my of on or our so the this to vs we what "
-    "when why with you your about into using use"
-)
-_STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
 def prefer(score_a: float, score_b: float, margin: float = 0.0) -> Verdict:
@@ -71,10 +67,23 @@ def _stem(word: str) -> str:
 
 def key_words(text: str) -> set[str]:
     """Stems of the content words of ``text`` (stop words dropped; hyphenated words split)."""
-    return {_stem(w) for w in _WORD.findall(text.casefold().replace("-", " ")) if w not in _STOPWORDS}
+    return {_stem(w) for w in _WORD.findall(text.casefold().replace("-", " ")) if w not in STOPWORDS}
 
 
-def band_distance(title: str, band: tuple[int, int] = BAND) -> float:
+@functools.lru_cache(maxsize=4096)
+def _prompt_words(prompt_text: str) -> frozenset[str]:
+    """A prompt's key words, once per prompt: every sample of a prompt asks for the same set."""
+    return frozenset(key_words(idea_of(prompt_text)))
+
+
+def is_on_topic(text: str, prompt_text: str) -> bool | None:
+    """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt);
+    None when the idea has no key word. The health report and the tiny model's build check both use it."""
+    wanted = _prompt_words(prompt_text)
+    return bool(wanted & key_words(text)) if wanted else None
+
+
+def band_distance(title: str, band: tuple[int, int] = LENGTH_BAND) -> float:
     """0 inside the band, else how many characters outside it."""
     n = len(title.strip())
     return max(band[0] - n, n - band[1], 0)
@@ -89,7 +98,7 @@ def length_band(prompt: str, a: str, b: str) -> Verdict:
     dist_a, dist_b = band_distance(a), band_distance(b)
     if dist_a != dist_b:
         return prefer(-dist_a, -dist_b)
-    middle = sum(BAND) / 2
+    middle = sum(LENGTH_BAND) / 2
     return prefer(-abs(len(a.strip()) - middle), -abs(len(b.strip()) - middle), LENGTH_TIE_CHARS)
 
 

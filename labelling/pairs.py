@@ -7,20 +7,26 @@ Two rules for a budget of pairs per prompt (``generation.pair_selection``):
   shuffle. So every candidate is compared before any is compared twice, uses differ by at most one where
   the budget allows, and the same seed gives the same pairs.
 - ``most-different`` (``different_pairs``): the pairs whose texts differ most (``difference``). A
-  near-identical pair mostly earns a tie or a coin flip that teaches DPO nothing; measured by
-  ``bench/bench_label_efficiency.py``.
+  near-identical pair mostly earns a tie or a coin flip that teaches DPO nothing.
+
+``bench/bench_label_efficiency.py`` measures the most-different rule on a labelling budget spread over
+prompts (``select_pairs``): ``most_different_pairs`` takes every prompt's pairs in the order
+``different_pairs`` ranks them, one layer at a time, so a budget of k pairs per prompt picks exactly the
+pairs production queues with ``pairs_per_prompt = k``. Its baseline ``random`` is what the seed did.
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections import Counter
-from collections.abc import Hashable, Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import combinations, product
 from typing import TypeVar
 
 T = TypeVar("T", bound=Hashable)
+P = TypeVar("P")
 _TOKEN = re.compile(r"\w+")
 
 
@@ -68,7 +74,64 @@ def difference(a: str, b: str) -> float:
     return jaccard_distance + (abs(len(a) - len(b)) / longest if longest else 0.0)
 
 
+def most_different_first(pairs: Sequence[P], texts: Callable[[P], tuple[str, str]]) -> list[P]:
+    """``pairs`` by ``difference`` of their two texts, largest first; ties keep input order."""
+    return sorted(pairs, key=lambda pair: -difference(*texts(pair)))
+
+
 def different_pairs(texts: Mapping[T, str], budget: int) -> list[tuple[T, T]]:
     """The ``budget`` pairs of one prompt's candidates (id -> text) differing most; ties keep input order."""
-    ranked = sorted(all_pairs(list(texts)), key=lambda pair: -difference(texts[pair[0]], texts[pair[1]]))
+    ranked = most_different_first(all_pairs(list(texts)), lambda pair: (texts[pair[0]], texts[pair[1]]))
     return ranked[: max(0, budget)]
+
+
+# -- a labelling budget over many prompts (the label-efficiency benchmark) ------------------------------
+
+
+@dataclass(frozen=True)
+class PairTexts:
+    """A candidate pair as selection sees it: no labels, no model names (nothing it could cheat with)."""
+
+    key: int  # e.g. the comparison id
+    prompt_key: int
+    text_a: str
+    text_b: str
+
+
+def random_pairs(pairs: Sequence[PairTexts], budget: int, rng: random.Random) -> list[PairTexts]:
+    """``budget`` pairs drawn uniformly without replacement (all of them if fewer)."""
+    return rng.sample(list(pairs), min(budget, len(pairs)))
+
+
+def most_different_pairs(pairs: Sequence[PairTexts], budget: int) -> list[PairTexts]:
+    """The most different pair of every prompt first, then every prompt's second, and so on.
+
+    Round-robin over prompts keeps the budget spread across topics (a policy must generalise to new
+    prompts); within a pass, more different pairs come first. Ties in difference keep input order.
+    """
+    by_prompt: dict[int, list[PairTexts]] = defaultdict(list)
+    for pair in pairs:
+        by_prompt[pair.prompt_key].append(pair)
+    ranked = [most_different_first(group, _texts) for group in by_prompt.values()]
+    chosen: list[PairTexts] = []
+    depth = 0
+    while len(chosen) < budget and any(depth < len(group) for group in ranked):
+        layer = most_different_first([group[depth] for group in ranked if depth < len(group)], _texts)
+        chosen += layer[: budget - len(chosen)]
+        depth += 1
+    return chosen
+
+
+def _texts(pair: PairTexts) -> tuple[str, str]:
+    return pair.text_a, pair.text_b
+
+
+STRATEGIES = ("random", "most-different")
+
+
+def select_pairs(strategy: str, pairs: Sequence[PairTexts], budget: int, seed: int = 0) -> list[PairTexts]:
+    if strategy == "random":
+        return random_pairs(pairs, budget, random.Random(seed))
+    if strategy == "most-different":
+        return most_different_pairs(pairs, budget)
+    raise ValueError(f"unknown pair selection {strategy!r}; known: {', '.join(STRATEGIES)}")

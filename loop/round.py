@@ -16,36 +16,23 @@ from __future__ import annotations
 
 import hashlib
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import func, select
 
 from core.config import Config
-from core.errors import PrefloopError
+from storage import queries
 from storage.db import session_scope
-from storage.models import (
-    Candidate,
-    Comparison,
-    ModelVersion,
-    Prompt,
-    Purpose,
-    Split,
-    TrainingRun,
-    VersionKind,
-)
+from storage.models import Candidate, ModelVersion, Purpose, Split
 from storage.repo import get_or_create_comparison
+from storage.versions import BASE, latest_adapter, round_of, version_name, version_named
 from training import registry
-from training.registry import crash_point
+from training.pipeline import LabelExport, export_labels, publish, train_adapter
 
-BASE_VERSION = "base"
 Echo = Callable[[str], None]
 
 
@@ -88,223 +75,165 @@ class StageClock:
             self.summary.stage_seconds[stage] = self.summary.stage_seconds.get(stage, 0.0) + seconds
 
 
-# -- what the database already holds -------------------------------------------------------------------
+# -- the whole round ---------------------------------------------------------------------------------
 
 
-def _base_version(engine: Engine, config: Config) -> ModelVersion:
-    from generation.api import resolve_policy
-
-    with session_scope(engine, write=True) as session:
-        return resolve_policy(session, config, BASE_VERSION)
-
-
-def _version(engine: Engine, name: str) -> ModelVersion | None:
-    with session_scope(engine) as session:
-        return session.exec(select(ModelVersion).where(ModelVersion.name == name)).first()
-
-
-def _prompt_ids(engine: Engine, split: Split) -> list[int]:
-    with session_scope(engine) as session:
-        return list(session.exec(select(Prompt.id).where(Prompt.split == split).order_by(Prompt.id)))
-
-
-def candidates_by_prompt(engine: Engine, version_id: int, prompt_ids: list[int]) -> dict[int, list[int]]:
-    """Candidate ids of one version per prompt (only prompts that have some)."""
-    found: dict[int, list[int]] = {}
-    if not prompt_ids:
-        return found
-    with session_scope(engine) as session:
-        rows = session.exec(
-            select(Candidate.prompt_id, Candidate.id)
-            .where(Candidate.model_version_id == version_id, Candidate.prompt_id.in_(prompt_ids))
-            .order_by(Candidate.id)
+def train_round(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
+    """``prefloop train-round``: finish an interrupted round, else train the next one and queue its pairs."""
+    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
+    latest, number = next_round(engine)
+    if latest is not None and not round_complete(engine, latest):
+        summary = RoundSummary(round_number=round_of(latest.name), version=latest.name, outcome="resumed")
+        summary.message = f"{latest.name} is registered but its round did not finish: resuming at generation."
+        summary.adapter_path, summary.training_run_id = latest.adapter_path, latest.training_run_id
+        echo(summary.message)
+        version = latest
+    else:
+        summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
+        version = train_version(
+            engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary
         )
-        for prompt_id, cand_id in rows:
-            found.setdefault(prompt_id, []).append(cand_id)
-    return found
+        if version is None:
+            return summary
+    clock = StageClock(summary, echo)
+    generate_stage(engine, config, version, clock, summary)
+    eval_stage(engine, config, version, clock, summary)
+    return summary
 
 
-def _comparison_count(engine: Engine, round_id: int, purpose: Purpose) -> int:
-    with session_scope(engine) as session:
-        return session.exec(
-            select(func.count())
-            .select_from(Comparison)
-            .where(Comparison.round_id == round_id, Comparison.purpose == purpose)
-        ).one()
-
-
-def round_complete(engine: Engine, version: ModelVersion) -> bool:
-    """Stages 4 and 5 done for this adapter's round (each stores its rows in one go)."""
-    number = registry.round_of(version.name)
-    train_done = bool(candidates_by_prompt(engine, version.id, _prompt_ids(engine, Split.train)))
-    has_eval_prompts = bool(_prompt_ids(engine, Split.eval))
-    eval_done = not has_eval_prompts or _comparison_count(engine, number, Purpose.eval) > 0
-    return train_done and eval_done
-
-
-def _last_data_hash(engine: Engine, version: ModelVersion | None) -> str | None:
-    if version is None or version.training_run_id is None:
-        return None
-    with session_scope(engine) as session:
-        run = session.get(TrainingRun, version.training_run_id)
-        return run.data_hash if run else None
+def train_only(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
+    """``prefloop train``: stages 1-3 (a new version when the labels changed)."""
+    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
+    latest, number = next_round(engine)
+    summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
+    train_version(engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary)
+    return summary
 
 
 # -- stages 1-3: export, train, register ---------------------------------------------------------------
-
-
-def _run_config(config: Config, parent: ModelVersion, export) -> dict[str, Any]:
-    return {
-        "round_policy": config.train.round_policy,
-        "parent": parent.name,
-        "model": config.model.model_dump(mode="json"),
-        "train": config.train.model_dump(mode="json"),
-        "export": {"n_train": export.n_train, "n_validation": export.n_validation, "dropped": export.dropped},
-    }
-
-
-def _train(
-    config: Config, *, dataset_dir: Path, staging: Path, parent: ModelVersion, on_log
-) -> dict[str, Any]:
-    """Train into ``staging``; returns the result as a dict (same shape in- and out-of-process)."""
-    from training.dpo import train_dpo
-    from training.launch import result_as_dict, run_accelerate, write_spec
-
-    job = {
-        "base_model": config.model.base,
-        "dataset_dir": dataset_dir,
-        "output_dir": staging,
-        "train": config.train,
-        "parent_adapter": Path(parent.adapter_path) if parent.kind == VersionKind.adapter else None,
-        "max_lora_rank": config.generation.vllm_max_lora_rank,
-    }
-    if config.train.num_processes > 1:
-        import torch
-
-        spec = write_spec(staging.parent / f"{staging.name}.spec.json", **job)
-        try:
-            return run_accelerate(spec, config.train, cpu=not torch.cuda.is_available())
-        finally:
-            spec.unlink(missing_ok=True)
-    result = train_dpo(**job, on_log=on_log)
-    return result_as_dict(result)
 
 
 def train_version(
     engine: Engine, config: Config, *, latest: ModelVersion | None, clock: StageClock, summary: RoundSummary
 ) -> ModelVersion | None:
     """Stages 1-3. Returns the new version, or None when the labels did not change since ``latest``."""
-    from storage.exports import export_trl
-    from training.plots import plot_loss_curve, write_metrics_csv
-
     name = summary.version
-    runs_dir = Path(config.var_dir) / "runs"
-    runs_dir.mkdir(parents=True, exist_ok=True)
+    previous_hash = _read(engine, queries.training_data_hash, latest)
     with clock("export", "exporting train-purpose labels"):
-        export_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=runs_dir))
-        export_dir.chmod(0o755)
-        export = export_trl(
-            engine, export_dir, validation_share=config.train.validation_share, seed=config.train.seed
-        )
+        labels = export_labels(engine, config, name, previous_hash=previous_hash)
     summary.n_train, summary.n_validation, summary.dropped = (
-        export.n_train,
-        export.n_validation,
-        export.dropped,
+        labels.n_train,
+        labels.n_validation,
+        labels.dropped,
     )
-    if export.n_train == 0:
-        shutil.rmtree(export_dir, ignore_errors=True)
-        dropped = ", ".join(f"{k} {v}" for k, v in export.dropped.items()) or "none"
-        raise PrefloopError(
-            f"no labelled train pairs to train on (left out: {dropped}); label pairs in the app, with "
-            "`prefloop simulate`, or import them with `prefloop labels import`"
-        )
-    if latest is not None and _last_data_hash(engine, latest) == export.data_hash:
-        shutil.rmtree(export_dir, ignore_errors=True)
+    if not labels.changed:
         summary.outcome = "no-new-labels"
         summary.message = (
-            f"no new labels since {latest.name} (the same {export.n_train} + {export.n_validation} pairs, "
-            f"data hash {export.data_hash[:12]}); nothing changed"
+            f"no new labels since {latest.name} (the same {labels.n_train} + {labels.n_validation} pairs, "
+            f"data hash {labels.data_hash[:12]}); nothing changed"
         )
         return None
-    final_export = runs_dir / name / "export"
-    if final_export.exists():
-        shutil.rmtree(final_export)
-    final_export.parent.mkdir(parents=True, exist_ok=True)
-    export_dir.rename(final_export)
-    crash_point("after-export")
-
-    if config.train.round_policy == "continue" and latest is not None:
-        parent = latest
-    else:
-        parent = _base_version(engine, config)
+    continues = config.train.round_policy == "continue" and latest is not None
+    parent = latest if continues else base_version(engine, config)
     run_id = registry.start_run(
         engine,
         round_id=summary.round_number,
-        config=_run_config(config, parent, export),
-        data_hash=export.data_hash,
+        config=_run_config(config, parent, labels),
+        data_hash=labels.data_hash,
     )
     summary.training_run_id = run_id
-    root = registry.adapters_root(config.var_dir)
     rows: list[dict[str, Any]] = []
 
-    def on_log(row: dict[str, Any]) -> None:
+    def on_log(row: dict[str, Any]) -> None:  # the dashboard follows a live run
         rows.append(row)
         registry.save_metrics(engine, run_id, rows)
-        crash_point("mid-train")
 
     try:
-        with registry.staging_dir(root, name) as staging:
-            with clock("train", f"training {name} on {export.n_train} pairs (parent {parent.name})"):
-                result = _train(
-                    config,
-                    dataset_dir=final_export / "dataset",
-                    staging=staging,
-                    parent=parent,
-                    on_log=on_log,
+        with registry.staging_dir(registry.adapters_root(config.var_dir), name) as staging:
+            with clock("train", f"training {name} on {labels.n_train} pairs (parent {parent.name})"):
+                title = f"{name} (DPO + LoRA)"
+                result = train_adapter(
+                    config, labels, staging=staging, parent=parent, title=title, on_log=on_log
                 )
-                write_metrics_csv(result["metrics"], staging / "metrics.csv")
-                plot_loss_curve(result["metrics"], staging / "loss_curve.png", title=f"{name} (DPO + LoRA)")
             with clock("register", f"registering {name}"):
-                version = registry.publish_adapter(
-                    engine,
-                    run_id=run_id,
-                    staging=staging,
-                    root=root,
-                    name=name,
-                    base_model=config.model.base,
-                    parent_id=parent.id,
-                    metrics=result["metrics"],
-                    resolved={
-                        "dpo": result["dpo_settings"],
-                        "lora": result["lora_settings"],
-                        "hardware": result["hardware"],
-                        "seconds": result["seconds"],
-                    },
+                version = publish(
+                    engine, config, run_id=run_id, staging=staging, name=name, parent=parent, result=result
                 )
     except BaseException as exc:
         registry.fail_run(engine, run_id, f"{type(exc).__name__}: {exc}")
         raise
-    summary.final_metrics = result["final"]
-    summary.pairs_per_second = result["pairs_per_second"]
+    summary.final_metrics, summary.pairs_per_second = result.final, result.pairs_per_second
     summary.adapter_path = version.adapter_path
-    crash_point("after-register")
     return version
+
+
+def _run_config(config: Config, parent: ModelVersion, labels: LabelExport) -> dict[str, Any]:
+    return {
+        "round_policy": config.train.round_policy,
+        "parent": parent.name,
+        "model": config.model.model_dump(mode="json"),
+        "train": config.train.model_dump(mode="json"),
+        "export": {"n_train": labels.n_train, "n_validation": labels.n_validation, "dropped": labels.dropped},
+    }
 
 
 # -- stages 4-5: generation and eval pairs -------------------------------------------------------------
 
 
-def _generate(engine: Engine, config: Config, **kwargs: Any) -> None:
-    from generation.api import generate_candidates
+def generate_stage(engine: Engine, config: Config, version: ModelVersion, clock: StageClock, summary) -> None:
+    """Stage 4: round N's train candidates + pairs from the new adapter (skipped if already there)."""
+    number = summary.round_number
+    with clock("generate-train", f"generating round {number} train candidates with {version.name}"):
+        train_ids = _read(engine, queries.prompt_ids, Split.train)
+        if train_ids and not _read(engine, queries.candidates_by_prompt, version.id, train_ids):
+            _generate(
+                engine,
+                config,
+                round_id=number,
+                policy=version.name,
+                split=Split.train,
+                n=config.generation.n,
+                purpose=Purpose.train,
+                make_pairs=True,
+                prompt_ids=None,
+            )
+        summary.train_pairs_queued = _read(engine, queries.comparison_count, number, Purpose.train)
 
-    generate_candidates(engine, config, backend=config.generation.backend, progress=True, **kwargs)
+
+def eval_stage(engine: Engine, config: Config, version: ModelVersion, clock: StageClock, summary) -> None:
+    """Stage 5: eval samples on held-out prompts and blind pairs vs base (and vs the previous round)."""
+    number = summary.round_number
+    samples = config.round.eval_samples_per_model
+    with clock("generate-eval", f"eval samples and blind pairs for {version.name}"):
+        eval_ids = _read(engine, queries.prompt_ids, Split.eval)
+        if not eval_ids:
+            summary.message += " No eval-split prompts: no eval pairs queued."
+            return
+        new = ensure_samples(engine, config, version, eval_ids, n=samples, round_id=number)
+        baselines = [base_version(engine, config)]
+        previous = _read(engine, version_named, version_name(number - 1)) if number > 1 else None
+        if previous is not None:
+            baselines.append(previous)
+        for baseline in baselines:
+            have = ensure_samples(
+                engine, config, baseline, eval_ids, n=samples, round_id=round_of(baseline.name) or 0
+            )
+            summary.eval_pairs[baseline.name] = queue_eval_pairs(
+                engine,
+                new,
+                have,
+                baseline_name=baseline.name,
+                round_number=number,
+                per_prompt=math.ceil(config.round.eval_pairs_per_baseline / len(eval_ids)),
+                seed=config.generation.seed,
+            )
 
 
 def ensure_samples(
     engine: Engine, config: Config, version: ModelVersion, prompt_ids: list[int], *, n: int, round_id: int
 ) -> dict[int, list[int]]:
     """Eval samples of ``version`` on the prompts; generates only for prompts that have none yet."""
-    have = candidates_by_prompt(engine, version.id, prompt_ids)
+    have = _read(engine, queries.candidates_by_prompt, version.id, prompt_ids)
     missing = [pid for pid in prompt_ids if pid not in have]
     if missing:
         _generate(
@@ -318,7 +247,7 @@ def ensure_samples(
             make_pairs=False,
             prompt_ids=missing,
         )
-        have = candidates_by_prompt(engine, version.id, prompt_ids)
+        have = _read(engine, queries.candidates_by_prompt, version.id, prompt_ids)
     return have
 
 
@@ -362,93 +291,38 @@ def queue_eval_pairs(
     return queued
 
 
-def generate_stage(engine: Engine, config: Config, version: ModelVersion, clock: StageClock, summary) -> None:
-    """Stage 4: round N's train candidates + pairs from the new adapter (skipped if already there)."""
-    number = summary.round_number
-    with clock("generate-train", f"generating round {number} train candidates with {version.name}"):
-        train_ids = _prompt_ids(engine, Split.train)
-        if train_ids and not candidates_by_prompt(engine, version.id, train_ids):
-            _generate(
-                engine,
-                config,
-                round_id=number,
-                policy=version.name,
-                split=Split.train,
-                n=config.generation.n,
-                purpose=Purpose.train,
-                make_pairs=True,
-                prompt_ids=None,
-            )
-        crash_point("after-generate-train")
-        summary.train_pairs_queued = _comparison_count(engine, number, Purpose.train)
+# -- what the database already holds -------------------------------------------------------------------
 
 
-def eval_stage(engine: Engine, config: Config, version: ModelVersion, clock: StageClock, summary) -> None:
-    """Stage 5: eval samples on held-out prompts and blind pairs vs base (and vs the previous round)."""
-    number = summary.round_number
-    samples = config.round.eval_samples_per_model
-    with clock("generate-eval", f"eval samples and blind pairs for {version.name}"):
-        eval_ids = _prompt_ids(engine, Split.eval)
-        if not eval_ids:
-            summary.message += " No eval-split prompts: no eval pairs queued."
-            return
-        new = ensure_samples(engine, config, version, eval_ids, n=samples, round_id=number)
-        baselines = [_base_version(engine, config)]
-        previous = _version(engine, registry.version_name(number - 1)) if number > 1 else None
-        if previous is not None:
-            baselines.append(previous)
-        for baseline in baselines:
-            round_of_baseline = registry.round_of(baseline.name) or 0
-            have = ensure_samples(engine, config, baseline, eval_ids, n=samples, round_id=round_of_baseline)
-            crash_point("mid-eval")
-            summary.eval_pairs[baseline.name] = queue_eval_pairs(
-                engine,
-                new,
-                have,
-                baseline_name=baseline.name,
-                round_number=number,
-                per_prompt=math.ceil(config.round.eval_pairs_per_baseline / len(eval_ids)),
-                seed=config.generation.seed,
-            )
-
-
-# -- the whole round ---------------------------------------------------------------------------------
+def _read(engine: Engine, query: Callable[..., Any], *args: Any) -> Any:
+    """One read-only query of ``storage.queries`` / ``storage.versions`` in its own session."""
+    with session_scope(engine) as session:
+        return query(session, *args)
 
 
 def next_round(engine: Engine) -> tuple[ModelVersion | None, int]:
-    latest = registry.latest_adapter(engine)
-    return latest, (registry.round_of(latest.name) if latest else 0) + 1
+    latest = _read(engine, latest_adapter)
+    return latest, (round_of(latest.name) if latest else 0) + 1
 
 
-def train_only(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
-    """``prefloop train``: stages 1-3 (a new version when the labels changed)."""
-    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
-    latest, number = next_round(engine)
-    summary = RoundSummary(round_number=number, version=registry.version_name(number), outcome="trained")
-    train_version(engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary)
-    return summary
+def round_complete(engine: Engine, version: ModelVersion) -> bool:
+    """Stages 4 and 5 done for this adapter's round (each stores its rows in one go)."""
+    number = round_of(version.name)
+    train_ids = _read(engine, queries.prompt_ids, Split.train)
+    train_done = bool(_read(engine, queries.candidates_by_prompt, version.id, train_ids))
+    has_eval_prompts = bool(_read(engine, queries.prompt_ids, Split.eval))
+    eval_done = not has_eval_prompts or _read(engine, queries.comparison_count, number, Purpose.eval) > 0
+    return train_done and eval_done
 
 
-def train_round(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
-    """``prefloop train-round``: finish an interrupted round, else train the next one and queue its pairs."""
-    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
-    latest, number = next_round(engine)
-    if latest is not None and not round_complete(engine, latest):
-        number = registry.round_of(latest.name)
-        summary = RoundSummary(round_number=number, version=latest.name, outcome="resumed")
-        summary.message = f"{latest.name} is registered but its round did not finish: resuming at generation."
-        echo(summary.message)
-        version = latest
-        summary.adapter_path = version.adapter_path
-        summary.training_run_id = version.training_run_id
-    else:
-        summary = RoundSummary(round_number=number, version=registry.version_name(number), outcome="trained")
-        version = train_version(
-            engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary
-        )
-        if version is None:
-            return summary
-    clock = StageClock(summary, echo)
-    generate_stage(engine, config, version, clock, summary)
-    eval_stage(engine, config, version, clock, summary)
-    return summary
+def base_version(engine: Engine, config: Config) -> ModelVersion:
+    from generation.api import resolve_policy
+
+    with session_scope(engine, write=True) as session:
+        return resolve_policy(session, config, BASE)
+
+
+def _generate(engine: Engine, config: Config, **kwargs: Any) -> None:
+    from generation.api import generate_candidates
+
+    generate_candidates(engine, config, backend=config.generation.backend, progress=True, **kwargs)

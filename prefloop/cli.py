@@ -44,10 +44,7 @@ def _root(
         typer.Option("--db", help="SQLAlchemy database URL (default: $PREFLOOP_DB, else var/prefloop.db)."),
     ] = None,
 ) -> None:
-    cfg = load_config(config, overrides or [])
-    if db:
-        cfg.db = db
-    ctx.obj = State(cfg)
+    ctx.obj = State(load_config(config, overrides or [], db))
 
 
 def _register_commands() -> None:

@@ -7,9 +7,6 @@ from collections.abc import Iterable
 
 from storage.models import Choice
 
-# outcomes of ``aggregate`` other than "a"/"b": why a pair is not a DPO pair
-NOT_A_PAIR = ("unjudged", "skip", "tie", "both_bad", "no_majority")
-
 
 def aggregate(choices: Iterable[Choice]) -> str:
     """'a' or 'b' when that side has the most votes, strictly ahead of every other choice.

@@ -30,6 +30,7 @@ from sqlalchemy import Engine, update
 from sqlmodel import Session, select
 
 from core.errors import PrefloopError
+from storage import queries
 from storage.auth import LOCAL_USER
 from storage.db import session_scope
 from storage.files import atomic_write_bytes, checked_text, json_line, read_text, where
@@ -291,7 +292,7 @@ def _judgments(
     current: dict[tuple[int, int], tuple[int | None, Choice]] = {}
     for chunk in chunks(sorted({c for c, _ in keys})):
         query = select(Judgment.id, Judgment.comparison_id, Judgment.annotator_id, Judgment.choice).where(
-            Judgment.comparison_id.in_(chunk), Judgment.superseded_at.is_(None)
+            Judgment.comparison_id.in_(chunk), queries.current()
         )
         for judgment_id, comp_id, annotator_id, choice in session.exec(query):
             if (comp_id, annotator_id) in keys:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,12 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
-from core.paths import VAR_DIR
-
-
-def database_url(url: str | None = None) -> str:
-    """An explicit URL, else ``PREFLOOP_DB``, else ``var/prefloop.db`` in the project."""
-    return url or os.environ.get("PREFLOOP_DB") or f"sqlite:///{VAR_DIR / 'prefloop.db'}"
+from core.config import database_url
 
 
 def make_engine(url: str | None = None) -> Engine:

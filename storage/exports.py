@@ -35,6 +35,7 @@ from storage.models import (
     Split,
     prompt_messages,
 )
+from storage.queries import current
 
 EXPORT_FORMATS = ("trl", "llamafactory", "judgments", "arena")
 LLAMAFACTORY_NAME = "prefloop_dpo"
@@ -68,7 +69,7 @@ def preference_pairs(session: Session) -> tuple[list[PreferencePair], dict[str, 
     """
     votes: dict[int, list] = defaultdict(list)
     for comparison_id, choice in session.exec(
-        select(Judgment.comparison_id, Judgment.choice).where(Judgment.superseded_at.is_(None))
+        select(Judgment.comparison_id, Judgment.choice).where(current())
     ):
         votes[comparison_id].append(choice)
     prompts = {p.id: p for p in session.exec(select(Prompt))}

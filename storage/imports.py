@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, insert
 from sqlmodel import Session, SQLModel, select
 
+from storage import queries
 from storage.db import session_scope
 from storage.models import (
     AnnotatorKind,
@@ -285,7 +286,7 @@ def _store_judgments(
     current = {
         j.comparison_id: j
         for j in session.exec(
-            select(Judgment).where(Judgment.annotator_id == annotator.id, Judgment.superseded_at.is_(None))
+            select(Judgment).where(Judgment.annotator_id == annotator.id, queries.current())
         )
     }
     for record in records:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from storage.models import Annotator, Candidate, Choice, Comparison, Judgment, ModelVersion, Prompt, Purpose
+from storage.queries import current
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ def current_eval_judgments(session: Session) -> list[EvalJudgment]:
         .join(ver_b, cand_b.model_version_id == ver_b.id)
         .where(
             Comparison.purpose == Purpose.eval,
-            Judgment.superseded_at.is_(None),
+            current(),
             Judgment.choice != Choice.skip,
         )
         .order_by(Judgment.id)

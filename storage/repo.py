@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 from sqlmodel import Session, select
@@ -99,8 +98,3 @@ def get_or_create_comparison(
     session.add(comp)
     session.flush()
     return comp, True
-
-
-def prompts_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Prompt]:
-    ids = list(ids)
-    return {p.id: p for p in session.exec(select(Prompt).where(Prompt.id.in_(ids)))} if ids else {}

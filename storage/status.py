@@ -22,6 +22,7 @@ from storage.models import (
     Split,
     TrainingRun,
 )
+from storage.queries import current
 
 
 def _counts(session, column, enum) -> dict[str, int]:
@@ -38,18 +39,18 @@ def collect_status(engine: Engine) -> dict[str, Any]:
     annotator (round None: imported labels, which belong to no round).
     """
     with session_scope(engine) as session:
-        current = Judgment.superseded_at.is_(None)
+        current_judgment = current()
         by_purpose = session.exec(
             select(Comparison.purpose, func.count())
             .join(Judgment, Judgment.comparison_id == Comparison.id)
-            .where(current)
+            .where(current_judgment)
             .group_by(Comparison.purpose)
         ).all()
         breakdown = session.exec(
             select(Comparison.round_id, Comparison.purpose, Annotator.name, Annotator.kind, func.count())
             .join(Judgment, Judgment.comparison_id == Comparison.id)
             .join(Annotator, Annotator.id == Judgment.annotator_id)
-            .where(current)
+            .where(current_judgment)
             .group_by(Comparison.round_id, Comparison.purpose, Annotator.name, Annotator.kind)
         ).all()
         judgments = {p.value: 0 for p in Purpose} | {Purpose(p).value: n for p, n in by_purpose}

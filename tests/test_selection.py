@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labelling.selection import PairTexts, most_different_pairs, select_pairs
+from labelling.pairs import PairTexts, most_different_pairs, select_pairs
 
 
 def _pairs() -> list[PairTexts]:

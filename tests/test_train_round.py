@@ -1,6 +1,6 @@
 """`prefloop train-round` as an operator runs it (subprocesses), killed with SIGKILL at every stage.
 
-Each kill is real: ``PREFLOOP_CRASH_AT=<point>`` makes the process SIGKILL itself at that point, and the
+Each kill is real: ``python -m testkit.crash <point> ...`` SIGKILLs the CLI process at that point, and the
 next run must finish the round with no duplicate version, candidate or pair; a run with no new labels
 changes nothing; a second round queues eval pairs against base and against round 1.
 """
@@ -52,9 +52,9 @@ class Operator:
         }
 
     def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-        env = {**self.env, **({"PREFLOOP_CRASH_AT": crash_at} if crash_at else {})}
-        cmd = [sys.executable, "-m", "prefloop.cli", "--config", str(self.config), *args]
-        return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+        cli = ["testkit.crash", crash_at] if crash_at else ["prefloop.cli"]
+        cmd = [sys.executable, "-m", *cli, "--config", str(self.config), *args]
+        return subprocess.run(cmd, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=400)
 
     def ok(self, *args: str) -> str:
         proc = self.run(*args)

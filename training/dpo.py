@@ -10,10 +10,11 @@ Works unchanged under ``accelerate launch`` (one process per device): only the m
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,28 @@ class TrainResult:
     def pairs_per_second(self) -> float:
         epochs = self.dpo_settings["num_train_epochs"]
         return self.n_train * epochs / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> str:
+        """The result as ``accelerate launch``'s main process hands it to the parent (``result.json``)."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> TrainResult:
+        data = json.loads(text)
+        return cls(**{**data, "hardware": Hardware(**data["hardware"])})
+
+
+@dataclass
+class DpoJob:
+    """A run ready to start: the model (with its LoRA settings checked), tokenizer, pairs and hardware."""
+
+    model: Any
+    tokenizer: Any
+    data: Any  # DatasetDict: "train" and optional "validation"
+    has_validation: bool
+    lora_settings: dict[str, Any]
+    parent_adapter: Path | None
+    hardware: Hardware
 
 
 def load_pairs(dataset_dir: Path):
@@ -119,24 +142,18 @@ def _final_validation(trainer, validation) -> dict[str, float]:
     return {k: float(v) for k, v in found.items() if k.startswith("eval_") and isinstance(v, int | float)}
 
 
-def train_dpo(
+def prepare_dpo(
     *,
     base_model: str,
     dataset_dir: Path,
-    output_dir: Path,
     train: TrainConfig,
     parent_adapter: Path | None = None,
     max_lora_rank: int = 16,
-    on_log: Callable[[dict[str, Any]], None] | None = None,
-    dpo_overrides: dict[str, Any] | None = None,
-) -> TrainResult:
-    """Train and save the adapter (adapter_config.json + weights only) into ``output_dir``.
-
-    ``dpo_overrides`` replaces the mapped DPOConfig fields wholesale (bench: TRL's own defaults).
-    Raises PrefloopError before any training when the LoRA settings are not servable by vLLM.
-    """
+) -> DpoJob:
+    """Load the pairs and the model; raises PrefloopError before any training when the LoRA settings
+    are not servable by vLLM."""
     from models.adapters import validate_lora_settings
-    from models.loading import load_model, load_tokenizer, torch_threads
+    from models.loading import load_model, load_tokenizer
 
     hardware = detect_hardware(train)
     data = load_pairs(dataset_dir)
@@ -159,17 +176,37 @@ def train_dpo(
         targets = lora_targets(train.lora_target, _linear_leaf_names(model))
         lora_map = lora_settings(train, targets, model.config.num_hidden_layers)
     validate_lora_settings(lora_map, max_lora_rank)
-    settings = dpo_settings(train, hardware, output_dir=str(output_dir), has_validation=has_validation)
-    if dpo_overrides is not None:
-        settings = {"output_dir": str(output_dir), **dpo_overrides}
+    return DpoJob(model, tokenizer, data, has_validation, lora_map, parent_adapter, hardware)
+
+
+def train_dpo(
+    *,
+    base_model: str,
+    dataset_dir: Path,
+    output_dir: Path,
+    train: TrainConfig,
+    parent_adapter: Path | None = None,
+    max_lora_rank: int = 16,
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train and save the adapter (adapter_config.json + weights only) into ``output_dir``."""
+    from models.loading import torch_threads
+
+    job = prepare_dpo(
+        base_model=base_model,
+        dataset_dir=dataset_dir,
+        train=train,
+        parent_adapter=parent_adapter,
+        max_lora_rank=max_lora_rank,
+    )
+    has_validation = job.has_validation
+    settings = dpo_settings(train, job.hardware, output_dir=str(output_dir), has_validation=has_validation)
     # one CPU thread by default: 2 threads on 2 shared cores thrash (README "training"); restored after
     with (
-        torch_threads(train.cpu_threads if hardware.device == "cpu" else None),
-        _fast_paths(model, train, hardware, lora_map) as extra,
+        torch_threads(train.cpu_threads if job.hardware.device == "cpu" else None),
+        _fast_paths(job.model, train, job.hardware, job.lora_settings) as extra,
     ):
-        result = _run(
-            model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log
-        )
+        result = run_dpo(job, settings, on_log)
     result.extra.update(extra)
     return result
 
@@ -199,11 +236,15 @@ def _fast_paths(model, train: TrainConfig, hardware: Hardware, lora_map: dict[st
             extra["prefix_cache_sequences"] = cache.computed
 
 
-def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adapter, hardware, on_log):
+def run_dpo(
+    job: DpoJob, settings: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None = None
+) -> TrainResult:
+    """One ``DPOTrainer`` run of ``job`` with these DPOConfig fields; the adapter goes to their output_dir."""
     from trl import DPOTrainer
 
     from training.settings import build_dpo_config, build_lora_config
 
+    model, tokenizer, data, has_validation = job.model, job.tokenizer, job.data, job.has_validation
     rows: list[dict[str, Any]] = []
     # timed from the trainer's construction: tokenising and TRL's reference precompute happen there
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -214,7 +255,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         # only when it evaluates during training: TRL's __init__ precomputes its reference log-probs
         eval_dataset=data["validation"] if has_validation and settings["eval_strategy"] != "no" else None,
         processing_class=tokenizer,
-        peft_config=None if parent_adapter is not None else build_lora_config(lora_map),
+        peft_config=None if job.parent_adapter is not None else build_lora_config(job.lora_settings),
         callbacks=[_metrics_callback(rows, on_log)],
     )
     _quiet_progress(trainer)
@@ -222,7 +263,7 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
     seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu_started
     final = _final_validation(trainer, data["validation"]) if has_validation else {}
     main = trainer.accelerator.is_main_process
-    hardware = replace(hardware, processes=trainer.accelerator.num_processes)
+    hardware = replace(job.hardware, processes=trainer.accelerator.num_processes)
     if main:
         unwrapped = trainer.accelerator.unwrap_model(trainer.model)
         unwrapped.save_pretrained(settings["output_dir"], selected_adapters=["default"])
@@ -236,6 +277,6 @@ def _run(model, tokenizer, data, has_validation, settings, lora_map, parent_adap
         cpu_seconds=cpu_seconds,
         hardware=hardware,
         dpo_settings=settings,
-        lora_settings=lora_map,
+        lora_settings=job.lora_settings,
         is_main_process=main,
     )

@@ -13,7 +13,6 @@ import os
 import resource
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,6 @@ def write_spec(
     train: TrainConfig,
     parent_adapter: Path | None,
     max_lora_rank: int,
-    dpo_overrides: dict[str, Any] | None = None,
 ) -> Path:
     spec = {
         "base_model": base_model,
@@ -43,16 +41,33 @@ def write_spec(
         "train": train.model_dump(mode="json"),
         "parent_adapter": str(parent_adapter) if parent_adapter else None,
         "max_lora_rank": max_lora_rank,
-        "dpo_overrides": dpo_overrides,
     }
     path.write_text(json.dumps(spec, indent=1), encoding="utf-8")
     return path
 
 
-def result_as_dict(result: TrainResult) -> dict[str, Any]:
-    data = asdict(result)
-    data["pairs_per_second"] = result.pairs_per_second
-    return data
+def read_spec(path: Path) -> dict[str, Any]:
+    """The spec as ``train_dpo``'s keyword arguments."""
+    spec = json.loads(Path(path).read_text(encoding="utf-8"))
+    return {
+        "base_model": spec["base_model"],
+        "dataset_dir": Path(spec["dataset_dir"]),
+        "output_dir": Path(spec["output_dir"]),
+        "train": TrainConfig.model_validate(spec["train"]),
+        "parent_adapter": Path(spec["parent_adapter"]) if spec["parent_adapter"] else None,
+        "max_lora_rank": spec["max_lora_rank"],
+    }
+
+
+def write_result(result: TrainResult, output_dir: Path) -> None:
+    """The main process's result, with its peak memory, as ``output_dir/result.json``."""
+    result.extra["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if result.is_main_process:
+        (Path(output_dir) / RESULT_FILE).write_text(result.to_json(), encoding="utf-8")
+
+
+def read_result(output_dir: Path) -> TrainResult:
+    return TrainResult.from_json((Path(output_dir) / RESULT_FILE).read_text(encoding="utf-8"))
 
 
 def accelerate_command(spec: Path, train: TrainConfig, *, cpu: bool) -> list[str]:
@@ -69,7 +84,7 @@ def accelerate_command(spec: Path, train: TrainConfig, *, cpu: bool) -> list[str
     return [*cmd, "-m", "training.launch", str(spec)]
 
 
-def run_accelerate(spec: Path, train: TrainConfig, *, cpu: bool) -> dict[str, Any]:
+def run_accelerate(spec: Path, train: TrainConfig, *, cpu: bool) -> TrainResult:
     """Train in ``train.num_processes`` processes and return the main process's result."""
     env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1")}
     proc = subprocess.run(accelerate_command(spec, train, cpu=cpu), env=env, check=False)
@@ -80,7 +95,7 @@ def run_accelerate(spec: Path, train: TrainConfig, *, cpu: bool) -> dict[str, An
             f"accelerate launch with {train.num_processes} processes failed (exit {proc.returncode}); "
             f"its output is above; spec {spec}"
         )
-    return json.loads(result_file.read_text(encoding="utf-8"))
+    return read_result(output_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,20 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m training.launch SPEC.json", file=sys.stderr)
         return 2
-    spec = json.loads(Path(args[0]).read_text(encoding="utf-8"))
-    result = train_dpo(
-        base_model=spec["base_model"],
-        dataset_dir=Path(spec["dataset_dir"]),
-        output_dir=Path(spec["output_dir"]),
-        train=TrainConfig.model_validate(spec["train"]),
-        parent_adapter=Path(spec["parent_adapter"]) if spec["parent_adapter"] else None,
-        max_lora_rank=spec["max_lora_rank"],
-        dpo_overrides=spec.get("dpo_overrides"),
-    )
-    result.extra["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if result.is_main_process:
-        out = Path(spec["output_dir"]) / RESULT_FILE
-        out.write_text(json.dumps(result_as_dict(result)), encoding="utf-8")
+    job = read_spec(Path(args[0]))
+    write_result(train_dpo(**job), job["output_dir"])
     return 0
 
 

@@ -3,18 +3,15 @@
 Order of events for one run:
 1. ``start_run``: a TrainingRun row with status ``running`` (committed, so the dashboard sees it).
 2. Training writes into a staging directory ``var/adapters/.staging-<name>-*`` (``staging_dir``).
-3. ``publish_adapter``: ``os.rename`` of the complete directory to ``var/adapters/<name>``, then ONE
-   transaction creates the ModelVersion and completes the run. A kill between the rename and the commit
-   leaves an unregistered directory, which the next attempt removes before publishing again.
+3. ``publish_adapter``: ``move_into_place`` renames the complete directory to ``var/adapters/<name>``,
+   then ONE transaction creates the ModelVersion and completes the run. A kill between the rename and the
+   commit leaves an unregistered directory, which the next attempt replaces when it publishes.
 A run killed outright stays ``running``; ``start_run`` marks such leftovers ``failed`` ("interrupted").
 """
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import signal
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,40 +23,15 @@ from sqlmodel import select
 
 from core.errors import PrefloopError
 from storage.db import session_scope
+from storage.files import atomic_replace_dir
 from storage.models import ModelVersion, RunStatus, TrainingRun, VersionKind, utcnow
 from storage.repo import get_or_create_round
 
 STAGING_PREFIX = ".staging-"
-CRASH_ENV = "PREFLOOP_CRASH_AT"  # tests only: the process SIGKILLs itself at the named point
-_ROUND_NAME = re.compile(r"^round-(\d+)$")
-
-
-def crash_point(name: str) -> None:
-    """A real SIGKILL at a named point when ``PREFLOOP_CRASH_AT`` names it (the crash/re-run tests)."""
-    if os.environ.get(CRASH_ENV) == name:
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
-def version_name(round_number: int) -> str:
-    return f"round-{round_number}"
-
-
-def round_of(name: str) -> int | None:
-    """The round number of an adapter named "round-N", else None."""
-    found = _ROUND_NAME.match(name)
-    return int(found.group(1)) if found else None
 
 
 def adapters_root(var_dir: Path) -> Path:
     return Path(var_dir) / "adapters"
-
-
-def latest_adapter(engine: Engine) -> ModelVersion | None:
-    """The registered "round-N" adapter with the highest N (None before the first round)."""
-    with session_scope(engine) as session:
-        versions = session.exec(select(ModelVersion).where(ModelVersion.kind == VersionKind.adapter)).all()
-    numbered = [(round_of(v.name), v) for v in versions if round_of(v.name) is not None]
-    return max(numbered, key=lambda item: item[0])[1] if numbered else None
 
 
 def remove_stale_staging(root: Path) -> list[Path]:
@@ -115,6 +87,15 @@ def fail_run(engine: Engine, run_id: int, error: str) -> None:
         session.add(run)
 
 
+def move_into_place(staging: Path, final: Path) -> None:
+    """The complete adapter directory becomes ``final`` (one rename), readable by a vLLM server running as
+    another user. A ``final`` already there was renamed by an attempt that died before its commit: never
+    registered, never served, so it is replaced."""
+    for file in staging.iterdir():
+        file.chmod(0o644)
+    atomic_replace_dir(staging, final)
+
+
 def publish_adapter(
     engine: Engine,
     *,
@@ -134,12 +115,7 @@ def publish_adapter(
     with session_scope(engine) as session:
         if session.exec(select(ModelVersion).where(ModelVersion.name == name)).first() is not None:
             raise PrefloopError(f"model version {name!r} is already registered; nothing to publish")
-    for file in staging.iterdir():  # readable by a vLLM server running as another user
-        file.chmod(0o644)
-    if final.exists():  # renamed by an attempt that died before its commit: never registered, never served
-        shutil.rmtree(final)
-    staging.rename(final)
-    crash_point("after-rename")
+    move_into_place(staging, final)
     try:
         with session_scope(engine, write=True) as session:
             version = ModelVersion(

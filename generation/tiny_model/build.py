@@ -16,7 +16,6 @@ import json
 import math
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from generation.tiny_model.data import (
     topic_phrases,
 )
 from generation.tiny_model.tokenizer import END_OF_TEXT, IM_END, train_tokenizer, wrap
+from storage.files import atomic_replace_dir
 
 CONTEXT = 512
 
@@ -80,11 +80,6 @@ def log(msg: str) -> None:
 
 def elapsed(started: float) -> str:
     return f"{time.perf_counter() - started:.0f} s"
-
-
-def full_chat(ex: TitleExample) -> list[dict[str, str]]:
-    messages, answer = chat_example(render_seed_prompt, ex)
-    return [*messages, {"role": "assistant", "content": answer}]
 
 
 def model_config(s: BuildSettings, tok):
@@ -284,20 +279,8 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
         "examples": {idea: [g.text for g in gs] for idea, gs in list(samples.items())[:5]},
     }
     (staging / "build_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    replace_dir(staging, out_dir)
+    atomic_replace_dir(staging, out_dir)  # the old model is removed only after the new one is in place
     return report
-
-
-def replace_dir(staging: Path, out_dir: Path) -> None:
-    """Swap the new model in; the old one is removed only after the new one is in place."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(out_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-    os.replace(staging, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> None:

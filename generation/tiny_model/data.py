@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.paths import REPO_ROOT
+from core.words import STOPWORDS
 from storage.templates import render
 
 DATA_DIR = REPO_ROOT / "data"
@@ -25,10 +26,6 @@ SEED_TEMPLATE = "youtube-title"
 ENGLISH_JSON = DATA_DIR / "llamafactory-demo" / "dpo_en_demo.json"
 
 WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-.'’+#]*[A-Za-z0-9+#]|[A-Za-z0-9]")
-STOPWORDS = frozenset(
-    ("a", "an", "the", "of", "to", "in", "on", "for", "and", "or", "with", "vs", "is", "are", "be", "how")
-    + ("what", "why", "your", "my", "i", "you", "it", "this", "that", "from", "by", "at", "as", "do", "can")
-)
 
 
 @dataclass(frozen=True)

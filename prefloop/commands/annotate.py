@@ -65,7 +65,6 @@ def app(
     from annotate_app.context import ENV_SCHEMA_READY, ENV_SET, bound_to_localhost
     from annotate_app.session_cookie import load_secret
     from prefloop.state import state
-    from storage.db import database_url
 
     st = state(ctx)
     st.engine  # noqa: B018  (migrate before serving)
@@ -74,7 +73,7 @@ def app(
     overrides = [f"{section}={json.dumps(values)}" for section, values in _sections(st.config).items()]
     os.environ.pop("PREFLOOP_CONFIG", None)
     os.environ[ENV_SET] = json.dumps(overrides)
-    os.environ["PREFLOOP_DB"] = os.environ[ENV_SCHEMA_READY] = database_url(st.config.db)
+    os.environ["PREFLOOP_DB"] = os.environ[ENV_SCHEMA_READY] = st.config.db
     local_user = bound_to_localhost(host) and st.config.annotate.allow_local_user
     if local_user:
         console.print("Local use: no token needed on this machine (annotate.allow_local_user).")
@@ -100,13 +99,11 @@ def _sections(config) -> dict:
 def demo(ctx: typer.Context) -> None:
     """Prepare demo data for `make run`: the seed video ideas as prompts, and round-0 titles from the
     embedded model if there are no candidates yet. Safe to re-run: it only adds what is missing."""
-    from sqlmodel import func, select
-
     from core.paths import REPO_ROOT
     from prefloop.state import state
     from storage.db import session_scope
     from storage.imports import import_prompts
-    from storage.models import Candidate
+    from storage.queries import candidate_count
 
     st = state(ctx)
     engine = st.engine
@@ -116,7 +113,7 @@ def demo(ctx: typer.Context) -> None:
     )
     console.print(f"prompts: {result.added} added, {result.duplicates} already there ({SEED_IDEAS})")
     with session_scope(engine) as session:
-        n_candidates = session.exec(select(func.count(Candidate.id))).one()
+        n_candidates = candidate_count(session)
     if n_candidates:
         console.print(f"candidates: {n_candidates} already there; nothing to generate")
         return

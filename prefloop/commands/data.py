@@ -50,11 +50,10 @@ def _check_split(split: str | None) -> None:
 def init(ctx: typer.Context) -> None:
     """Create the database (or upgrade its schema to the latest version, keeping all data)."""
     from prefloop.state import state
-    from storage.db import database_url
 
     st = state(ctx)
     st.engine  # noqa: B018  (opening the engine runs the migrations)
-    console.print(f"database ready: {database_url(st.config.db)}")
+    console.print(f"database ready: {st.config.db}")
 
 
 @prompts_app.command("import")
@@ -213,24 +212,14 @@ def annotators_set_role(
 @annotators_app.command("list")
 def annotators_list(ctx: typer.Context) -> None:
     """Every annotator with role, kind and number of current judgments."""
-    from sqlalchemy import func
-    from sqlmodel import select
-
     from prefloop.state import state
     from storage.db import session_scope
-    from storage.models import Annotator, Judgment
+    from storage.queries import annotators_with_judgments
 
     table = Table("name", "role", "kind", "judgments")
     with session_scope(state(ctx).engine) as session:
-        counts = dict(
-            session.exec(
-                select(Judgment.annotator_id, func.count())
-                .where(Judgment.superseded_at.is_(None))
-                .group_by(Judgment.annotator_id)
-            ).all()
-        )
-        for a in session.exec(select(Annotator).order_by(Annotator.name)):
-            table.add_row(a.name, a.role.value, a.kind.value, str(counts.get(a.id, 0)))
+        for a, judgments in annotators_with_judgments(session):
+            table.add_row(a.name, a.role.value, a.kind.value, str(judgments))
     console.print(table)
 
 

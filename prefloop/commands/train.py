@@ -30,9 +30,7 @@ def _config_for(ctx: typer.Context, config_file: Path | None):
     st = state(ctx)
     if config_file is not None:
         root = ctx.find_root().params
-        db = st.config.db
-        st.config = load_config(config_file, root.get("overrides") or [])
-        st.config.db = root.get("db") or db
+        st.config = load_config(config_file, root.get("overrides") or [], root.get("db"))
     return st
 
 
@@ -68,10 +66,29 @@ def print_summary(summary: RoundSummary) -> None:
         console.print(summary.message.strip())
 
 
+def train(
+    ctx: typer.Context,
+    config_file: Annotated[Path | None, CONFIG_OPTION] = None,
+) -> None:
+    from loop.round import train_only
+
+    st = _config_for(ctx, config_file)
+    print_summary(train_only(st.engine, st.config, echo=console.print))
+
+
+def train_round(
+    ctx: typer.Context,
+    config_file: Annotated[Path | None, CONFIG_OPTION] = None,
+) -> None:
+    from loop.round import train_round as run_round
+
+    st = _config_for(ctx, config_file)
+    print_summary(run_round(st.engine, st.config, echo=console.print))
+
+
 def register(app: typer.Typer) -> None:
     """Add this area's subcommands to ``app``."""
-
-    @app.command(
+    app.command(
         "train",
         help=(
             "Export all train labels, train a LoRA adapter with DPO and register it as model version "
@@ -81,17 +98,8 @@ def register(app: typer.Typer) -> None:
             "--set train.num_processes=K runs `accelerate launch`. "
             "\n\nNothing changes when there are no new labels since the last version."
         ),
-    )
-    def train(
-        ctx: typer.Context,
-        config_file: Annotated[Path | None, CONFIG_OPTION] = None,
-    ) -> None:
-        from loop.round import train_only
-
-        st = _config_for(ctx, config_file)
-        print_summary(train_only(st.engine, st.config, echo=console.print))
-
-    @app.command(
+    )(train)
+    app.command(
         "train-round",
         help=(
             "One round: export labels, train, register, generate the next round's pairs with the new "
@@ -101,12 +109,4 @@ def register(app: typer.Typer) -> None:
             "\n\nSafe to re-run: an interrupted round is completed without duplicates; with no new labels "
             "since the last round it says so and changes nothing."
         ),
-    )
-    def train_round(
-        ctx: typer.Context,
-        config_file: Annotated[Path | None, CONFIG_OPTION] = None,
-    ) -> None:
-        from loop.round import train_round as run_round
-
-        st = _config_for(ctx, config_file)
-        print_summary(run_round(st.engine, st.config, echo=console.print))
+    )(train_round)

@@ -1,0 +1,33 @@
+"""Names of stored model versions: "base", and "round-N" for the adapter trained in round N."""
+
+from __future__ import annotations
+
+import re
+
+from sqlmodel import Session, select
+
+from storage.models import ModelVersion, VersionKind
+
+BASE = "base"
+_ROUND_NAME = re.compile(r"^round-(\d+)$")
+
+
+def version_name(round_number: int) -> str:
+    return f"round-{round_number}"
+
+
+def round_of(name: str) -> int | None:
+    """The round number of a version named "round-N", else None."""
+    found = _ROUND_NAME.match(name)
+    return int(found.group(1)) if found else None
+
+
+def latest_adapter(session: Session) -> ModelVersion | None:
+    """ "latest": the registered "round-N" adapter with the highest N (None before the first round)."""
+    versions = session.exec(select(ModelVersion).where(ModelVersion.kind == VersionKind.adapter)).all()
+    numbered = [(round_of(v.name), v) for v in versions if round_of(v.name) is not None]
+    return max(numbered, key=lambda item: item[0])[1] if numbered else None
+
+
+def version_named(session: Session, name: str) -> ModelVersion | None:
+    return session.exec(select(ModelVersion).where(ModelVersion.name == name)).first()
