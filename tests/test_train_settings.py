@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from core.config import TrainConfig, load_config
 from core.errors import PrefloopError
@@ -28,11 +29,16 @@ def test_pref_ftx_adds_a_weighted_sft_term() -> None:
 
 @pytest.mark.parametrize(
     ("loss", "ftx", "message"),
-    [("dpo", 0, "unknown loss dpo"), ("sft", 0, "pref_ftx"), ("", 0, "empty"), ("sigmoid", -1, "negative")],
+    [("dpo", 0, "unknown loss dpo"), ("sft", 0, "pref_ftx"), ("", 0, "empty")],
 )
 def test_bad_loss_settings_are_refused_with_the_field(loss: str, ftx: float, message: str) -> None:
     with pytest.raises(PrefloopError, match=message):
         loss_terms(TrainConfig(pref_loss=loss, pref_ftx=ftx))
+
+
+def test_a_negative_sft_weight_is_refused_by_the_config() -> None:
+    with pytest.raises(ValidationError, match="pref_ftx"):
+        TrainConfig(pref_ftx=-1)
 
 
 def test_all_targets_every_linear_projection_but_never_lm_head() -> None:

@@ -84,8 +84,6 @@ def loss_terms(train: TrainConfig) -> tuple[list[str], list[float]]:
     if unknown:
         hint = "add an SFT term with train.pref_ftx" if "sft" in unknown else f"one of {sorted(PREF_LOSSES)}"
         raise PrefloopError(f"train.pref_loss: unknown loss {', '.join(unknown)}; {hint}")
-    if train.pref_ftx < 0:
-        raise PrefloopError(f"train.pref_ftx: {train.pref_ftx} is negative; use 0 (off) or a positive weight")
     weights = [1.0] * len(names)
     if train.pref_ftx > 0:
         names.append("sft")
