@@ -141,9 +141,8 @@ class ReportConfig(Section):
     )  # flag when median length moves more than this share vs base
     min_distinct_share: float = Field(0.6, ge=0.0, le=1.0)
     max_repeat_share: float = Field(0.1, ge=0.0, le=1.0)
-    min_on_topic_ratio: float = Field(
-        0.7, ge=0.0
-    )  # flag when the share of on-topic outputs falls below this × base's
+    # flag when the share of on-topic outputs is clearly (95% CI of the ratio) below this × base's
+    min_on_topic_ratio: float = Field(0.7, ge=0.0)
     length_band: tuple[int, int] = LENGTH_BAND  # the length (characters) the task asks for; "in band" share
     # templates (names or texts with {idea}) whose prompts ask for a title: only their outputs get the
     # length band and the strict title repeat check; every other output is judged as long-form text

@@ -22,6 +22,7 @@ from typing import Any
 
 from core.config import ReportConfig
 from core.words import LENGTH_BAND
+from evaluation.stats import ratio_interval
 from labelling.oracles import is_on_topic
 from storage.templates import PLACEHOLDER, template_text
 
@@ -55,6 +56,7 @@ class Health:
     eot_share: float | None  # share ending at the end-of-turn token, of those with a known finish reason
     distinct_share: float | None  # per prompt, distinct outputs / outputs; averaged over prompts
     on_topic_share: float | None  # share sharing at least one key word with the prompt (idea)
+    on_topic_n: int  # outputs whose prompt has key words: the denominator of on_topic_share
     repeat_share: float | None  # share of degenerate repeats
 
 
@@ -134,6 +136,7 @@ def output_health(
         eot_share=_share([s.finish_reason == "stop" for s in samples if s.finish_reason is not None]),
         distinct_share=_distinct_share(samples, drawn or {}),
         on_topic_share=_share(topical),
+        on_topic_n=len(topical),
         repeat_share=_share([is_degenerate(s.text, s.title_like) for s in samples]),
     )
 
@@ -169,11 +172,20 @@ def flags(
                 f"±{bounds.max_length_ratio_change:.0%})."
             )
     if health.on_topic_share is not None and base_health.on_topic_share:
+        # both shares are estimates from ~100 samples: flag a drift only when the data rule out a ratio
+        # at the bound (the interval's upper end lies below it), not whenever the point estimate dips
         ratio = health.on_topic_share / base_health.on_topic_share
-        if ratio < bounds.min_on_topic_ratio:
+        _, upper = ratio_interval(
+            health.on_topic_share * health.on_topic_n,
+            health.on_topic_n,
+            base_health.on_topic_share * base_health.on_topic_n,
+            base_health.on_topic_n,
+        )
+        if upper < bounds.min_on_topic_ratio:
             out.append(
                 f"{model}: {health.on_topic_share:.0%} of outputs share a key word with the prompt, "
-                f"against {base_health.on_topic_share:.0%} for base (bound: at least "
-                f"{bounds.min_on_topic_ratio:.0%} of base's share); it drifts off topic."
+                f"against {base_health.on_topic_share:.0%} for base (ratio {ratio:.2f}, 95% CI up to "
+                f"{upper:.2f}; bound: at least {bounds.min_on_topic_ratio:.0%} of base's share); it drifts "
+                "off topic."
             )
     return out

@@ -59,6 +59,25 @@ def wilson_interval(k: float, n: float, confidence: float = 0.95) -> tuple[float
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def ratio_interval(
+    k1: float, n1: float, k2: float, n2: float, confidence: float = 0.95
+) -> tuple[float, float]:
+    """Interval for the ratio of two independent proportions (k1/n1) / (k2/n2), Katz's log method.
+
+    A zero count gets ½ added to it and its total (Haldane), so an all-or-nothing share still has an
+    interval.
+    """
+    if min(n1, n2) <= 0:
+        return (0.0, math.inf)
+    if k1 == 0 or k2 == 0:
+        k1, n1, k2, n2 = k1 + 0.5, n1 + 0.5, k2 + 0.5, n2 + 0.5
+    p1, p2 = k1 / n1, k2 / n2
+    log_ratio = math.log(p1 / p2)
+    se = math.sqrt((1 - p1) / k1 + (1 - p2) / k2)
+    z = _z(confidence)
+    return (math.exp(log_ratio - z * se), math.exp(log_ratio + z * se))
+
+
 def _log_binom_pmf(k: int, n: int, p: float) -> float:
     if p in (0.0, 1.0):
         return 0.0 if k == round(n * p) else -math.inf

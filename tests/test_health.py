@@ -89,11 +89,29 @@ def test_flags_a_broken_model_in_words():
     )
     found = flags(broken, base, bounds, model="round-2")
     text = " ".join(found)
-    assert len(found) == 5, found
+    assert len(found) == 4, found
     assert all(line.startswith("round-2: ") for line in found)
     assert "end-of-turn" in text and "distinct" in text and "repeat" in text
     assert "median length 18 characters against 42 for base (-57%" in text
-    assert "key word" in text
+    assert "key word" not in text, "0 of 10 vs 10 of 10 on topic: the ratio's interval still reaches 0.7"
+
+
+def _topical(on: int, off: int) -> list[Sample]:
+    """``on`` titles about the video idea and ``off`` about something else, all distinct and clean."""
+    return [
+        Sample(i, f"Fine-Tuning LLMs on Preferences, Lesson {i:03d}", "stop", PROMPT_1) for i in range(on)
+    ] + [Sample(on + i, f"A Weekend in the Mountains, Part {i:03d}", "stop", PROMPT_1) for i in range(off)]
+
+
+def test_topic_drift_is_flagged_only_when_the_data_rule_out_the_bound():
+    """The guard compares two estimated shares: a dip within sampling error is not a drift."""
+    bounds = ReportConfig()  # at least 70% of base's on-topic share
+    base = output_health(_topical(34, 66))
+    noisy = output_health(_topical(20, 70))  # 22% vs 34%: ratio 0.65, below the bound, interval 0.41-1.05
+    assert flags(noisy, base, bounds) == []
+    drifted = output_health(_topical(10, 90))  # 10% vs 34%: interval 0.15-0.56
+    (line,) = flags(drifted, base, bounds, model="round-2")
+    assert line.startswith("round-2: 10% of outputs share a key word") and "95% CI up to 0.5" in line
 
 
 def test_healthy_model_has_no_flags_and_base_is_not_compared():

@@ -27,6 +27,7 @@ from evaluation.stats import (
     item_outcomes,
     judgments_needed,
     krippendorff_alpha_nominal,
+    ratio_interval,
     sign_test_p,
     wilson_interval,
     win_rate,
@@ -337,3 +338,16 @@ def test_covariate_cannot_be_separated_when_one_of_two_models_is_always_left():
     assert bradley_terry_covariate(battles, [1.0] * 200, list(range(200))) is None
     mixed = battles + [("y", "x", 0.0)] * 20
     assert covariate_separable(mixed, [1.0] * 220)
+
+
+@pytest.mark.parametrize(("k1", "n1", "k2", "n2"), [(22, 90, 34, 100), (28, 96, 33, 100), (5, 40, 30, 45)])
+def test_ratio_interval_matches_statsmodels_log_method(k1: int, n1: int, k2: int, n2: int) -> None:
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    expected = confint_proportions_2indep(k1, n1, k2, n2, method="log", compare="ratio")
+    assert ratio_interval(k1, n1, k2, n2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_ratio_interval_with_a_zero_count_is_still_finite() -> None:
+    low, high = ratio_interval(0, 50, 20, 50)
+    assert 0 < low < high < 0.5
