@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timedelta
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -12,12 +13,14 @@ from streamlit.testing.v1 import AppTest
 from annotate_app import dashboard_data as data
 from annotate_app.context import User
 from core.config import AnnotateConfig
+from evaluation import plots
 from evaluation.stats import binomial_p, cohen_kappa, krippendorff_alpha_nominal
 from labelling.assignment import next_pair, record_judgment
 from storage.db import session_scope
 from storage.models import Choice, Role, RunStatus, TrainingRun, VersionKind
 from storage.repo import get_or_create_version
 from testkit.annotate_seed import add_annotator, app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
+from training.plots import loss_curve_figure
 
 SETTINGS = AnnotateConfig(overlap_train=1, overlap_eval=2, eval_share=1.0)
 
@@ -83,7 +86,13 @@ def test_admin_sees_rounds_annotators_agreement_and_loss_curves(engine):
         session.add(TrainingRun(round_id=0, metrics=metrics, status=RunStatus.completed))
     admin = add_annotator(engine, "root", Role.admin)
     at = page_as(_dashboard_script, User(id=admin, name="root", role=Role.admin))
-    assert [s.value for s in at.subheader] == ["Rounds", "Annotators", "Training runs", "Win rate history"]
+    assert [s.value for s in at.subheader] == [
+        "Rounds",
+        "Annotators",
+        "Agreement",
+        "Training runs",
+        "Win rates",
+    ]
     rounds = at.dataframe[0].value
     assert rounds.iloc[0].to_dict() | {"coverage": None} == {
         "round": "0",
@@ -101,13 +110,18 @@ def test_admin_sees_rounds_annotators_agreement_and_loss_curves(engine):
     assert at.metric[0].value == f"{expected_alpha:.2f}"
     kappa = at.dataframe[2].value.iloc[0]
     assert kappa["shared pairs"] == 4 and kappa["agreement"] == 0.75
-    assert at.get("arrow_line_chart") or at.get("vega_lite_chart"), "the loss curve is drawn"
+    images = at.get("image")
+    assert len(images) == 3, "throughput, time to decide, and the run's loss curve are drawn"
+
+
+T0 = datetime(2026, 12, 1, 9, 0)
 
 
 def rows(*specs) -> list[data.JudgmentRow]:
+    """(pair, annotator, choice, left, ms to decide): one judgment every 10 s from T0, in order."""
     return [
-        data.JudgmentRow(cid, 0, "eval", who, "human", choice, left, ms)
-        for cid, who, choice, left, ms in specs
+        data.JudgmentRow(cid, 0, "eval", who, "human", choice, left, ms, T0 + timedelta(seconds=10 * i))
+        for i, (cid, who, choice, left, ms) in enumerate(specs)
     ]
 
 
@@ -148,9 +162,9 @@ def test_agreement_uses_only_shared_decisions():
 def test_round_coverage_counts_overlap_per_purpose():
     pairs = [data.PairRow(1, 2, "train"), data.PairRow(2, 2, "eval"), data.PairRow(3, None, "train")]
     judged = [
-        data.JudgmentRow(1, 2, "train", "x", "human", "a", "a", 1),
-        data.JudgmentRow(2, 2, "eval", "x", "human", "b", "a", 1),
-        data.JudgmentRow(3, None, "train", "x", "human", "skip", "a", 1),
+        data.JudgmentRow(1, 2, "train", "x", "human", "a", "a", 1, T0),
+        data.JudgmentRow(2, 2, "eval", "x", "human", "b", "a", 1, T0),
+        data.JudgmentRow(3, None, "train", "x", "human", "skip", "a", 1, T0),
     ]
     table = data.round_table(pairs, judged, SETTINGS)
     assert [r["round"] for r in table] == ["2", data.NO_ROUND]
@@ -158,17 +172,46 @@ def test_round_coverage_counts_overlap_per_purpose():
     assert table[1]["coverage"] == 0.0 and table[1]["skips"] == 1
 
 
-def test_loss_curve_and_win_rate_history(tmp_path):
-    curve = data.loss_curve(
-        [{"step": 1, "loss": 0.7, "lr": 1e-4}, {"step": 2, "loss": float("nan"), "eval_loss": 0.6}]
-    )
-    assert curve == {"loss": {1: 0.7}, "eval_loss": {2: 0.6}}
+def test_throughput_per_active_hour_and_per_clock_hour():
+    at = [T0 + timedelta(seconds=s) for s in (0, 20, 40, 60, 3600, 3630)]  # a 58-minute break after 60 s
+    rate = data.decisions_per_active_hour(at)
+    assert rate == pytest.approx(3600 * 4 / (20 + 20 + 20 + 30)), "the break is not labelling time"
+    assert data.decisions_per_active_hour(list(reversed(at))) == rate, "independent of row order"
+    assert data.decisions_per_active_hour(at[:1]) is None
+    judged = [
+        data.JudgmentRow(i, 0, "train", "ann", "human", "a", "a", 1000, moment) for i, moment in enumerate(at)
+    ]
+    judged += [
+        data.JudgmentRow(9, 0, "train", "ann", "human", "skip", "a", 50, T0),
+        data.JudgmentRow(10, 0, "train", "bot", "simulated", "a", "a", 1, T0),
+    ]
+    assert data.decisions_per_hour(judged) == {"ann": {T0: 4, T0 + timedelta(hours=1): 2}}
+    assert data.decide_seconds(judged) == {"ann": [1.0] * 6}, "skips and simulated annotators left out"
+    assert plots.throughput_plot(data.decisions_per_hour(judged))[:4] == b"\x89PNG"
+    assert plots.decide_time_plot(data.decide_seconds(judged))[:4] == b"\x89PNG"
+
+
+def test_loss_curve_keeps_the_training_line_whole_and_draws_eval_as_points():
+    metrics = [{"step": s, "loss": 0.7 - s / 100} for s in (5, 10, 15, 20)]
+    metrics.insert(2, {"step": 10, "eval_loss": 0.66, "eval_rewards/accuracies": 0.6})
+    metrics.append({"step": 20, "eval_loss": 0.55})
+    loss_ax, _ = loss_curve_figure(metrics).axes
+    train, validation = loss_ax.lines
+    assert list(train.get_xdata()) == [5, 10, 15, 20], "no gap at the eval step"
+    assert list(validation.get_xdata()) == [10, 20] and validation.get_marker() == "o"
+
+
+def test_win_rates_come_from_the_report_per_kind(tmp_path):
     report = tmp_path / "report.json"
-    assert data.win_rate_history(report) == []
+    assert data.read_report(report) is None
     comparison = {"model": "round-1", "baseline": "base", "win_rate": 0.68, "ci95": [0.54, 0.79], "n": 50}
-    report.write_text(json.dumps({"comparisons": [comparison | {"p_value": 0.01}]}))
-    (row,) = data.win_rate_history(report)
-    assert row["win rate"] == 0.68 and row["ci95 low"] == 0.54 and row["n"] == 50
+    groups = {"human": {"comparisons": [comparison | {"p_value": 0.01}]}, "simulated": {"comparisons": []}}
+    report.write_text(json.dumps({"generated_at": "2026-12-01T10:00:00", "groups": groups}))
+    loaded = data.read_report(report)
+    assert list(data.win_rate_groups(loaded)) == ["human"]
+    (row,) = data.win_rate_rows(loaded)
+    assert row["annotators"] == "human" and row["win rate"] == 0.68 and row["95% low"] == 0.54
+    assert row["n"] == 50
 
 
 @pytest.mark.slow

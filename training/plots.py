@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LEADING_COLUMNS = ("step", "epoch", "loss", "eval_loss", "rewards/accuracies", "rewards/margins")
 
@@ -34,33 +38,39 @@ def curve(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float
     return [float(s) for s, _ in points], [float(v) for _, v in points]
 
 
-def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "DPO training") -> Path:
-    """Training and validation loss against step, and reward accuracy on a second panel."""
-    import matplotlib
+def loss_curve_figure(rows: list[dict[str, Any]], title: str = "DPO training") -> Figure:
+    """Training loss as a line and validation loss as points (logged at a few steps only), against step;
+    reward accuracy alike on a second panel. Each series joins only its own steps, so a training line
+    never breaks where an evaluation row has no training figure."""
+    from matplotlib.figure import Figure  # Agg canvas, no pyplot state: safe in the app's threads
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, label, style in (("loss", "train loss", "-"), ("eval_loss", "validation loss", "o--")):
-        steps, values = curve(rows, key)
-        if steps:
-            ax_loss.plot(steps, values, style, label=label)
-    ax_loss.set(xlabel="step", ylabel="loss", title=title)
-    ax_loss.legend()
-    for key, label, style in (
-        ("rewards/accuracies", "train", "-"),
-        ("eval_rewards/accuracies", "validation", "o--"),
+    fig = Figure(figsize=(10, 3.8), layout="tight")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    for ax, series in (
+        (ax_loss, (("loss", "train loss", "-"), ("eval_loss", "validation loss", "o--"))),
+        (ax_acc, (("rewards/accuracies", "train", "-"), ("eval_rewards/accuracies", "validation", "o--"))),
     ):
-        steps, values = curve(rows, key)
-        if steps:
-            ax_acc.plot(steps, values, style, label=label)
+        for key, label, style in series:
+            steps, values = curve(rows, key)
+            if steps:
+                ax.plot(steps, values, style, label=label)
+        if ax.lines:
+            ax.legend()
+    ax_loss.set(xlabel="step", ylabel="loss", title=title)
     ax_acc.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
     ax_acc.set(xlabel="step", ylabel="reward accuracy", ylim=(0, 1), title="chosen reward > rejected")
-    ax_acc.legend()
-    fig.tight_layout()
+    return fig
+
+
+def loss_curve_png(rows: list[dict[str, Any]], title: str = "DPO training") -> bytes:
+    buf = io.BytesIO()
+    loss_curve_figure(rows, title).savefig(buf, format="png", dpi=110)
+    return buf.getvalue()
+
+
+def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "DPO training") -> Path:
+    """``loss_curve_png`` written next to the adapter."""
     tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    tmp.write_bytes(loss_curve_png(rows, title))
     os.replace(tmp, path)
     return path
