@@ -8,6 +8,7 @@ import math
 from datetime import datetime, timedelta
 
 import pytest
+from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
 from annotate_app import dashboard_data as data
@@ -17,7 +18,20 @@ from evaluation import plots
 from evaluation.stats import binomial_p, cohen_kappa, krippendorff_alpha_nominal
 from labelling.assignment import next_pair, record_judgment
 from storage.db import session_scope
-from storage.models import Choice, Role, RunStatus, TrainingRun, VersionKind
+from storage.models import (
+    Candidate,
+    Choice,
+    Comparison,
+    Judgment,
+    ModelVersion,
+    Prompt,
+    Purpose,
+    Role,
+    RunStatus,
+    Split,
+    TrainingRun,
+    VersionKind,
+)
 from storage.repo import get_or_create_version
 from testkit.annotate_seed import add_annotator, app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
 from training.plots import loss_curve_figure
@@ -214,23 +228,76 @@ def test_win_rates_come_from_the_report_per_kind(tmp_path):
     assert row["n"] == 50
 
 
-@pytest.mark.slow
 @pytest.mark.usefixtures("app_env")
-def test_compare_generates_blind_with_the_real_model_then_reveals(engine):
+def test_compare_with_only_base_says_so(engine):
     with session_scope(engine, write=True) as session:
         get_or_create_version(session, "base", VersionKind.base, "embedded")
     admin = add_annotator(engine, "root", Role.admin)
     at = page_as(_compare_script, User(id=admin, name="root", role=Role.admin))
-    assert at.multiselect[0].value == ["base"]
+    assert "Only `base` so far" in at.info[0].value
+    assert not at.button, "nothing to generate with a single version"
+
+
+@pytest.fixture(scope="module")
+def random_adapter(tmp_path_factory) -> str:
+    from generation.demo_adapter import save_random_adapter
+    from generation.loading import EMBEDDED_DIR
+
+    return str(save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
+
+
+def _click(at: AppTest, label: str, timeout: float = 180) -> AppTest:
+    next(b for b in at.button if b.label == label).click().run(timeout=timeout)
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("app_env")
+def test_compare_is_a_blind_arena_whose_votes_are_eval_judgments(engine, random_adapter):
+    with session_scope(engine, write=True) as session:
+        base = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(
+            session,
+            "round-1",
+            VersionKind.adapter,
+            "embedded",
+            adapter_path=random_adapter,
+            parent_id=base.id,
+        )
+    admin = add_annotator(engine, "root", Role.admin)
+    at = page_as(_compare_script, User(id=admin, name="root", role=Role.admin))
+    assert at.multiselect[0].value == ["base", "round-1"]
     at.selectbox[0].select("youtube-title")
     at.text_area[0].input("How I built a treehouse in one weekend")
-    at.slider[0].set_value(2).run()  # Generate is enabled once there is a prompt
-    at.button[0].click().run(timeout=180)
-    assert not at.exception, at.exception
-    captions = [c.value for c in at.caption]
-    assert "Model 1" in captions and "base" not in captions, "blind until revealed"
-    outputs = [t.value for t in at.text][1:]  # [0] is the rendered prompt
-    assert len(outputs) == 2 and all(isinstance(o, str) for o in outputs)
-    assert "**Video Idea**: How I built a treehouse in one weekend" in at.text[0].value
-    next(b for b in at.button if b.label.startswith("Reveal")).click().run()
-    assert "base" in [c.value for c in at.caption]
+    _click(at, "Generate")  # a form: the typed text arrives with the first click
+    assert [c.value for c in at.caption if c.value in ("A", "B")] == ["A", "B"], "blind: sides only"
+    assert not any("base" in c.value for c in at.caption)
+    _click(at, "B is better", timeout=30)
+    with session_scope(engine) as session:
+        (judgment,) = session.exec(select(Judgment)).all()
+        comparison = session.get(Comparison, judgment.comparison_id)
+        prompt = session.get(Prompt, comparison.prompt_id)
+        a, b = (
+            session.get(Candidate, comparison.candidate_a_id),
+            session.get(Candidate, comparison.candidate_b_id),
+        )
+        names = {c.id: session.get(ModelVersion, c.model_version_id).name for c in (a, b)}
+    assert comparison.purpose == Purpose.eval and prompt.split == Split.eval and prompt.source == "compare"
+    assert prompt.raw == "How I built a treehouse in one weekend" and prompt.template == "youtube-title"
+    assert a.seed != b.seed, "each version samples with its own seed"
+    right = b if judgment.left == "a" else a
+    assert judgment.choice == (Choice.b if right is b else Choice.a), "B (right) is better, in a/b terms"
+    revealed = [c.value for c in at.caption if c.value.startswith(("A: ", "B: "))]
+    assert revealed == [f"A: {names[(a if right is b else b).id]}", f"B: {names[right.id]}"]
+    assert "Saved to the eval pool" in at.success[0].value
+
+    at.text_area[-1].input("Make it shorter")
+    _click(at, "Send")
+    _click(at, "Tie", timeout=30)
+    with session_scope(engine) as session:
+        second = session.exec(select(Judgment).order_by(Judgment.id.desc())).first()
+        follow = session.get(Prompt, session.get(Comparison, second.comparison_id).prompt_id)
+    assert second.choice == Choice.tie and follow.text == "Make it shorter"
+    assert [m["role"] for m in follow.history] == ["user", "assistant"]
+    assert follow.history[1]["content"] == right.text, "the conversation goes on from the chosen answer"
