@@ -25,7 +25,7 @@ from evaluation.stats import agreement_pairs, binomial_p, cohen_kappa, krippendo
 from storage.db import session_scope
 from storage.models import Annotator, AnnotatorKind, Choice, Comparison, Judgment, Purpose, TrainingRun
 
-NO_ROUND = "imported"  # label for pairs without a round (imported labels)
+NO_ROUND = "no round"  # label for pairs outside the rounds (imported labels, Compare votes)
 PAUSE = timedelta(minutes=10)  # a longer gap between two decisions is a break, not labelling time
 THROUGHPUT_WINDOW = timedelta(hours=72)  # the throughput chart's span, back from the newest decision
 

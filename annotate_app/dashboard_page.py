@@ -13,7 +13,7 @@ from annotate_app import dashboard_data as data
 from annotate_app.context import config, engine
 from annotate_app.guard import require_admin
 from evaluation import plots
-from training.plots import loss_curve_png
+from training.plots import PANELS, loss_curve_png
 
 # Drawing a figure takes ~0.1-0.2 s; the same numbers give the same PNG, so reruns reuse it.
 _throughput_png = st.cache_data(plots.throughput_plot, show_spinner=False, max_entries=8)
@@ -25,7 +25,11 @@ PERCENT = st.column_config.NumberColumn(format="percent")
 
 
 def _table(rows: list[dict], **column_config) -> None:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config=column_config)
+    """A table as wide as the page; on a phone it scrolls sideways with its first column pinned."""
+    frame = pd.DataFrame(rows)
+    first = frame.columns[0]
+    column_config.setdefault(first, st.column_config.Column(pinned=True))
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=column_config)
 
 
 def _rounds(pairs, judgments) -> None:
@@ -37,19 +41,36 @@ def _rounds(pairs, judgments) -> None:
     _table(table, coverage=st.column_config.ProgressColumn("coverage", format="percent"))
 
 
+SPEED_COLUMNS = ("annotator", "kind", "decisions", "skips", "median s", "decisions / h")
+HABIT_COLUMNS = (
+    "annotator",
+    "tie rate",
+    "both-bad rate",
+    "left-choice rate",
+    "left p-value",
+    "mean κ vs others",
+)
+
+
 def _annotators(judgments) -> None:
     st.subheader("Annotators")
     table = data.annotator_table(judgments)
     if not table:
         st.info("No judgments yet.")
         return
+    # two narrower tables rather than one wide one: every column stays on screen at 1280 px
     _table(
-        table,
+        [{k: row[k] for k in SPEED_COLUMNS} for row in table],
         **{
             "median s": st.column_config.NumberColumn(format="%.1f", help="median seconds per decision"),
             "decisions / h": st.column_config.NumberColumn(
                 format="%.0f", help="while labelling: pauses over 10 minutes are left out"
             ),
+        },
+    )
+    _table(
+        [{k: row[k] for k in HABIT_COLUMNS} for row in table],
+        **{
             "tie rate": PERCENT,
             "both-bad rate": PERCENT,
             "left-choice rate": PERCENT,
@@ -96,8 +117,9 @@ def _training() -> None:
         started = f"{run.started_at:%Y-%m-%d %H:%M}"
         title = f"Run {run.id} · round {run.round_id} · {run.status.value} · started {started}"
         with st.expander(title, expanded=run is runs[-1]):
-            if run.metrics:
-                st.image(_loss_png(run.metrics, f"run {run.id}"), width="stretch")
+            if run.metrics:  # one figure per column: side by side on a laptop, stacked on a phone
+                for panel, col in zip(PANELS, st.columns(len(PANELS)), strict=True):
+                    col.image(_loss_png(run.metrics, f"run {run.id}", (panel,)), width="stretch")
             else:
                 st.caption("No metrics logged yet.")
             if run.error:

@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 import numpy as np
-from matplotlib.dates import DateFormatter
+from matplotlib.dates import DateFormatter, HourLocator
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from evaluation.analysis import Group, Rating
 
@@ -143,11 +144,12 @@ def throughput_plot(per_hour: dict[str, dict[datetime, int]]) -> bytes:
     ax.set_ylim(bottom=0)
     ax.set_ylabel("decisions per hour")
     ax.set_xlabel("hour (UTC)")
+    ax.xaxis.set_major_locator(HourLocator(interval=max(1, len(span) // 6)))  # whole hours, <= ~7 ticks
     ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:00"))
     fig.autofmt_xdate()
     ax.set_title("Labelling throughput")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(title="annotator (decisions)", loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    ax.legend(title="annotator (decisions)", fontsize=8, title_fontsize=8)
     return _png(fig)
 
 
@@ -170,6 +172,9 @@ def decide_time_plot(seconds: dict[str, Sequence[float]]) -> bytes:
             label=f"{name} (n={len(values)}, median {statistics.median(values):.1f} s)",
         )
     ax.set_xscale("log")
+    seconds_label = FuncFormatter(lambda value, _pos: f"{value:g}")  # "2", "10", not "2 × 10⁰"
+    ax.xaxis.set_major_formatter(seconds_label)
+    ax.xaxis.set_minor_formatter(seconds_label)
     ax.set_xlabel("seconds to decide (log scale)")
     ax.set_ylabel("share of the annotator's decisions")
     ax.set_title("Time to decide")

@@ -125,7 +125,7 @@ def test_admin_sees_rounds_annotators_agreement_and_loss_curves(engine):
     kappa = at.dataframe[2].value.iloc[0]
     assert kappa["shared pairs"] == 4 and kappa["agreement"] == 0.75
     images = at.get("image")
-    assert len(images) == 3, "throughput, time to decide, and the run's loss curve are drawn"
+    assert len(images) == 4, "throughput, time to decide, and the run's two curves are drawn"
 
 
 T0 = datetime(2026, 12, 1, 9, 0)

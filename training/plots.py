@@ -38,33 +38,47 @@ def curve(rows: list[dict[str, Any]], key: str) -> tuple[list[float], list[float
     return [float(s) for s, _ in points], [float(v) for _, v in points]
 
 
-def loss_curve_figure(rows: list[dict[str, Any]], title: str = "DPO training") -> Figure:
-    """Training loss as a line and validation loss as points (logged at a few steps only), against step;
-    reward accuracy alike on a second panel. Each series joins only its own steps, so a training line
-    never breaks where an evaluation row has no training figure."""
+# (panel, y label, title, series (metric key, legend label, line style)): a line for the training
+# figure logged every few steps, points joined by a dashed line for validation (logged a few times)
+PANELS = {
+    "loss": ("loss", None, (("loss", "train loss", "-"), ("eval_loss", "validation loss", "o--"))),
+    "accuracy": (
+        "reward accuracy",
+        "chosen reward > rejected",
+        (("rewards/accuracies", "train", "-"), ("eval_rewards/accuracies", "validation", "o--")),
+    ),
+}
+
+
+def loss_curve_figure(
+    rows: list[dict[str, Any]], title: str = "DPO training", panels: tuple[str, ...] = tuple(PANELS)
+) -> Figure:
+    """Training loss as a line and validation loss as points against step, and reward accuracy alike,
+    side by side (``panels`` picks which). Each series joins only its own steps, so a training line never
+    breaks where an evaluation row has no training figure."""
     from matplotlib.figure import Figure  # Agg canvas, no pyplot state: safe in the app's threads
 
-    fig = Figure(figsize=(10, 3.8), layout="tight")
-    ax_loss, ax_acc = fig.subplots(1, 2)
-    for ax, series in (
-        (ax_loss, (("loss", "train loss", "-"), ("eval_loss", "validation loss", "o--"))),
-        (ax_acc, (("rewards/accuracies", "train", "-"), ("eval_rewards/accuracies", "validation", "o--"))),
-    ):
+    fig = Figure(figsize=(5 * len(panels), 3.8), layout="tight")
+    for ax, panel in zip(fig.subplots(1, len(panels), squeeze=False)[0], panels, strict=True):
+        ylabel, panel_title, series = PANELS[panel]
         for key, label, style in series:
             steps, values = curve(rows, key)
             if steps:
                 ax.plot(steps, values, style, label=label)
         if ax.lines:
             ax.legend()
-    ax_loss.set(xlabel="step", ylabel="loss", title=title)
-    ax_acc.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
-    ax_acc.set(xlabel="step", ylabel="reward accuracy", ylim=(0, 1), title="chosen reward > rejected")
+        if panel == "accuracy":
+            ax.axhline(0.5, color="grey", linewidth=0.8, linestyle=":")
+            ax.set_ylim(0, 1)
+        ax.set(xlabel="step", ylabel=ylabel, title=panel_title or title)
     return fig
 
 
-def loss_curve_png(rows: list[dict[str, Any]], title: str = "DPO training") -> bytes:
+def loss_curve_png(
+    rows: list[dict[str, Any]], title: str = "DPO training", panels: tuple[str, ...] = tuple(PANELS)
+) -> bytes:
     buf = io.BytesIO()
-    loss_curve_figure(rows, title).savefig(buf, format="png", dpi=110)
+    loss_curve_figure(rows, title, panels).savefig(buf, format="png", dpi=110)
     return buf.getvalue()
 
 
