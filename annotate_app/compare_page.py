@@ -29,6 +29,10 @@ from storage.parsing import PromptRecord, make_prompt
 from storage.templates import TEMPLATES
 
 _BATTLE = "compare_battle"
+_PENDING = "compare_pending"  # (record, template, version names) to generate on this run
+_ERROR = "compare_error"
+_TEXT_KEY, _TEMPLATE_KEY, _HELD_OUT_KEY = "compare_text", "compare_template", "compare_held_out"
+_NEXT_KEY, _CONTINUE_KEY = "compare_next", "compare_continue_from"
 NO_TEMPLATE = "(none: the text is the prompt)"
 TYPED, HELD_OUT = "Type a prompt", "A held-out prompt"
 SIDES = ("A", "B")
@@ -158,56 +162,76 @@ def _show_battle(battle: Battle) -> None:
     )
 
 
-def _follow_up(battle: Battle, versions: list[ModelVersion]) -> None:
-    """The next turn: the answer continued from joins the history; both versions answer the new text."""
-    with st.form("follow_up", border=True):
-        st.markdown("**Continue the conversation**")
-        preferred = 1 if battle.vote == "right" else 0
-        side = st.radio("Continue from", ["A's answer", "B's answer"], index=preferred, horizontal=True)
-        text = st.text_area("Your next message", height=80)
-        if not st.form_submit_button("Send", type="primary"):
-            return
-    if not text.strip():
-        st.error("Type a message first.")
+def _ask(record: PromptRecord, template: str | None, versions: list[str]) -> None:
+    """Form callback: what to generate on this run (before the page is drawn, so the answers stream
+    where the battle is shown)."""
+    st.session_state[_PENDING] = (record, template, versions)
+
+
+def _ask_new(source: str, versions: list[str]) -> None:
+    if source == HELD_OUT:
+        picked = st.session_state.get(_HELD_OUT_KEY)
+        if picked is not None:
+            with session_scope(engine()) as session:
+                prompt = session.get(Prompt, picked)
+            _ask(_stored_record(prompt), prompt.template, versions)
         return
-    chosen = battle.answers[0 if side.startswith("A") else 1]
+    text = (st.session_state.get(_TEXT_KEY) or "").strip()
+    if not text:
+        st.session_state[_ERROR] = "Type a prompt first."
+        return
+    template = st.session_state.get(_TEMPLATE_KEY)
+    template = None if template in (None, NO_TEMPLATE) else template
+    _ask(make_prompt(text, 0, template), template, versions)
+
+
+def _ask_follow_up(battle: Battle) -> None:
+    """The next turn: the answer continued from joins the history; the same two versions answer."""
+    text = (st.session_state.get(_NEXT_KEY) or "").strip()
+    if not text:
+        st.session_state[_ERROR] = "Type a message first."
+        return
+    chosen = battle.answers[0 if st.session_state.get(_CONTINUE_KEY, "").startswith("A") else 1]
     record = battle.record
     history = (*record.history, ("user", record.text), ("assistant", chosen.text))
-    _generate(versions, PromptRecord(row=0, text=text.strip(), system=record.system, history=history), None)
-    st.rerun()
+    next_turn = PromptRecord(row=0, text=text, system=record.system, history=history)
+    _ask(next_turn, None, [a.version for a in battle.answers])
+    st.session_state[_NEXT_KEY] = ""
 
 
-def _new_prompt(versions: list[ModelVersion]) -> None:
-    source = st.radio("Prompt", [TYPED, HELD_OUT], horizontal=True, label_visibility="collapsed")
-    with st.form("new_prompt", border=True):
-        if source == TYPED:
-            template = st.selectbox("Template", [NO_TEMPLATE, *TEMPLATES])
-            text = st.text_area("Prompt (or the idea, with a template)", height=90)
-        else:
-            prompts = held_out_prompts(engine())
-            if not prompts:
-                st.caption("No held-out (eval-split) prompt yet: type one instead.")
-            picked = st.selectbox(
-                "Held-out prompt (eval split)",
-                prompts,
-                format_func=lambda p: (p.raw or p.text)[:120],
-            )
-        submitted = st.form_submit_button("Generate", type="primary")
-    if not submitted:
-        return
-    if source == TYPED:
-        if not text.strip():
-            st.error("Type a prompt first.")
-            return
-        chosen_template = None if template == NO_TEMPLATE else template
-        record, stored_template = make_prompt(text.strip(), 0, chosen_template), chosen_template
-    else:
-        if picked is None:
-            return
-        record, stored_template = _stored_record(picked), picked.template
-    with st.spinner("Loading the models and writing (the first time takes a few seconds)…"):
-        _generate(versions, record, stored_template)
-    st.rerun()
+def _follow_up(battle: Battle) -> None:
+    with st.form("follow_up", border=True):
+        st.markdown("**Continue the conversation** (the next turn is blind again)")
+        st.radio(
+            "Continue from",
+            ["A's answer", "B's answer"],
+            index=1 if battle.vote == "right" else 0,
+            horizontal=True,
+            key=_CONTINUE_KEY,
+        )
+        st.text_area("Your next message", height=80, key=_NEXT_KEY)
+        st.form_submit_button("Send", type="primary", on_click=_ask_follow_up, args=(battle,))
+
+
+def _new_prompt(versions: list[str], open_: bool) -> None:
+    with st.expander("New prompt", expanded=open_, icon=":material/edit:"):
+        source = st.radio("Prompt", [TYPED, HELD_OUT], horizontal=True, label_visibility="collapsed")
+        # a form: the typed text is sent with the click, so Generate works without leaving the box first
+        with st.form("new_prompt", border=False):
+            if source == TYPED:
+                st.selectbox("Template", [NO_TEMPLATE, *TEMPLATES], key=_TEMPLATE_KEY)
+                st.text_area("Prompt (or the idea, with a template)", height=90, key=_TEXT_KEY)
+            else:
+                prompts = {p.id: p for p in held_out_prompts(engine())}
+                if not prompts:
+                    st.caption("No held-out (eval-split) prompt yet: type one instead.")
+                st.selectbox(
+                    "Held-out prompt (eval split)",
+                    list(prompts),
+                    format_func=lambda pid: (prompts[pid].raw or prompts[pid].text)[:120],
+                    key=_HELD_OUT_KEY,
+                )
+            st.form_submit_button("Generate", type="primary", on_click=_ask_new, args=(source, versions))
 
 
 def render_page() -> None:
@@ -234,14 +258,23 @@ def render_page() -> None:
         default=[names[0], names[-1]],
         max_selections=2,
     )
-    if len(chosen) != 2:
-        st.caption("Choose two versions.")
-        return
-    pair = [v for v in versions if v.name in chosen]
-    _new_prompt(pair)
+    if error := st.session_state.pop(_ERROR, None):
+        st.error(error)
+    if pending := st.session_state.pop(_PENDING, None):
+        record, template, pair = pending
+        streaming = st.empty()
+        with (
+            streaming.container(),
+            st.spinner("Loading the models and writing (the first time takes a while)…"),
+        ):
+            _generate([v for v in versions if v.name in pair], record, template)
+        streaming.empty()
     battle: Battle | None = st.session_state.get(_BATTLE)
-    if battle is None:
-        return
-    _show_battle(battle)
-    if battle.vote is not None:
-        _follow_up(battle, [v for v in versions if v.name in {a.version for a in battle.answers}])
+    if battle is not None:
+        _show_battle(battle)
+        if battle.vote is not None:
+            _follow_up(battle)
+    if len(chosen) == 2:
+        _new_prompt(chosen, open_=battle is None)
+    else:
+        st.caption("Choose two versions to start a new prompt.")

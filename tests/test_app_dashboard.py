@@ -292,7 +292,7 @@ def test_compare_is_a_blind_arena_whose_votes_are_eval_judgments(engine, random_
     assert revealed == [f"A: {names[(a if right is b else b).id]}", f"B: {names[right.id]}"]
     assert "Saved to the eval pool" in at.success[0].value
 
-    at.text_area[-1].input("Make it shorter")
+    at.text_area(key="compare_next").input("Make it shorter")
     _click(at, "Send")
     _click(at, "Tie", timeout=30)
     with session_scope(engine) as session:

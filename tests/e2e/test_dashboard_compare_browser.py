@@ -197,6 +197,7 @@ def test_compare_arena_first_click_blind_vote_reveal_and_follow_up(
         page.get_by_label("Prompt (or the idea, with a template)").fill("Baking sourdough bread at home")
         page.get_by_role("button", name="Generate").click()  # no blur first: the first click counts
         left, right = _answers(page)
+        expect(page.get_by_role("button", name="Both bad")).to_be_visible(timeout=TIMEOUT_MS)
         expect(page.locator(".st-key-answer_a [data-testid='stCaptionContainer']")).to_have_text("A")
         screenshots(page, artifacts / "compare-blind-desktop.png")
         page.get_by_role("button", name="B is better").click()
@@ -219,6 +220,7 @@ def test_compare_arena_first_click_blind_vote_reveal_and_follow_up(
         page.get_by_role("button", name="Send").click()
         expect(page.get_by_text("Answer you continued from")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
         _answers(page)
+        expect(page.get_by_role("button", name="Both bad")).to_be_visible(timeout=TIMEOUT_MS)
         screenshots(page, artifacts / "compare-follow-up-desktop.png")
         assert outside == [], f"the page fetched {outside}"
         page.close()
@@ -229,9 +231,11 @@ def test_compare_arena_first_click_blind_vote_reveal_and_follow_up(
         expect(phone.get_by_text("Held-out prompt (eval split)")).to_be_visible(timeout=TIMEOUT_MS)
         phone.get_by_role("button", name="Generate").click()
         _answers(phone)
+        expect(phone.get_by_role("button", name="Both bad")).to_be_visible(timeout=TIMEOUT_MS)
         screenshots(phone, artifacts / "compare-phone.png")
         phone.keyboard.press("3")  # the Annotate page's keys: 3 is a tie
         expect(phone.get_by_text("Saved to the eval pool", exact=False)).to_be_visible(timeout=TIMEOUT_MS)
+        expect(phone.get_by_text("Continue the conversation", exact=False)).to_be_visible(timeout=TIMEOUT_MS)
         screenshots(phone, artifacts / "compare-revealed-phone.png")
         phone.close()
     finally:
