@@ -1,6 +1,6 @@
 """Compare (admins): a blind arena. Two model versions answer the same prompt side by side (streamed),
 in a random order and with their own random seeds; the admin votes, then sees which was which. A vote
-is an eval judgment on stored candidates (``storage.battles``), counted by the report like any other.
+is an eval judgment on stored candidates (``labelling.battles``), counted by the report like any other.
 After the vote the conversation can go on: the chosen answer becomes the history of the next turn,
 which is blind again (sides drawn afresh).
 
@@ -20,9 +20,9 @@ from sqlmodel import col, select
 
 from annotate_app.context import config, current_user, engine
 from annotate_app.guard import require_admin
-from prefloop.errors import PrefloopError
-from storage.assignment import record_judgment, side_to_choice
-from storage.battles import Answer, held_out_prompts, split_of, store_battle
+from core.errors import PrefloopError
+from labelling.assignment import record_judgment, side_to_choice
+from labelling.battles import Answer, held_out_prompts, split_of, store_battle
 from storage.db import session_scope
 from storage.models import Choice, ModelVersion, Prompt, Split, VersionKind, prompt_messages
 from storage.parsing import PromptRecord, make_prompt

@@ -62,7 +62,7 @@ class AnnotateConfig(Section):
     # "Undo" withdraws the annotator's latest decision only, and only while it is younger than this
     undo_seconds: int = Field(600, gt=0)
     allow_local_user: bool = True  # on localhost only: label as "local" without a token
-    # offer "A much / slightly better, tie, B slightly / much better" (storage.assignment.GRADED_SCALE);
+    # offer "A much / slightly better, tie, B slightly / much better" (labelling.assignment.GRADED_SCALE);
     # the strength is stored beside the pairwise choice and exported in judgments.jsonl
     graded_choices: bool = False
     guidelines: str = (

@@ -9,12 +9,13 @@ import pytest
 from sqlmodel import func, select
 from typer.testing import CliRunner
 
+from core.net import free_port
 from prefloop.cli import app
 from prefloop.commands.annotate import streamlit_argv
 from storage.db import session_scope
 from storage.models import Candidate, Comparison, Prompt
-from tests.conftest import REPO, free_port
-from tests.e2e.conftest import stop_app, wait_healthy
+from testkit.app_server import stop_app, wait_healthy
+from tests.conftest import REPO
 
 
 def counts(engine) -> tuple[int, int, int]:

@@ -240,8 +240,8 @@ def test_compare_with_only_base_says_so(engine):
 
 @pytest.fixture(scope="module")
 def random_adapter(tmp_path_factory) -> str:
-    from generation.demo_adapter import save_random_adapter
-    from generation.loading import EMBEDDED_DIR
+    from models.loading import EMBEDDED_DIR
+    from testkit.demo_adapter import save_random_adapter
 
     return str(save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
 

@@ -8,12 +8,12 @@ import json
 import pytest
 from sqlalchemy import inspect
 
-from prefloop.errors import PrefloopError
-from storage.assignment import GRADED_SCALE, next_pair, record_judgment, side_to_choice
+from core.errors import PrefloopError
+from labelling.assignment import GRADED_SCALE, next_pair, record_judgment, side_to_choice
 from storage.db import make_engine, migrate
 from storage.exports import export_judgments, export_trl
 from storage.models import Choice, Strength
-from tests.annotate_seed import add_annotator, seed_pairs
+from testkit.annotate_seed import add_annotator, seed_pairs
 from tests.test_assignment import SETTINGS
 
 

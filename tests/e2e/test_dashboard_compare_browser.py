@@ -11,9 +11,9 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import update
 from sqlmodel import select
 
+from core.config import ReportConfig
 from evaluation.report import write_report
-from prefloop.config import ReportConfig
-from storage.assignment import record_judgment
+from labelling.assignment import record_judgment
 from storage.db import session_scope
 from storage.models import (
     Annotator,
@@ -33,9 +33,10 @@ from storage.models import (
     utcnow,
 )
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_version
-from tests.annotate_seed import seed_pairs
-from tests.e2e.conftest import add_people, start_app, stop_app
-from tests.e2e.ui import TIMEOUT_MS
+from testkit.annotate_seed import seed_pairs
+from testkit.app_server import start_app, stop_app
+from testkit.ui import TIMEOUT_MS
+from tests.e2e.conftest import add_people
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -171,8 +172,8 @@ def test_dashboard_draws_points_bars_throughput_and_fits_desktop_and_phone(
 
 @pytest.fixture(scope="module")
 def random_adapter(tmp_path_factory) -> str:
-    from generation.demo_adapter import save_random_adapter
-    from generation.loading import EMBEDDED_DIR
+    from models.loading import EMBEDDED_DIR
+    from testkit.demo_adapter import save_random_adapter
 
     return str(save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
 

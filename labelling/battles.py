@@ -2,7 +2,7 @@
 
 The Compare page shows two anonymous answers side by side; when the admin votes, the answers are stored
 as candidates of an eval comparison (created once per pair of texts) and the vote as an ordinary judgment
-(``storage.assignment.record_judgment``) with the side that was on the left. The report, the Arena export
+(``labelling.assignment.record_judgment``) with the side that was on the left. The report, the Arena export
 and the Dashboard then count it like any other eval judgment, and the pair stays open on the Annotate
 page until it has ``overlap_eval`` decisions. A prompt typed in Compare is stored in the eval split; a
 prompt already in the train split is refused, since the model may have been trained on it.
@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from prefloop.errors import PrefloopError
-from storage.assignment import Side
+from core.errors import PrefloopError
+from labelling.assignment import Side
 from storage.db import session_scope
 from storage.imports import store_prompts
 from storage.models import Candidate, ModelVersion, Prompt, Purpose, Split, text_hash
