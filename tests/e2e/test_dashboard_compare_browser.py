@@ -151,7 +151,8 @@ def test_dashboard_draws_points_bars_throughput_and_fits_desktop_and_phone(
             page = browser.new_page(viewport=viewport)
             outside = external_requests(page, url)
             page.goto(f"{url}/dashboard")
-            expect(page.get_by_role("heading", name="Win rates")).to_be_visible(timeout=TIMEOUT_MS)
+            # the first visit imports pandas and matplotlib: seconds on a loaded machine
+            expect(page.get_by_role("heading", name="Win rates")).to_be_visible(timeout=GENERATION_TIMEOUT_MS)
             # throughput, time to decide, the run's loss and reward accuracy, win rates
             figures = page.locator("[data-testid='stImage'] img")
             expect(figures).to_have_count(5, timeout=TIMEOUT_MS)
