@@ -142,6 +142,8 @@ def throughput_plot(per_hour: dict[str, dict[datetime, int]]) -> bytes:
         values = [counts.get(h, 0) for h in span]
         ax.plot(span, values, marker="o", linewidth=1, label=f"{name} ({sum(values)})")
     ax.set_ylim(bottom=0)
+    # explicit limits: a single hour would otherwise be widened to days of hourly ticks
+    ax.set_xlim(span[0] - timedelta(minutes=30), span[-1] + timedelta(minutes=30))
     ax.set_ylabel("decisions per hour")
     ax.set_xlabel("hour (UTC)")
     ax.xaxis.set_major_locator(HourLocator(interval=max(1, len(span) // 6)))  # whole hours, <= ~7 ticks

@@ -203,6 +203,9 @@ def test_throughput_per_active_hour_and_per_clock_hour():
     assert data.decide_seconds(judged) == {"ann": [1.0] * 6}, "skips and simulated annotators left out"
     assert plots.throughput_plot(data.decisions_per_hour(judged))[:4] == b"\x89PNG"
     assert plots.decide_time_plot(data.decide_seconds(judged))[:4] == b"\x89PNG"
+    assert plots.throughput_plot({"ann": {T0: 1}})[:4] == b"\x89PNG", (
+        "one hour: a few ticks, not days of them"
+    )
 
 
 def test_loss_curve_keeps_the_training_line_whole_and_draws_eval_as_points():
