@@ -21,7 +21,6 @@ from sqlmodel import col, select
 from annotate_app.context import config, current_user, engine
 from annotate_app.guard import require_admin
 from core.errors import PrefloopError
-from labelling.assignment import record_judgment, side_to_choice
 from labelling.battles import Answer, held_out_prompts, split_of, store_battle
 from storage.db import session_scope
 from storage.models import Choice, ModelVersion, Prompt, Split, VersionKind, prompt_messages
@@ -103,18 +102,16 @@ def _generate(versions: list[ModelVersion], record: PromptRecord, template: str 
 
 def _vote(battle: Battle, action: str) -> None:
     """Button callback: store the pair and the vote, then the page reveals the names."""
-    user = current_user()
     left, right = battle.answers
-    try:
-        comparison_id, left_side = store_battle(engine(), battle.record, battle.template, left, right)
-    except PrefloopError as exc:
-        st.session_state[_BATTLE] = replace(battle, split=Split.train)
-        st.toast(str(exc))
-        return
-    choice = side_to_choice(action, left_side) if action in ("left", "right") else Choice(action)
     ms = round((time.monotonic() - battle.shown_at) * 1000)
-    record_judgment(engine(), user.id, comparison_id, choice, left=left_side, ms_to_decide=ms)
-    st.session_state[_BATTLE] = replace(battle, vote=action, comparison_id=comparison_id)
+    try:
+        judgment = store_battle(
+            engine(), battle.record, battle.template, left, right, action, current_user().id, ms
+        )
+    except PrefloopError as exc:  # e.g. the prompt went into the train split meanwhile: nothing stored
+        st.session_state[_ERROR] = str(exc)
+        return
+    st.session_state[_BATTLE] = replace(battle, vote=action, comparison_id=judgment.comparison_id)
 
 
 def _show_history(record: PromptRecord) -> None:

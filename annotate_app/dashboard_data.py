@@ -246,24 +246,21 @@ def read_report(report_json: Path) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
-def win_rate_groups(report: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """``{annotator kind: comparisons}`` exactly as the report draws them (``evaluation.plots``)."""
-    return {k: g["comparisons"] for k, g in report.get("groups", {}).items() if g.get("comparisons")}
-
-
 def win_rate_rows(report: dict[str, Any]) -> list[dict]:
-    """Each model against each baseline, per annotator kind: the table beside the win-rate figure."""
+    """Each model against each baseline, per annotator kind: the table beside the report's win-rate
+    figure (``win_rates.png``), with the report's unit (items) and the judgments behind them."""
     return [
         {
             "annotators": kind,
             "model": comp.get("model"),
             "baseline": comp.get("baseline"),
-            "n": comp.get("n"),
+            "items": comp.get("items"),
+            "judgments": comp.get("n"),
             "win rate": comp.get("win_rate"),
             "95% low": (comp.get("ci95") or [None, None])[0],
             "95% high": (comp.get("ci95") or [None, None])[1],
             "p (sign)": comp.get("p_value"),
         }
-        for kind, comps in win_rate_groups(report).items()
-        for comp in comps
+        for kind, group in (report.get("groups") or {}).items()
+        for comp in group.get("comparisons") or []
     ]

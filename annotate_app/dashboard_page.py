@@ -19,7 +19,6 @@ from training.plots import PANELS, loss_curve_png
 _throughput_png = st.cache_data(plots.throughput_plot, show_spinner=False, max_entries=8)
 _decide_png = st.cache_data(plots.decide_time_plot, show_spinner=False, max_entries=8)
 _loss_png = st.cache_data(loss_curve_png, show_spinner=False, max_entries=32)
-_win_rate_png = st.cache_data(plots.win_rate_plot, show_spinner=False, max_entries=8)
 
 PERCENT = st.column_config.NumberColumn(format="percent")
 
@@ -128,14 +127,17 @@ def _training() -> None:
 
 def _win_rates() -> None:
     st.subheader("Win rates")
-    report = data.read_report(config().var_dir / "report" / "report.json")
-    groups = data.win_rate_groups(report) if report else {}
-    if not groups:
+    folder = config().var_dir / "report"
+    report = data.read_report(folder / "report.json")
+    rows = data.win_rate_rows(report) if report else []
+    if not rows:
         st.info("No report yet: `make report` writes one after eval pairs are judged.")
         return
-    st.image(_win_rate_png(groups), width="stretch")
+    figure = folder / "win_rates.png"
+    if figure.is_file():  # the report's own figure: points, Wilson bars, a dashed 50% line
+        st.image(figure.read_bytes(), width="stretch")
     _table(
-        data.win_rate_rows(report),
+        rows,
         **{
             "win rate": st.column_config.NumberColumn(format="%.2f"),
             "95% low": st.column_config.NumberColumn(format="%.2f"),
@@ -144,8 +146,9 @@ def _win_rates() -> None:
         },
     )
     st.caption(
-        f"From the latest `prefloop report` ({report.get('generated_at', 'time unknown')}); the unit is one "
-        "judgment of an eval pair, ties count ½, intervals are Wilson 95%. `make report` refreshes it."
+        f"From the latest `prefloop report` ({report.get('generated_at') or 'time unknown'}); the unit is "
+        f"{report.get('unit') or 'the item'}, ties count ½, intervals are Wilson 95%. "
+        "`make report` refreshes it."
     )
 
 

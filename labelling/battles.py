@@ -1,8 +1,10 @@
 """Compare's blind votes into the eval pool: two versions' answers to one prompt become an eval pair.
 
 The Compare page shows two anonymous answers side by side; when the admin votes, the answers are stored
-as candidates of an eval comparison (created once per pair of texts) and the vote as an ordinary judgment
-(``labelling.assignment.record_judgment``) with the side that was on the left. The report, the Arena export
+as candidates of an eval comparison (created once per pair of texts) and the vote as a judgment with the
+side that was on the left and the time to decide, all in one transaction. (Not through
+``record_judgment``: that one accepts only the pair leased to the annotator on the Annotate page, and a
+Compare pair is never leased: the admin made it by asking.) The report, the Arena export
 and the Dashboard then count it like any other eval judgment, and the pair stays open on the Annotate
 page until it has ``overlap_eval`` decisions. A prompt typed in Compare is stored in the eval split; a
 prompt already in the train split is refused, since the model may have been trained on it.
@@ -11,16 +13,16 @@ prompt already in the train split is refused, since the model may have been trai
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.errors import PrefloopError
-from labelling.assignment import Side
+from labelling.assignment import Side, side_to_choice
 from storage.db import session_scope
 from storage.imports import store_prompts
-from storage.models import Candidate, ModelVersion, Prompt, Purpose, Split, text_hash
+from storage.models import Candidate, Choice, Judgment, ModelVersion, Prompt, Purpose, Split, text_hash
 from storage.parsing import PromptRecord
 from storage.repo import get_or_create_candidate, get_or_create_comparison
 
@@ -59,10 +61,17 @@ def split_of(engine: Engine, record: PromptRecord) -> Split | None:
 
 
 def store_battle(
-    engine: Engine, record: PromptRecord, template: str | None, left: Answer, right: Answer
-) -> tuple[int, Side]:
-    """Store the prompt (eval split if new), both answers and their eval comparison in one transaction;
-    returns the comparison id and which of its candidates ("a" or "b") was shown on the left."""
+    engine: Engine,
+    record: PromptRecord,
+    template: str | None,
+    left: Answer,
+    right: Answer,
+    vote: Literal["left", "right", "tie", "both_bad"],
+    annotator_id: int,
+    ms_to_decide: int | None = None,
+) -> Judgment:
+    """Store the prompt (eval split if new), both answers, their eval comparison and the vote (in screen
+    terms: left, right, tie, both_bad) in one transaction; returns the judgment."""
     if left.version == right.version:
         raise PrefloopError(f"both answers are from {left.version!r}: a battle needs two model versions")
     with session_scope(engine, write=True) as session:
@@ -97,4 +106,24 @@ def store_battle(
             )
             shown.append(cand)
         comp, _ = get_or_create_comparison(session, shown[0], shown[1], Purpose.eval)
-        return comp.id, "a" if shown[0].id == comp.candidate_a_id else "b"
+        already = session.exec(
+            select(Judgment.id).where(
+                Judgment.comparison_id == comp.id,
+                Judgment.annotator_id == annotator_id,
+                col(Judgment.superseded_at).is_(None),
+            )
+        ).first()
+        if already is not None:
+            raise PrefloopError(f"you have already voted on these two answers (pair {comp.id})")
+        left_side: Side = "a" if shown[0].id == comp.candidate_a_id else "b"
+        choice = side_to_choice(vote, left_side) if vote in ("left", "right") else Choice(vote)
+        judgment = Judgment(
+            comparison_id=comp.id,
+            annotator_id=annotator_id,
+            choice=choice,
+            left=left_side,
+            ms_to_decide=ms_to_decide,
+        )
+        session.add(judgment)
+        session.flush()
+        return judgment

@@ -221,14 +221,13 @@ def test_loss_curve_keeps_the_training_line_whole_and_draws_eval_as_points():
 def test_win_rates_come_from_the_report_per_kind(tmp_path):
     report = tmp_path / "report.json"
     assert data.read_report(report) is None
-    comparison = {"model": "round-1", "baseline": "base", "win_rate": 0.68, "ci95": [0.54, 0.79], "n": 50}
-    groups = {"human": {"comparisons": [comparison | {"p_value": 0.01}]}, "simulated": {"comparisons": []}}
+    comparison = {"model": "round-1", "baseline": "base", "win_rate": 0.68, "ci95": [0.54, 0.79]}
+    comparison |= {"items": 25, "n": 50, "p_value": 0.01}
+    groups = {"human": {"comparisons": [comparison]}, "simulated": {"comparisons": []}}
     report.write_text(json.dumps({"generated_at": "2026-12-01T10:00:00", "groups": groups}))
-    loaded = data.read_report(report)
-    assert list(data.win_rate_groups(loaded)) == ["human"]
-    (row,) = data.win_rate_rows(loaded)
+    (row,) = data.win_rate_rows(data.read_report(report))
     assert row["annotators"] == "human" and row["win rate"] == 0.68 and row["95% low"] == 0.54
-    assert row["n"] == 50
+    assert row["items"] == 25 and row["judgments"] == 50
 
 
 @pytest.mark.usefixtures("app_env")

@@ -25,7 +25,7 @@ def test_each_grade_stores_its_choice_and_strength_and_exports_them(any_engine, 
         pair = next_pair(any_engine, who, SETTINGS)
         choice = side_to_choice(action, pair.left) if action in ("left", "right") else Choice(action)
         judgment = record_judgment(
-            any_engine, who, pair.comparison_id, choice, left=pair.left, strength=strength
+            any_engine, who, pair.comparison_id, choice, left=pair.left, strength=strength, settings=SETTINGS
         )
         stored.append((label, judgment.choice, judgment.strength))
     assert [s for _, _, s in stored] == [2, 1, None, 1, 2]
@@ -49,7 +49,7 @@ def test_a_strength_without_a_side_or_off_the_scale_is_refused(engine, choice, s
     (pair,) = seed_pairs(engine, train=1)
     who = add_annotator(engine, "alice")
     with pytest.raises(PrefloopError, match=message):
-        record_judgment(engine, who, pair, choice, left="a", strength=strength)
+        record_judgment(engine, who, pair, choice, left="a", strength=strength, settings=SETTINGS)
 
 
 def test_migration_adds_a_nullable_strength_to_existing_judgments(db_url):

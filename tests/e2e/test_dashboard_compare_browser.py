@@ -11,7 +11,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import update
 from sqlmodel import select
 
-from core.config import ReportConfig
+from core.config import AnnotateConfig, ReportConfig
 from evaluation.report import write_report
 from labelling.assignment import record_judgment
 from storage.db import session_scope
@@ -105,6 +105,7 @@ def seed_history(engine, adapter_path: str = "unused") -> None:
                 choice,
                 left="a" if i % 2 else "b",
                 ms_to_decide=ms[who][i],
+                settings=AnnotateConfig(),
             )
             with session_scope(engine, write=True) as session:  # spread the decisions over two hours
                 when = start + timedelta(minutes=9 * i + offset)
