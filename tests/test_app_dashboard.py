@@ -119,10 +119,11 @@ def test_admin_sees_rounds_annotators_agreement_and_loss_curves(engine):
     assert rounds.iloc[0]["coverage"] == pytest.approx(4 / 6)
     people = at.dataframe[1].value.set_index("annotator")
     assert people.loc["alice", "decisions"] == 4 and people.loc["alice", "median s"] == 2.0
-    assert people.loc["alice", "tie rate"] == 0.25
+    habits = at.dataframe[2].value.set_index("annotator")
+    assert habits.loc["alice", "tie rate"] == 0.25
     expected_alpha = krippendorff_alpha_nominal([["a", "a"], ["a", "a"], ["b", "b"], ["tie", "b"]])
     assert at.metric[0].value == f"{expected_alpha:.2f}"
-    kappa = at.dataframe[2].value.iloc[0]
+    kappa = at.dataframe[3].value.iloc[0]
     assert kappa["shared pairs"] == 4 and kappa["agreement"] == 0.75
     images = at.get("image")
     assert len(images) == 4, "throughput, time to decide, and the run's two curves are drawn"
