@@ -157,7 +157,7 @@ def test_dashboard_draws_points_bars_throughput_and_fits_desktop_and_phone(
             # throughput, time to decide, the run's loss and reward accuracy, win rates
             figures = page.locator("[data-testid='stImage'] img")
             expect(figures).to_have_count(5, timeout=TIMEOUT_MS)
-            expect(page.get_by_text("the unit is one judgment of an eval pair", exact=False)).to_be_visible()
+            expect(page.get_by_text("the unit is item: one prompt", exact=False)).to_be_visible()
             if viewport is DESKTOP:
                 expect(page.locator("[data-testid='stDataFrame'] .dvn-scroller")).to_have_count(5)
                 assert page.evaluate(_CLIPPED_TABLES_JS) == 0, "every column of every table is on screen"
