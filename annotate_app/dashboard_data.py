@@ -13,6 +13,7 @@ import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +23,12 @@ from sqlmodel import select
 from core.config import AnnotateConfig
 from evaluation.stats import agreement_pairs, binomial_p, cohen_kappa, krippendorff_alpha_nominal
 from storage.db import session_scope
-from storage.models import Annotator, Choice, Comparison, Judgment, Purpose, TrainingRun
+from storage.models import Annotator, AnnotatorKind, Choice, Comparison, Judgment, Purpose, TrainingRun
 from storage.queries import current
 
-NO_ROUND = "imported"  # label for pairs without a round (imported labels)
+NO_ROUND = "no round"  # label for pairs outside the rounds (imported labels, Compare votes)
+PAUSE = timedelta(minutes=10)  # a longer gap between two decisions is a break, not labelling time
+THROUGHPUT_WINDOW = timedelta(hours=72)  # the throughput chart's span, back from the newest decision
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class JudgmentRow:
     choice: str
     left: str | None
     ms_to_decide: int | None
+    created_at: datetime  # UTC, naive (SQLite returns naive, PostgreSQL aware: normalised on load)
 
 
 @dataclass(frozen=True)
@@ -65,16 +69,21 @@ def load_rows(engine: Engine) -> tuple[list[PairRow], list[JudgmentRow]]:
                 Judgment.choice,
                 Judgment.left,
                 Judgment.ms_to_decide,
+                Judgment.created_at,
             )
             .join(Comparison, Comparison.id == Judgment.comparison_id)
             .join(Annotator, Annotator.id == Judgment.annotator_id)
             .where(current())
         )
         judgments = [
-            JudgmentRow(cid, rid, purpose.value, name, kind.value, choice.value, left, ms)
-            for cid, rid, purpose, name, kind, choice, left, ms in session.exec(query)
+            JudgmentRow(cid, rid, purpose.value, name, kind.value, choice.value, left, ms, _utc(at))
+            for cid, rid, purpose, name, kind, choice, left, ms, at in session.exec(query)
         ]
     return pairs, judgments
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _round_label(round_id: int | None) -> str:
@@ -112,8 +121,9 @@ def round_table(
 
 
 def annotator_table(judgments: Sequence[JudgmentRow]) -> list[dict]:
-    """Per annotator: volume, speed, tie and both-bad rates, and position bias (left-choice rate with an
-    exact two-sided binomial p-value against 50%, over decisive judgments whose display order is known)."""
+    """Per annotator: volume, speed (median seconds per decision, decisions per active hour), tie and
+    both-bad rates, and position bias (left-choice rate with an exact two-sided binomial p-value against
+    50%, over decisive judgments whose display order is known)."""
     by_name: dict[str, list[JudgmentRow]] = defaultdict(list)
     for j in judgments:
         by_name[j.annotator].append(j)
@@ -132,6 +142,7 @@ def annotator_table(judgments: Sequence[JudgmentRow]) -> list[dict]:
                 "decisions": len(decided),
                 "skips": len(rows) - len(decided),
                 "median s": statistics.median(timed) / 1000 if timed else None,
+                "decisions / h": decisions_per_active_hour([j.created_at for j in decided]),
                 "tie rate": _share(sum(j.choice == Choice.tie for j in decided), len(decided)),
                 "both-bad rate": _share(sum(j.choice == Choice.both_bad for j in decided), len(decided)),
                 "left-choice rate": _share(left_hits, len(sided)),
@@ -188,39 +199,69 @@ def overall_alpha(judgments: Sequence[JudgmentRow]) -> tuple[float | None, int]:
     return (None if math.isnan(alpha) else alpha), len(shared)
 
 
+def decisions_per_active_hour(times: Sequence[datetime], pause: timedelta = PAUSE) -> float | None:
+    """Decisions per hour while labelling: 3600 / the mean seconds between consecutive decisions, with
+    gaps longer than ``pause`` (a break, another day) left out; None with fewer than two decisions."""
+    ordered = sorted(times)
+    gaps = [(b - a).total_seconds() for a, b in zip(ordered, ordered[1:], strict=False)]
+    working = [g for g in gaps if g <= pause.total_seconds()]
+    if not working:
+        return None
+    return 3600 * len(working) / max(sum(working), 1e-3)
+
+
+def decisions_per_hour(judgments: Sequence[JudgmentRow]) -> dict[str, dict[datetime, int]]:
+    """Human decisions (skips excluded) per annotator and clock hour (UTC), over the last
+    ``THROUGHPUT_WINDOW`` before the newest one; simulated and imported annotators are left out."""
+    human = [j for j in judgments if j.annotator_kind == AnnotatorKind.human and j.choice != Choice.skip]
+    if not human:
+        return {}
+    since = max(j.created_at for j in human) - THROUGHPUT_WINDOW
+    counts: dict[str, Counter[datetime]] = defaultdict(Counter)
+    for j in human:
+        if j.created_at > since:
+            counts[j.annotator][j.created_at.replace(minute=0, second=0, microsecond=0)] += 1
+    return {name: dict(c) for name, c in counts.items()}
+
+
+def decide_seconds(judgments: Sequence[JudgmentRow]) -> dict[str, list[float]]:
+    """Seconds from showing the pair to the decision, per human annotator (skips and untimed left out)."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for j in judgments:
+        if j.annotator_kind == AnnotatorKind.human and j.choice != Choice.skip and j.ms_to_decide is not None:
+            out[j.annotator].append(j.ms_to_decide / 1000)
+    return dict(out)
+
+
 def training_runs(engine: Engine) -> list[TrainingRun]:
     with session_scope(engine) as session:
         return list(session.exec(select(TrainingRun).order_by(TrainingRun.id)))
 
 
-def loss_curve(metrics: Sequence[dict[str, Any]]) -> dict[str, dict[float, float]]:
-    """``{series: {step: value}}`` for the logged losses and reward accuracy; other keys are ignored."""
-    curves: dict[str, dict[float, float]] = defaultdict(dict)
-    for i, entry in enumerate(metrics):
-        step = entry.get("step", i)
-        for key in ("loss", "eval_loss", "rewards/accuracies", "eval_rewards/accuracies"):
-            value = entry.get(key)
-            if isinstance(value, int | float) and not math.isnan(value):
-                curves[key][step] = float(value)
-    return dict(curves)
-
-
-def win_rate_history(report_json: Path) -> list[dict]:
-    """Each model against its baseline from the latest ``prefloop report`` (one row per round's model);
-    empty until a report exists."""
+def read_report(report_json: Path) -> dict[str, Any] | None:
+    """The latest ``prefloop report`` (report.json), or None until one exists."""
     try:
         report = json.loads(report_json.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
-        return []
+        return None
+    return report if isinstance(report, dict) else None
+
+
+def win_rate_rows(report: dict[str, Any]) -> list[dict]:
+    """Each model against each baseline, per annotator kind: the table beside the report's win-rate
+    figure (``win_rates.png``), with the report's unit (items) and the judgments behind them."""
     return [
         {
+            "annotators": kind,
             "model": comp.get("model"),
             "baseline": comp.get("baseline"),
+            "items": comp.get("items"),
+            "judgments": comp.get("n"),
             "win rate": comp.get("win_rate"),
-            "ci95 low": (comp.get("ci95") or [None, None])[0],
-            "ci95 high": (comp.get("ci95") or [None, None])[1],
-            "n": comp.get("n"),
-            "p-value": comp.get("p_value"),
+            "95% low": (comp.get("ci95") or [None, None])[0],
+            "95% high": (comp.get("ci95") or [None, None])[1],
+            "p (sign)": comp.get("p_value"),
         }
-        for comp in report.get("comparisons", [])
+        for kind, group in (report.get("groups") or {}).items()
+        for comp in group.get("comparisons") or []
     ]

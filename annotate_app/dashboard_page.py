@@ -1,4 +1,8 @@
-"""The Dashboard (admins only): how labelling goes, who labels how, whether training helps."""
+"""The Dashboard (admins only): how labelling goes, who labels how, whether training helps.
+
+Figures are the report's own (``evaluation.plots``, ``training.plots``: matplotlib, points with Wilson
+bars, a dashed 50% line), so the Dashboard and ``prefloop report`` never draw the same thing two ways.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,23 @@ import streamlit as st
 from annotate_app import dashboard_data as data
 from annotate_app.context import config, engine
 from annotate_app.guard import require_admin
+from evaluation import plots
+from training.plots import PANELS, loss_curve_png
+
+# Drawing a figure takes ~0.1-0.2 s; the same numbers give the same PNG, so reruns reuse it.
+_throughput_png = st.cache_data(plots.throughput_plot, show_spinner=False, max_entries=8)
+_decide_png = st.cache_data(plots.decide_time_plot, show_spinner=False, max_entries=8)
+_loss_png = st.cache_data(loss_curve_png, show_spinner=False, max_entries=32)
+
+PERCENT = st.column_config.NumberColumn(format="percent")
+
+
+def _table(rows: list[dict], **column_config) -> None:
+    """A table as wide as the page; on a phone it scrolls sideways with its first column pinned."""
+    frame = pd.DataFrame(rows)
+    first = frame.columns[0]
+    column_config.setdefault(first, st.column_config.Column(pinned=True))
+    st.dataframe(frame, hide_index=True, width="stretch", column_config=column_config)
 
 
 def _rounds(pairs, judgments) -> None:
@@ -16,11 +37,18 @@ def _rounds(pairs, judgments) -> None:
     if not table:
         st.info("No pairs yet: run `prefloop generate` (or `prefloop demo`).")
         return
-    st.dataframe(
-        pd.DataFrame(table),
-        hide_index=True,
-        column_config={"coverage": st.column_config.ProgressColumn("coverage", format="percent")},
-    )
+    _table(table, coverage=st.column_config.ProgressColumn("coverage", format="percent"))
+
+
+SPEED_COLUMNS = ("annotator", "kind", "decisions", "skips", "median s", "decisions / h")
+HABIT_COLUMNS = (
+    "annotator",
+    "tie rate",
+    "both-bad rate",
+    "left-choice rate",
+    "left p-value",
+    "mean κ vs others",
+)
 
 
 def _annotators(judgments) -> None:
@@ -29,15 +57,22 @@ def _annotators(judgments) -> None:
     if not table:
         st.info("No judgments yet.")
         return
-    percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe(
-        pd.DataFrame(table),
-        hide_index=True,
-        column_config={
-            "median s": st.column_config.NumberColumn(format="%.1f"),
-            "tie rate": percent,
-            "both-bad rate": percent,
-            "left-choice rate": percent,
+    # two narrower tables rather than one wide one: every column stays on screen at 1280 px
+    _table(
+        [{k: row[k] for k in SPEED_COLUMNS} for row in table],
+        **{
+            "median s": st.column_config.NumberColumn(format="%.1f", help="median seconds per decision"),
+            "decisions / h": st.column_config.NumberColumn(
+                format="%.0f", help="while labelling: pauses over 10 minutes are left out"
+            ),
+        },
+    )
+    _table(
+        [{k: row[k] for k in HABIT_COLUMNS} for row in table],
+        **{
+            "tie rate": PERCENT,
+            "both-bad rate": PERCENT,
+            "left-choice rate": PERCENT,
             "left p-value": st.column_config.NumberColumn(format="%.3g", help="exact binomial test vs 50%"),
             "mean κ vs others": st.column_config.NumberColumn(format="%.2f"),
         },
@@ -46,20 +81,28 @@ def _annotators(judgments) -> None:
         "Left-choice rate: share of decisive judgments (A or B better) that picked the left side; "
         "a small p-value means position bias. Skips are not decisions."
     )
+    per_hour, seconds = data.decisions_per_hour(judgments), data.decide_seconds(judgments)
+    if per_hour or seconds:
+        throughput_col, decide_col = st.columns(2)
+        if per_hour:
+            throughput_col.image(_throughput_png(per_hour), width="stretch")
+        if seconds:
+            decide_col.image(_decide_png(seconds), width="stretch")
+        st.caption("Human annotators only (simulated ones label thousands of pairs a second).")
+
+
+def _agreement(judgments) -> None:
+    st.subheader("Agreement")
     alpha, shared = data.overall_alpha(judgments)
     if shared == 0:
-        st.caption("Agreement: no pair has two decisions yet (eval pairs are labelled twice).")
+        st.caption("No pair has two decisions yet (eval pairs are labelled twice).")
         return
     alpha_text = "undefined (everyone gave the same label)" if alpha is None else f"{alpha:.2f}"
     st.metric(f"Krippendorff's α over {shared} shared pairs", alpha_text)
-    kappas = data.pairwise_kappa(judgments)
-    st.dataframe(
-        pd.DataFrame(kappas),
-        hide_index=True,
-        column_config={
-            "agreement": st.column_config.NumberColumn(format="percent"),
-            "κ": st.column_config.NumberColumn("Cohen's κ", format="%.2f"),
-        },
+    _table(
+        data.pairwise_kappa(judgments),
+        agreement=PERCENT,
+        κ=st.column_config.NumberColumn("Cohen's κ", format="%.2f"),
     )
 
 
@@ -73,9 +116,9 @@ def _training() -> None:
         started = f"{run.started_at:%Y-%m-%d %H:%M}"
         title = f"Run {run.id} · round {run.round_id} · {run.status.value} · started {started}"
         with st.expander(title, expanded=run is runs[-1]):
-            curves = data.loss_curve(run.metrics)
-            if curves:
-                st.line_chart(pd.DataFrame(curves).sort_index(), x_label="step")
+            if run.metrics:  # one figure per column: side by side on a laptop, stacked on a phone
+                for panel, col in zip(PANELS, st.columns(len(PANELS)), strict=True):
+                    col.image(_loss_png(run.metrics, f"run {run.id}", (panel,)), width="stretch")
             else:
                 st.caption("No metrics logged yet.")
             if run.error:
@@ -83,13 +126,30 @@ def _training() -> None:
 
 
 def _win_rates() -> None:
-    st.subheader("Win rate history")
-    rows = data.win_rate_history(config().var_dir / "report" / "report.json")
+    st.subheader("Win rates")
+    folder = config().var_dir / "report"
+    report = data.read_report(folder / "report.json")
+    rows = data.win_rate_rows(report) if report else []
     if not rows:
         st.info("No report yet: `make report` writes one after eval pairs are judged.")
         return
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
-    st.bar_chart(pd.DataFrame(rows).set_index("model")["win rate"], y_label="win rate vs baseline")
+    figure = folder / "win_rates.png"
+    if figure.is_file():  # the report's own figure: points, Wilson bars, a dashed 50% line
+        st.image(figure.read_bytes(), width="stretch")
+    _table(
+        rows,
+        **{
+            "win rate": st.column_config.NumberColumn(format="%.2f"),
+            "95% low": st.column_config.NumberColumn(format="%.2f"),
+            "95% high": st.column_config.NumberColumn(format="%.2f"),
+            "p (sign)": st.column_config.NumberColumn(format="%.3g"),
+        },
+    )
+    st.caption(
+        f"From the latest `prefloop report` ({report.get('generated_at') or 'time unknown'}); the unit is "
+        f"{report.get('unit') or 'the item'}, ties count ½, intervals are Wilson 95%. "
+        "`make report` refreshes it."
+    )
 
 
 def render() -> None:
@@ -98,5 +158,6 @@ def render() -> None:
     pairs, judgments = data.load_rows(engine())
     _rounds(pairs, judgments)
     _annotators(judgments)
+    _agreement(judgments)
     _training()
     _win_rates()

@@ -6,6 +6,8 @@ Streamlit reruns this file on every interaction; it only routes. Tables live in 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from annotate_app import annotate_page
@@ -24,7 +26,11 @@ def compare() -> None:
     compare_page.render_page()
 
 
-st.set_page_config(page_title="prefloop", page_icon=":material/balance:", layout="wide")
+# A file, not ":material/...": Streamlit fetches a material-icon favicon from fonts.gstatic.com, which
+# fails offline (ERR_NAME_NOT_RESOLVED) and is a request the annotators' browsers need not make.
+FAVICON = Path(__file__).with_name("favicon.png")
+
+st.set_page_config(page_title="prefloop", page_icon=str(FAVICON), layout="wide")
 
 user = ensure_user()
 run_cookie_script()

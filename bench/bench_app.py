@@ -4,6 +4,8 @@
   sign-in), vs a one-line Streamlit app started the same way -> its text rendered.
 - Click -> next pair rendered: median over >= 50 keyboard judgments in Chromium (Playwright), vs the
   same key press on a one-button Streamlit app -> its counter re-rendered (Streamlit's own round trip).
+- The same key press while ``prefloop train-round`` trains on the same cores (a real DPO round on
+  labelled seed ideas), against the same page measured just before the round started.
 - Storage: ``next_pair`` + ``record_judgment`` p99 with 32 annotator threads labelling at once on one
   SQLite file (the Streamlit server is one process with a thread per session), each deciding every ~1 s,
   vs 1 annotator alone; and the same 32 with no pause (throughput). After each run every pair must hold
@@ -15,6 +17,7 @@ drives the app exactly as the tests do.
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 import subprocess
@@ -34,9 +37,10 @@ from core.net import free_port
 from labelling.assignment import next_pair, record_judgment
 from storage import queries
 from storage.db import make_engine, migrate, session_scope
-from storage.models import Choice, Judgment
+from storage.models import Choice, Judgment, TrainingRun
 from testkit.annotate_seed import add_annotator, seed_pairs
 from testkit.app_server import CHROMIUM, CHROMIUM_ARGS, start_app, stop_app, wait_healthy
+from testkit.train_seed import seed_label_subset
 from testkit.ui import blur, shown_pair
 
 AREA = "app"
@@ -303,12 +307,108 @@ def browser_rows(folder: Path, quick: bool) -> list[BenchRow]:
     ]
 
 
+# ---- while a training round runs ------------------------------------------------------------------------
+
+
+def _prefloop(db_url: str, var: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "prefloop.cli", "--db", db_url, "--set", f"var_dir={var}", *args]
+
+
+def _start_train_round(folder: Path, ideas: int) -> tuple[subprocess.Popen, object]:
+    """``prefloop train-round`` on its own database of ``ideas`` labelled seed ideas (10 pairs each), at
+    the same priority as the app: an operator training while people label. Returns once it trains."""
+    db_url, engine = _fresh_db(folder, "train")
+    labels = seed_label_subset(folder / "labels.csv", ideas)
+    subprocess.run(
+        _prefloop(
+            db_url, folder, "labels", "import", str(labels), "--template", "youtube-title", "--split", "train"
+        ),
+        check=True,
+        capture_output=True,
+    )
+    proc = subprocess.Popen(
+        _prefloop(db_url, folder, "train-round"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        with session_scope(engine) as session:
+            if session.exec(select(TrainingRun.id)).first() is not None:
+                return proc, engine
+        time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("train-round did not start training within 300 s")
+
+
+def under_training_rows(folder: Path, quick: bool) -> list[BenchRow]:
+    """Key press -> next pair while ``prefloop train-round`` runs on the same cores (the usual case:
+    people label while the operator trains), against the same page in the same run before training."""
+    from playwright.sync_api import sync_playwright
+
+    clicks = 40 if quick else 80
+    db_url, engine = _fresh_db(folder, "labelling")
+    seed_pairs(engine, train=3 * clicks)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        proc, url = start_app(db_url)
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            shown_pair(page)
+            blur(page)
+
+            def press(before: tuple[str, str]) -> None:
+                page.keyboard.press("1")
+                shown_pair(page, other_than=before)
+
+            settle = lambda: shown_pair(page)  # noqa: E731
+            quiet = _click_ms(clicks, settle, press)
+            trainer, train_engine = _start_train_round(folder, ideas=24 if quick else 48)
+            try:
+                loads, loaded = [], []
+                while len(loaded) < clicks and trainer.poll() is None:
+                    loaded += _click_ms(1, settle, press)
+                    loads.append(os.getloadavg()[0])
+                still_training = trainer.poll() is None
+            finally:
+                trainer.kill()
+                trainer.wait()
+                train_engine.dispose()
+        finally:
+            stop_app(proc)
+        browser.close()
+    if len(loaded) < clicks // 2:
+        raise RuntimeError(f"train-round ended after {len(loaded)} key presses: give it more ideas")
+    return [
+        row(
+            AREA,
+            f"key press -> next pair rendered while `prefloop train-round` runs, median of {len(loaded)} "
+            "(Chromium)",
+            round(statistics.median(loaded), 1),
+            "ms median",
+            f"same page, same run, before training started (median of {clicks})",
+            round(statistics.median(quiet), 1),
+            note=(
+                "lower is better; target <= 300 ms median, p90 <= 500 ms; "
+                f"p90 {_percentile(loaded, 0.9):.0f} ms, max {max(loaded):.0f} ms "
+                f"(before training: p90 {_percentile(quiet, 0.9):.0f} ms); "
+                f"train-round still training at the end: {still_training}; 1-min load average during "
+                f"{min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} cores"
+            ),
+        )
+    ]
+
+
 def run(quick: bool = False) -> list[BenchRow]:
     with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
         folder = Path(tmp)
-        return storage_rows(folder, quick) + browser_rows(folder, quick)
+        return storage_rows(folder, quick) + browser_rows(folder, quick) + under_training_rows(folder, quick)
 
 
 if __name__ == "__main__":
-    for r in run(quick="--quick" in sys.argv):
+    if "--under-training" in sys.argv:  # this row alone (minutes), e.g. while profiling the page
+        with tempfile.TemporaryDirectory(prefix="bench-app-") as tmp:
+            rows = under_training_rows(Path(tmp), quick="--quick" in sys.argv)
+    else:
+        rows = run(quick="--quick" in sys.argv)
+    for r in rows:
         print(r)

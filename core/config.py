@@ -63,6 +63,9 @@ class AnnotateConfig(Section):
     # "Undo" withdraws the annotator's latest decision only, and only while it is younger than this
     undo_seconds: int = Field(600, gt=0)
     allow_local_user: bool = True  # on localhost only: label as "local" without a token
+    # offer "A much / slightly better, tie, B slightly / much better" (labelling.assignment.GRADED_SCALE);
+    # the strength is stored beside the pairwise choice and exported in judgments.jsonl
+    graded_choices: bool = False
     guidelines: str = (
         "Pick the title you would rather click on for this video idea.\n\n"
         "- **Tie**: equally good. **Both bad**: neither is usable (off-topic, broken, too long).\n"

@@ -1,12 +1,17 @@
-"""The report's figures as PNG bytes (matplotlib's Agg canvas: no display, no global pyplot state)."""
+"""The report's and the Dashboard's figures as PNG bytes (matplotlib's Agg canvas: no display, no global
+pyplot state, so the app's threads can draw at once)."""
 
 from __future__ import annotations
 
 import io
+import statistics
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 import numpy as np
+from matplotlib.dates import DateFormatter, HourLocator
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from evaluation.analysis import Group, Rating
 
@@ -120,5 +125,60 @@ def length_plot(lengths: dict[str, Sequence[int]], band: tuple[int, int] | None,
     ax.set_xlabel(f"output length (characters, {int(bins[1] - bins[0])}-character bins)")
     ax.set_ylabel("share of the model's outputs")
     ax.set_title("Output length of each model on eval prompts")
+    ax.legend(fontsize=8)
+    return _png(fig)
+
+
+def throughput_plot(per_hour: dict[str, dict[datetime, int]]) -> bytes:
+    """Decisions per clock hour (UTC) of each annotator, as points joined by a thin line; hours without
+    a decision count as 0, so a pause shows as a dip rather than a missing stretch."""
+    hours = sorted({h for counts in per_hour.values() for h in counts})
+    span = [
+        hours[0] + timedelta(hours=i) for i in range(int((hours[-1] - hours[0]).total_seconds() // 3600) + 1)
+    ]
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    for name, counts in sorted(per_hour.items()):
+        values = [counts.get(h, 0) for h in span]
+        ax.plot(span, values, marker="o", linewidth=1, label=f"{name} ({sum(values)})")
+    ax.set_ylim(bottom=0)
+    # explicit limits: a single hour would otherwise be widened to days of hourly ticks
+    ax.set_xlim(span[0] - timedelta(minutes=30), span[-1] + timedelta(minutes=30))
+    ax.set_ylabel("decisions per hour")
+    ax.set_xlabel("hour (UTC)")
+    ax.xaxis.set_major_locator(HourLocator(interval=max(1, len(span) // 6)))  # whole hours, <= ~7 ticks
+    ax.xaxis.set_major_formatter(DateFormatter("%m-%d %H:00"))
+    fig.autofmt_xdate()
+    ax.set_title("Labelling throughput")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(title="annotator (decisions)", fontsize=8, title_fontsize=8)
+    return _png(fig)
+
+
+def decide_time_plot(seconds: dict[str, Sequence[float]]) -> bytes:
+    """Distribution of seconds from showing a pair to the decision, per annotator: share of each one's
+    decisions in log-spaced bins (times are skewed: most are quick, a few are long pauses)."""
+    every = [s for values in seconds.values() for s in values]
+    low, high = max(min(every), 0.1), max(max(every), 1.0)
+    edges = [low * (high / low) ** (i / 24) for i in range(25)] if high > low else [low * 0.9, high * 1.1]
+    fig = Figure(figsize=(7, 3.2))
+    ax = fig.subplots()
+    for name, values in sorted(seconds.items()):
+        clipped = [min(max(v, low), high) for v in values]
+        ax.hist(
+            clipped,
+            bins=edges,
+            weights=[1 / len(values)] * len(values),
+            histtype="step",
+            linewidth=1.4,
+            label=f"{name} (n={len(values)}, median {statistics.median(values):.1f} s)",
+        )
+    ax.set_xscale("log")
+    seconds_label = FuncFormatter(lambda value, _pos: f"{value:g}")  # "2", "10", not "2 × 10⁰"
+    ax.xaxis.set_major_formatter(seconds_label)
+    ax.xaxis.set_minor_formatter(seconds_label)
+    ax.set_xlabel("seconds to decide (log scale)")
+    ax.set_ylabel("share of the annotator's decisions")
+    ax.set_title("Time to decide")
     ax.legend(fontsize=8)
     return _png(fig)

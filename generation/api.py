@@ -2,12 +2,14 @@
 
 ``generate_candidates`` is step 1 of a round: validate everything first (model, adapter, prompt lengths),
 sample with a backend, then store all candidates and the pairs to label in ONE transaction, so a round's
-candidates appear together or not at all. ``generate_texts`` samples without storing (the app's Compare).
+candidates appear together or not at all. ``answer`` samples one reply without storing (the app's Compare).
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -255,21 +257,32 @@ def generate_candidates(
 
 
 _shared_backends: dict[str, Backend] = {}
+_shared_lock = threading.Lock()  # one loaded model per backend: two app sessions take turns
 
 
-def generate_texts(
+def answer(
     config: Config,
     version: ModelVersion,
     messages: Messages,
-    n: int = 1,
-    sampling: SamplingParams | None = None,
-) -> list[Generated]:
-    """``n`` completions of one chat for ``version``, nothing stored. The backend stays loaded between
-    calls (the app calls this per click)."""
+    seed: int,
+    on_text: Callable[[str], None] | None = None,
+) -> tuple[Generated, SamplingParams]:
+    """One completion of one chat for ``version`` with ``seed``, nothing stored (the app's Compare), and
+    the sampling it used. With ``on_text`` the text so far is passed on as tokens arrive, where the
+    backend can stream (transformers); others call it once with the whole text. The backend stays loaded
+    between calls."""
     pol = policy_of(version)
-    sampling = sampling or sampling_from(config, n)
+    sampling = sampling_from(config, 1, seed=seed)
     check_prompt_lengths(pol, {0: messages}, sampling.max_new_tokens)
     name = resolve_backend_name(config, config.generation.backend)
-    if name not in _shared_backends:
-        _shared_backends[name] = get_backend(config, name)
-    return _shared_backends[name].generate([messages], pol, sampling)[0]
+    with _shared_lock:
+        if name not in _shared_backends:
+            _shared_backends[name] = get_backend(config, name)
+        backend = _shared_backends[name]
+        stream = getattr(backend, "stream", None)  # an optional capability, not part of Backend
+        if on_text is not None and stream is not None:
+            return stream(messages, pol, sampling, on_text), sampling
+        out = backend.generate([messages], pol, sampling)[0][0]
+    if on_text is not None:
+        on_text(out.text)
+    return out, sampling

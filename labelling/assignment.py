@@ -30,7 +30,18 @@ from sqlmodel import Session, select
 from core.config import AnnotateConfig
 from core.errors import PrefloopError
 from storage.db import session_scope
-from storage.models import Annotator, Candidate, Choice, Comparison, Judgment, Lease, Prompt, Purpose, utcnow
+from storage.models import (
+    Annotator,
+    Candidate,
+    Choice,
+    Comparison,
+    Judgment,
+    Lease,
+    Prompt,
+    Purpose,
+    Strength,
+    utcnow,
+)
 from storage.queries import current
 
 Side = Literal["a", "b"]
@@ -100,6 +111,16 @@ def side_to_choice(side: Literal["left", "right"], left: Side) -> Choice:
     if side == "left":
         return Choice(left)
     return Choice.b if left == "a" else Choice.a
+
+
+# The graded scale (``annotate.graded_choices``) in screen terms: (label, button action, strength).
+GRADED_SCALE: list[tuple[str, str, Strength | None]] = [
+    ("A much better", "left", Strength.much),
+    ("A slightly better", "left", Strength.slightly),
+    ("Tie", Choice.tie.value, None),
+    ("B slightly better", "right", Strength.slightly),
+    ("B much better", "right", Strength.much),
+]
 
 
 def overlap_for(purpose: Purpose, settings: AnnotateConfig) -> int:
@@ -408,6 +429,18 @@ def _refusal(
     return None
 
 
+def _checked_strength(strength: Strength | int | None, choice: Choice) -> int | None:
+    if strength is None:
+        return None
+    if choice not in (Choice.a, Choice.b):
+        raise PrefloopError(f"strength={strength}: only an A or B choice has a strength, not {choice.value}")
+    try:
+        return int(Strength(strength))
+    except ValueError:
+        allowed = ", ".join(f"{s.value} ({s.name})" for s in Strength)
+        raise PrefloopError(f"strength={strength!r}: expected one of {allowed}") from None
+
+
 def record_judgment(
     engine: Engine,
     annotator_id: int,
@@ -419,6 +452,7 @@ def record_judgment(
     ms_to_decide: int | None = None,
     note: str | None = None,
     now: datetime | None = None,
+    strength: Strength | int | None = None,
 ) -> Judgment:
     """Store a decision (a/b in comparison terms) on the pair leased to the annotator, and release it.
 
@@ -426,12 +460,16 @@ def record_judgment(
     changes only through ``undo_last``), for a pair other than the one leased to them, and, once their
     lease expired, for a pair whose overlap is now met by others' decisions and live leases. A decision
     arriving after its lease expired is kept while the pair still has room: the work was done.
+
+    ``strength`` (graded choices, ``GRADED_SCALE``) says how much better the chosen answer is; it goes
+    with an a/b choice only and is stored beside it, so everything that reads ``choice`` is unchanged.
     """
     choice = Choice(choice)
     if left not in ("a", "b"):
         raise PrefloopError(f"left={left!r}: expected 'a' or 'b' (which candidate was shown on the left)")
     if ms_to_decide is not None and ms_to_decide < 0:
         raise PrefloopError(f"ms_to_decide={ms_to_decide}: must be >= 0")
+    strength = _checked_strength(strength, choice)
     now = now or utcnow()
     pair = {"annotator": annotator_id, "comparison": comparison_id}
     with _write_scope(engine) as session:
@@ -450,6 +488,7 @@ def record_judgment(
             left=left,
             ms_to_decide=ms_to_decide,
             note=_clean_note(note),
+            strength=strength,
             created_at=now,
         )
         session.add(judgment)
@@ -554,6 +593,7 @@ def progress(
 
 
 __all__ = [
+    "GRADED_SCALE",
     "Assigned",
     "DecisionRefused",
     "Progress",

@@ -7,6 +7,7 @@ applied, so generation and training load weights the same way. Heavy imports sta
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -22,6 +23,10 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 EMBEDDED_DIR = REPO_ROOT / "models" / "embedded"
+
+# peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing`` on every adapter load; the
+# FutureWarning is about peft's code, not ours, and would print into `make run` and the app's log.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
 DtypeName = Literal["auto", "bfloat16", "float32", "float16"]
 
 # Merging the adapter into the weights removes the per-layer LoRA matmuls; bench_generation measures

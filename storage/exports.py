@@ -235,7 +235,11 @@ def _read_dataset_info(path: Path) -> dict[str, Any]:
 
 
 def export_judgments(engine: Engine, out_dir: Path) -> ExportResult:
-    """``judgments.jsonl``: every decision ever made, superseded ones included, nothing aggregated away."""
+    """``judgments.jsonl``: every decision ever made, superseded ones included, nothing aggregated away.
+
+    ``strength`` is the graded choice's margin (1 slightly, 2 much better; ``storage.models.Strength``) or
+    null; the majority-vote exports and the report read ``choice`` only, so they can ignore it.
+    """
     out_dir = Path(out_dir)
     with session_scope(engine) as session:
         prompts = {p.id: p for p in session.exec(select(Prompt))}
@@ -270,6 +274,7 @@ def export_judgments(engine: Engine, out_dir: Path) -> ExportResult:
                     "left": j.left,
                     "ms_to_decide": j.ms_to_decide,
                     "note": j.note,
+                    "strength": j.strength,
                     "created_at": j.created_at.isoformat(),
                     "superseded_at": j.superseded_at.isoformat() if j.superseded_at else None,
                 }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import unicodedata
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
@@ -64,6 +64,13 @@ class Choice(StrEnum):
     tie = "tie"
     both_bad = "both_bad"
     skip = "skip"
+
+
+class Strength(IntEnum):
+    """How much better the chosen answer is, on a graded (Argilla-style) scale; only with choice a or b."""
+
+    slightly = 1
+    much = 2
 
 
 class Role(StrEnum):
@@ -171,6 +178,9 @@ class Judgment(SQLModel, table=True):
     left: str | None = Field(default=None, max_length=1)  # "a" or "b": shown on the left; None if unknown
     ms_to_decide: int | None = None
     note: str | None = None
+    # graded choices (``annotate.graded_choices``): a Strength value beside an a/b choice; None for a plain
+    # pairwise decision and for tie / both bad / skip (migration 0004)
+    strength: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
     superseded_at: datetime | None = None
 

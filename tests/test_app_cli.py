@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 from sqlmodel import func, select
 from typer.testing import CliRunner
 
+from core.net import free_port
 from prefloop.cli import app
 from prefloop.commands.annotate import streamlit_argv
 from storage.db import session_scope
 from storage.models import Candidate, Comparison, Prompt
+from testkit.app_server import stop_app, wait_healthy
+from tests.conftest import REPO
 
 
 def counts(engine) -> tuple[int, int, int]:
@@ -38,6 +44,7 @@ def test_app_runs_streamlit_headless_without_usage_stats():
     options = dict(zip(argv[3::2], argv[4::2], strict=True))
     assert options["--server.headless"] == "true" and options["--browser.gatherUsageStats"] == "false"
     assert options["--server.address"] == "0.0.0.0" and options["--server.port"] == "9999"
+    assert options["--logger.hideWelcomeMessage"] == "true", "prefloop prints the URL itself"
 
 
 def test_the_local_user_server_accepts_only_loopback_host_names():
@@ -45,3 +52,16 @@ def test_the_local_user_server_accepts_only_loopback_host_names():
     hosts = [value for flag, value in zip(argv, argv[1:], strict=False) if flag == "--server.allowedHosts"]
     assert hosts == ["localhost", "127.0.0.1", "::1"]
     assert "--server.allowedHosts" not in streamlit_argv("127.0.0.1", 9999), "sign-in only: any Host"
+
+
+def test_app_prints_its_url_once(sqlite_url):
+    port = free_port()
+    cmd = [sys.executable, "-m", "prefloop.cli", "--db", sqlite_url, "app", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc)
+    finally:
+        stop_app(proc)
+    output = proc.stdout.read()
+    assert output.count(f"127.0.0.1:{port}") == 1, output
+    assert f"Annotation app on http://127.0.0.1:{port}" in output

@@ -5,19 +5,36 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import datetime, timedelta
 
 import pytest
+from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
 from annotate_app import dashboard_data as data
 from annotate_app.context import User
 from core.config import AnnotateConfig
+from evaluation import plots
 from evaluation.stats import binomial_p, cohen_kappa, krippendorff_alpha_nominal
 from labelling.assignment import next_pair, record_judgment
 from storage.db import session_scope
-from storage.models import Choice, Role, RunStatus, TrainingRun, VersionKind
+from storage.models import (
+    Candidate,
+    Choice,
+    Comparison,
+    Judgment,
+    ModelVersion,
+    Prompt,
+    Purpose,
+    Role,
+    RunStatus,
+    Split,
+    TrainingRun,
+    VersionKind,
+)
 from storage.repo import get_or_create_version
 from testkit.annotate_seed import add_annotator, app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
+from training.plots import loss_curve_figure
 
 SETTINGS = AnnotateConfig(overlap_train=1, overlap_eval=2, eval_share=1.0)
 
@@ -83,7 +100,13 @@ def test_admin_sees_rounds_annotators_agreement_and_loss_curves(engine):
         session.add(TrainingRun(round_id=0, metrics=metrics, status=RunStatus.completed))
     admin = add_annotator(engine, "root", Role.admin)
     at = page_as(_dashboard_script, User(id=admin, name="root", role=Role.admin))
-    assert [s.value for s in at.subheader] == ["Rounds", "Annotators", "Training runs", "Win rate history"]
+    assert [s.value for s in at.subheader] == [
+        "Rounds",
+        "Annotators",
+        "Agreement",
+        "Training runs",
+        "Win rates",
+    ]
     rounds = at.dataframe[0].value
     assert rounds.iloc[0].to_dict() | {"coverage": None} == {
         "round": "0",
@@ -96,18 +119,24 @@ def test_admin_sees_rounds_annotators_agreement_and_loss_curves(engine):
     assert rounds.iloc[0]["coverage"] == pytest.approx(4 / 6)
     people = at.dataframe[1].value.set_index("annotator")
     assert people.loc["alice", "decisions"] == 4 and people.loc["alice", "median s"] == 2.0
-    assert people.loc["alice", "tie rate"] == 0.25
+    habits = at.dataframe[2].value.set_index("annotator")
+    assert habits.loc["alice", "tie rate"] == 0.25
     expected_alpha = krippendorff_alpha_nominal([["a", "a"], ["a", "a"], ["b", "b"], ["tie", "b"]])
     assert at.metric[0].value == f"{expected_alpha:.2f}"
-    kappa = at.dataframe[2].value.iloc[0]
+    kappa = at.dataframe[3].value.iloc[0]
     assert kappa["shared pairs"] == 4 and kappa["agreement"] == 0.75
-    assert at.get("arrow_line_chart") or at.get("vega_lite_chart"), "the loss curve is drawn"
+    images = at.get("image")
+    assert len(images) == 4, "throughput, time to decide, and the run's two curves are drawn"
+
+
+T0 = datetime(2026, 12, 1, 9, 0)
 
 
 def rows(*specs) -> list[data.JudgmentRow]:
+    """(pair, annotator, choice, left, ms to decide): one judgment every 10 s from T0, in order."""
     return [
-        data.JudgmentRow(cid, 0, "eval", who, "human", choice, left, ms)
-        for cid, who, choice, left, ms in specs
+        data.JudgmentRow(cid, 0, "eval", who, "human", choice, left, ms, T0 + timedelta(seconds=10 * i))
+        for i, (cid, who, choice, left, ms) in enumerate(specs)
     ]
 
 
@@ -148,9 +177,9 @@ def test_agreement_uses_only_shared_decisions():
 def test_round_coverage_counts_overlap_per_purpose():
     pairs = [data.PairRow(1, 2, "train"), data.PairRow(2, 2, "eval"), data.PairRow(3, None, "train")]
     judged = [
-        data.JudgmentRow(1, 2, "train", "x", "human", "a", "a", 1),
-        data.JudgmentRow(2, 2, "eval", "x", "human", "b", "a", 1),
-        data.JudgmentRow(3, None, "train", "x", "human", "skip", "a", 1),
+        data.JudgmentRow(1, 2, "train", "x", "human", "a", "a", 1, T0),
+        data.JudgmentRow(2, 2, "eval", "x", "human", "b", "a", 1, T0),
+        data.JudgmentRow(3, None, "train", "x", "human", "skip", "a", 1, T0),
     ]
     table = data.round_table(pairs, judged, SETTINGS)
     assert [r["round"] for r in table] == ["2", data.NO_ROUND]
@@ -158,36 +187,120 @@ def test_round_coverage_counts_overlap_per_purpose():
     assert table[1]["coverage"] == 0.0 and table[1]["skips"] == 1
 
 
-def test_loss_curve_and_win_rate_history(tmp_path):
-    curve = data.loss_curve(
-        [{"step": 1, "loss": 0.7, "lr": 1e-4}, {"step": 2, "loss": float("nan"), "eval_loss": 0.6}]
+def test_throughput_per_active_hour_and_per_clock_hour():
+    at = [T0 + timedelta(seconds=s) for s in (0, 20, 40, 60, 3600, 3630)]  # a 58-minute break after 60 s
+    rate = data.decisions_per_active_hour(at)
+    assert rate == pytest.approx(3600 * 4 / (20 + 20 + 20 + 30)), "the break is not labelling time"
+    assert data.decisions_per_active_hour(list(reversed(at))) == rate, "independent of row order"
+    assert data.decisions_per_active_hour(at[:1]) is None
+    judged = [
+        data.JudgmentRow(i, 0, "train", "ann", "human", "a", "a", 1000, moment) for i, moment in enumerate(at)
+    ]
+    judged += [
+        data.JudgmentRow(9, 0, "train", "ann", "human", "skip", "a", 50, T0),
+        data.JudgmentRow(10, 0, "train", "bot", "simulated", "a", "a", 1, T0),
+    ]
+    assert data.decisions_per_hour(judged) == {"ann": {T0: 4, T0 + timedelta(hours=1): 2}}
+    assert data.decide_seconds(judged) == {"ann": [1.0] * 6}, "skips and simulated annotators left out"
+    assert plots.throughput_plot(data.decisions_per_hour(judged))[:4] == b"\x89PNG"
+    assert plots.decide_time_plot(data.decide_seconds(judged))[:4] == b"\x89PNG"
+    assert plots.throughput_plot({"ann": {T0: 1}})[:4] == b"\x89PNG", (
+        "one hour: a few ticks, not days of them"
     )
-    assert curve == {"loss": {1: 0.7}, "eval_loss": {2: 0.6}}
+
+
+def test_loss_curve_keeps_the_training_line_whole_and_draws_eval_as_points():
+    metrics = [{"step": s, "loss": 0.7 - s / 100} for s in (5, 10, 15, 20)]
+    metrics.insert(2, {"step": 10, "eval_loss": 0.66, "eval_rewards/accuracies": 0.6})
+    metrics.append({"step": 20, "eval_loss": 0.55})
+    loss_ax, _ = loss_curve_figure(metrics).axes
+    train, validation = loss_ax.lines
+    assert list(train.get_xdata()) == [5, 10, 15, 20], "no gap at the eval step"
+    assert list(validation.get_xdata()) == [10, 20] and validation.get_marker() == "o"
+
+
+def test_win_rates_come_from_the_report_per_kind(tmp_path):
     report = tmp_path / "report.json"
-    assert data.win_rate_history(report) == []
-    comparison = {"model": "round-1", "baseline": "base", "win_rate": 0.68, "ci95": [0.54, 0.79], "n": 50}
-    report.write_text(json.dumps({"comparisons": [comparison | {"p_value": 0.01}]}))
-    (row,) = data.win_rate_history(report)
-    assert row["win rate"] == 0.68 and row["ci95 low"] == 0.54 and row["n"] == 50
+    assert data.read_report(report) is None
+    comparison = {"model": "round-1", "baseline": "base", "win_rate": 0.68, "ci95": [0.54, 0.79]}
+    comparison |= {"items": 25, "n": 50, "p_value": 0.01}
+    groups = {"human": {"comparisons": [comparison]}, "simulated": {"comparisons": []}}
+    report.write_text(json.dumps({"generated_at": "2026-12-01T10:00:00", "groups": groups}))
+    (row,) = data.win_rate_rows(data.read_report(report))
+    assert row["annotators"] == "human" and row["win rate"] == 0.68 and row["95% low"] == 0.54
+    assert row["items"] == 25 and row["judgments"] == 50
 
 
-@pytest.mark.slow
 @pytest.mark.usefixtures("app_env")
-def test_compare_generates_blind_with_the_real_model_then_reveals(engine):
+def test_compare_with_only_base_says_so(engine):
     with session_scope(engine, write=True) as session:
         get_or_create_version(session, "base", VersionKind.base, "embedded")
     admin = add_annotator(engine, "root", Role.admin)
     at = page_as(_compare_script, User(id=admin, name="root", role=Role.admin))
-    assert at.multiselect[0].value == ["base"]
+    assert "Only `base` so far" in at.info[0].value
+    assert not at.button, "nothing to generate with a single version"
+
+
+@pytest.fixture(scope="module")
+def random_adapter(tmp_path_factory) -> str:
+    from models.loading import EMBEDDED_DIR
+    from testkit.demo_adapter import save_random_adapter
+
+    return str(save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
+
+
+def _click(at: AppTest, label: str, timeout: float = 180) -> AppTest:
+    next(b for b in at.button if b.label == label).click().run(timeout=timeout)
+    assert not at.exception, at.exception
+    return at
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("app_env")
+def test_compare_is_a_blind_arena_whose_votes_are_eval_judgments(engine, random_adapter):
+    with session_scope(engine, write=True) as session:
+        base = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(
+            session,
+            "round-1",
+            VersionKind.adapter,
+            "embedded",
+            adapter_path=random_adapter,
+            parent_id=base.id,
+        )
+    admin = add_annotator(engine, "root", Role.admin)
+    at = page_as(_compare_script, User(id=admin, name="root", role=Role.admin))
+    assert at.multiselect[0].value == ["base", "round-1"]
     at.selectbox[0].select("youtube-title")
     at.text_area[0].input("How I built a treehouse in one weekend")
-    at.slider[0].set_value(2).run()  # Generate is enabled once there is a prompt
-    at.button[0].click().run(timeout=180)
-    assert not at.exception, at.exception
-    captions = [c.value for c in at.caption]
-    assert "Model 1" in captions and "base" not in captions, "blind until revealed"
-    outputs = [t.value for t in at.text][1:]  # [0] is the rendered prompt
-    assert len(outputs) == 2 and all(isinstance(o, str) for o in outputs)
-    assert "**Video Idea**: How I built a treehouse in one weekend" in at.text[0].value
-    next(b for b in at.button if b.label.startswith("Reveal")).click().run()
-    assert "base" in [c.value for c in at.caption]
+    _click(at, "Generate")  # a form: the typed text arrives with the first click
+    assert [c.value for c in at.caption if c.value in ("A", "B")] == ["A", "B"], "blind: sides only"
+    assert not any("base" in c.value for c in at.caption)
+    _click(at, "B is better", timeout=30)
+    with session_scope(engine) as session:
+        (judgment,) = session.exec(select(Judgment)).all()
+        comparison = session.get(Comparison, judgment.comparison_id)
+        prompt = session.get(Prompt, comparison.prompt_id)
+        a, b = (
+            session.get(Candidate, comparison.candidate_a_id),
+            session.get(Candidate, comparison.candidate_b_id),
+        )
+        names = {c.id: session.get(ModelVersion, c.model_version_id).name for c in (a, b)}
+    assert comparison.purpose == Purpose.eval and prompt.split == Split.eval and prompt.source == "compare"
+    assert prompt.raw == "How I built a treehouse in one weekend" and prompt.template == "youtube-title"
+    assert a.seed != b.seed, "each version samples with its own seed"
+    right = b if judgment.left == "a" else a
+    assert judgment.choice == (Choice.b if right is b else Choice.a), "B (right) is better, in a/b terms"
+    revealed = [c.value for c in at.caption if c.value.startswith(("A: ", "B: "))]
+    assert revealed == [f"A: {names[(a if right is b else b).id]}", f"B: {names[right.id]}"]
+    assert "Saved to the eval pool" in at.success[0].value
+
+    at.text_area(key="compare_next").input("Make it shorter")
+    _click(at, "Send")
+    _click(at, "Tie", timeout=30)
+    with session_scope(engine) as session:
+        second = session.exec(select(Judgment).order_by(Judgment.id.desc())).first()
+        follow = session.get(Prompt, session.get(Comparison, second.comparison_id).prompt_id)
+    assert second.choice == Choice.tie and follow.text == "Make it shorter"
+    assert [m["role"] for m in follow.history] == ["user", "assistant"]
+    assert follow.history[1]["content"] == right.text, "the conversation goes on from the chosen answer"

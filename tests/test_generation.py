@@ -14,7 +14,7 @@ from sqlmodel import func, select
 
 from core.config import Config
 from core.errors import PrefloopError
-from generation.api import generate_candidates, generate_texts, resolve_policy
+from generation.api import answer, generate_candidates, resolve_policy
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
 from labelling.pairs import different_pairs
@@ -220,7 +220,7 @@ def test_bad_inputs_fail_before_any_work(prompts_engine, tmp_path: Path) -> None
         assert s.exec(select(func.count()).select_from(Candidate)).one() == 0
 
 
-def test_resolve_policy_and_generate_texts(prompts_engine, adapter_dir: Path) -> None:
+def test_resolve_policy_and_a_streamed_answer(prompts_engine, adapter_dir: Path) -> None:
     cfg = config()
     with session_scope(prompts_engine, write=True) as s:
         base = resolve_policy(s, cfg, "latest")
@@ -231,8 +231,13 @@ def test_resolve_policy_and_generate_texts(prompts_engine, adapter_dir: Path) ->
         )
         assert resolve_policy(s, cfg, "latest").id == newest.id
         assert resolve_policy(s, cfg, "round-1").name == "round-1"
-    out = generate_texts(cfg, newest, MESSAGES[0], n=2)
-    assert len(out) == 2 and all(g.text for g in out)
+    seen: list[str] = []
+    out, sampling = answer(cfg, newest, MESSAGES[0], seed=7, on_text=seen.append)
+    assert out.text and sampling.seed == 7 and sampling.n == 1
+    assert len(seen) > 1 and seen == sorted(seen, key=len), "streamed: the text grows piece by piece"
+    assert seen[-1].strip() == out.text, "the last piece streamed is the stored answer"
+    again, _ = answer(cfg, newest, MESSAGES[0], seed=7)
+    assert again == out, "same seed, same answer, streamed or not"
 
 
 def test_cli_generate_round_zero_on_a_fresh_database(tmp_path: Path) -> None:

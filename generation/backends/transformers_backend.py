@@ -7,6 +7,7 @@ give the same texts, and a group's output does not depend on what ran before it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from generation.backends.base import Generated, Messages, Policy, SamplingParams
@@ -79,6 +80,55 @@ class TransformersBackend:
             out.extend(decoded[i : i + sampling.n] for i in range(0, len(decoded), sampling.n))
         return out
 
+    def stream(
+        self, messages: Messages, policy: Policy, sampling: SamplingParams, on_text: Callable[[str], None]
+    ) -> Generated:
+        """One completion of one chat (``sampling.n`` is ignored), calling ``on_text`` with the text so
+        far as tokens arrive; returns what ``generate`` would have decoded for it."""
+        import threading
+
+        import torch
+        from transformers import TextIteratorStreamer
+
+        model, tok = self._model_for(policy)
+        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        batch = tok([text], return_tensors="pt", add_special_tokens=False).to(model.device)
+        stop_ids = stop_token_ids(model, tok)
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+        done: dict[str, object] = {}
+
+        def work() -> None:
+            try:
+                with torch_threads(self.cpu_threads if model.device.type == "cpu" else None):
+                    torch.manual_seed(sampling.seed)
+                    with torch.inference_mode():
+                        done["ids"] = model.generate(
+                            **batch,
+                            streamer=streamer,
+                            do_sample=sampling.temperature > 0,
+                            temperature=sampling.temperature if sampling.temperature > 0 else None,
+                            top_p=sampling.top_p if sampling.temperature > 0 else None,
+                            top_k=None,
+                            max_new_tokens=sampling.max_new_tokens,
+                            eos_token_id=stop_ids,
+                            pad_token_id=tok.pad_token_id,
+                        )
+            except BaseException as exc:  # re-raised in the caller's thread below
+                done["error"] = exc
+                streamer.end()  # generate never ended the stream: unblock the reader
+
+        worker = threading.Thread(target=work, name="prefloop-stream", daemon=True)
+        worker.start()
+        so_far = ""
+        for piece in streamer:
+            so_far += piece
+            on_text(so_far)
+        worker.join()
+        if "error" in done:
+            raise done["error"]
+        new = done["ids"][0, batch["input_ids"].shape[1] :].tolist()
+        return decode_completion(tok, new, stop_ids)
+
     def close(self) -> None:
         self._loaded = None
 
@@ -99,14 +149,14 @@ def shared_prompt_cache(model, input_ids, attention_mask, n: int) -> dict:
         input_ids=input_ids[:, :-1],
         attention_mask=attention_mask[:, :-1],
         position_ids=positions[:, :-1],
-        past_key_values=cache,
+        cache=cache,
         use_cache=True,
     )
     cache.batch_repeat_interleave(n)
     return {
         "input_ids": input_ids.repeat_interleave(n, dim=0),
         "attention_mask": attention_mask.repeat_interleave(n, dim=0),
-        "past_key_values": cache,
+        "cache": cache,
     }
 
 

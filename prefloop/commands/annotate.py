@@ -24,7 +24,9 @@ def streamlit_argv(host: str, port: int, local_user: bool = False) -> list[str]:
     With the token-free local user (``local_user``) on a loopback address, the server accepts only
     loopback ``Host`` names (``server.allowedHosts``): a page whose own name was rebound to 127.0.0.1
     (DNS rebinding) cannot open the app's WebSocket. Without it any Host is served (a TLS proxy in front
-    forwards the public name), since everyone signs in.
+    forwards the public name), since everyone signs in. Quiet: ``prefloop app`` prints the address
+    itself, so Streamlit's welcome message and its INFO "server started" line (the same URL twice more)
+    are left out; warnings and errors still print.
     """
     from annotate_app.context import LOOPBACK_HOSTS
     from core.paths import REPO_ROOT
@@ -48,6 +50,10 @@ def streamlit_argv(host: str, port: int, local_user: bool = False) -> list[str]:
         "--client.toolbarMode",
         "minimal",
         *(hosts if local_user else []),
+        "--logger.hideWelcomeMessage",
+        "true",
+        "--logger.level",
+        "warning",
     ]
 
 
