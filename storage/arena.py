@@ -21,7 +21,6 @@ the candidate that was shown on the left as model_a (comparison side a when the 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +50,7 @@ from storage.models import (
     utcnow,
 )
 from storage.parsing import PromptRecord
+from storage.versions import is_reserved
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 
@@ -86,7 +86,6 @@ class Skipped:
     reason: str
 
 
-RESERVED = re.compile(r"(base|round-\d+)$")  # prefloop's own version names (generate --policy base)
 RESERVED_PREFIX = "imported:"
 
 
@@ -209,7 +208,7 @@ def _versions(session: Session, battles: list[Battle], result: ArenaImportResult
     stored: dict[str, str] = {}
     for name in sorted({m for b in battles for m in (b.model_a, b.model_b)}):
         stored[name] = name
-        if name not in existing and RESERVED.fullmatch(name):
+        if name not in existing and is_reserved(name):
             stored[name] = result.renamed[name] = RESERVED_PREFIX + name
     new = sorted(set(stored.values()) - existing)
     now = utcnow()
