@@ -11,7 +11,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.paths import REPO_ROOT, VAR_DIR
+from core.paths import REPO_ROOT, work_dir
 
 EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
@@ -147,7 +147,6 @@ class ReportConfig(Section):
 
 class Config(Section):
     db: str | None = None  # SQLAlchemy URL; None: PREFLOOP_DB, else var/prefloop.db
-    var_dir: Path = VAR_DIR  # adapters, exports, runs, reports
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
@@ -155,6 +154,11 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     round: RoundConfig = RoundConfig()
     report: ReportConfig = ReportConfig()
+
+    @property
+    def var_dir(self) -> Path:
+        """The database's work folder (adapters, runs, exports, reports, logs): ``core.paths.work_dir``."""
+        return work_dir(self.db)
 
 
 class ConfigError(ValueError):

@@ -21,8 +21,8 @@ from labelling.pairs import all_pairs, budget_pairs, different_pairs
 from storage.db import session_scope
 from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
+from storage.versions import BASE
 
-BASE_VERSION = "base"
 ROUND_SEED_STRIDE = 1000  # round r samples with seeds starting at seed + r * stride: new round, new texts
 
 
@@ -55,11 +55,11 @@ def resolve_policy(session: Session, config: Config, policy: str, *, create: boo
             .where(ModelVersion.kind == VersionKind.adapter)
             .order_by(col(ModelVersion.created_at).desc(), col(ModelVersion.id).desc())
         ).first()
-        return newest or resolve_policy(session, config, BASE_VERSION, create=create)
+        return newest or resolve_policy(session, config, BASE, create=create)
     version = session.exec(select(ModelVersion).where(ModelVersion.name == policy)).first()
-    if policy == BASE_VERSION:
+    if policy == BASE:
         if version is None:
-            version = ModelVersion(name=BASE_VERSION, kind=VersionKind.base, base_model=config.model.base)
+            version = ModelVersion(name=BASE, kind=VersionKind.base, base_model=config.model.base)
             if create:
                 session.add(version)
                 session.flush()

@@ -10,6 +10,9 @@
 
 Idempotent: each stage checks what the database already holds, so a run killed anywhere is completed by
 the next one without duplicates, and a run with no new labels since the last round changes nothing.
+One at a time: both commands hold the database's round lock (``storage.locks``, in its work folder) from
+start to end, so a second run exits at once naming the holder instead of reusing its round number,
+staging folder or export.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sqlmodel import func, select
 from core.config import Config
 from core.errors import PrefloopError
 from storage.db import session_scope
+from storage.locks import Lock, exclusive
 from storage.models import (
     Candidate,
     Comparison,
@@ -42,11 +46,12 @@ from storage.models import (
     VersionKind,
 )
 from storage.repo import get_or_create_comparison
+from storage.versions import BASE, round_of, version_name
 from training import registry
 from training.registry import crash_point
 
-BASE_VERSION = "base"
 Echo = Callable[[str], None]
+ROUND_LOCK = "round.lock"  # in the database's work folder
 
 
 @dataclass
@@ -95,7 +100,7 @@ def _base_version(engine: Engine, config: Config) -> ModelVersion:
     from generation.api import resolve_policy
 
     with session_scope(engine, write=True) as session:
-        return resolve_policy(session, config, BASE_VERSION)
+        return resolve_policy(session, config, BASE)
 
 
 def _version(engine: Engine, name: str) -> ModelVersion | None:
@@ -124,6 +129,26 @@ def candidates_by_prompt(engine: Engine, version_id: int, prompt_ids: list[int])
     return found
 
 
+def _eval_pairs_against(engine: Engine, number: int, baseline: ModelVersion) -> int:
+    """Round ``number``'s eval pairs that have a candidate of ``baseline`` on either side."""
+    from sqlalchemy import or_
+    from sqlalchemy.orm import aliased
+
+    side_a, side_b = aliased(Candidate), aliased(Candidate)
+    with session_scope(engine) as session:
+        return session.exec(
+            select(func.count())
+            .select_from(Comparison)
+            .join(side_a, side_a.id == Comparison.candidate_a_id)
+            .join(side_b, side_b.id == Comparison.candidate_b_id)
+            .where(
+                Comparison.round_id == number,
+                Comparison.purpose == Purpose.eval,
+                or_(side_a.model_version_id == baseline.id, side_b.model_version_id == baseline.id),
+            )
+        ).one()
+
+
 def _comparison_count(engine: Engine, round_id: int, purpose: Purpose) -> int:
     with session_scope(engine) as session:
         return session.exec(
@@ -133,13 +158,21 @@ def _comparison_count(engine: Engine, round_id: int, purpose: Purpose) -> int:
         ).one()
 
 
-def round_complete(engine: Engine, version: ModelVersion) -> bool:
-    """Stages 4 and 5 done for this adapter's round (each stores its rows in one go)."""
-    number = registry.round_of(version.name)
-    train_done = bool(candidates_by_prompt(engine, version.id, _prompt_ids(engine, Split.train)))
-    has_eval_prompts = bool(_prompt_ids(engine, Split.eval))
-    eval_done = not has_eval_prompts or _comparison_count(engine, number, Purpose.eval) > 0
-    return train_done and eval_done
+def _baselines(engine: Engine, config: Config, number: int) -> list[ModelVersion]:
+    """What round ``number``'s adapter is compared with: base, and the previous round's adapter if any."""
+    previous = _version(engine, version_name(number - 1)) if number > 1 else None
+    return [_base_version(engine, config), *([previous] if previous is not None else [])]
+
+
+def round_complete(engine: Engine, config: Config, version: ModelVersion) -> bool:
+    """Stages 4 and 5 done for this adapter's round: its train candidates, and eval pairs against each
+    baseline (each baseline's pairs are stored in one transaction, but not all baselines in one)."""
+    number = round_of(version.name)
+    if not candidates_by_prompt(engine, version.id, _prompt_ids(engine, Split.train)):
+        return False
+    if not _prompt_ids(engine, Split.eval):
+        return True
+    return all(_eval_pairs_against(engine, number, b) > 0 for b in _baselines(engine, config, number))
 
 
 def _last_data_hash(engine: Engine, version: ModelVersion | None) -> str | None:
@@ -393,12 +426,8 @@ def eval_stage(engine: Engine, config: Config, version: ModelVersion, clock: Sta
             summary.message += " No eval-split prompts: no eval pairs queued."
             return
         new = ensure_samples(engine, config, version, eval_ids, n=samples, round_id=number)
-        baselines = [_base_version(engine, config)]
-        previous = _version(engine, registry.version_name(number - 1)) if number > 1 else None
-        if previous is not None:
-            baselines.append(previous)
-        for baseline in baselines:
-            round_of_baseline = registry.round_of(baseline.name) or 0
+        for baseline in _baselines(engine, config, number):
+            round_of_baseline = round_of(baseline.name) or 0
             have = ensure_samples(engine, config, baseline, eval_ids, n=samples, round_id=round_of_baseline)
             crash_point("mid-eval")
             summary.eval_pairs[baseline.name] = queue_eval_pairs(
@@ -410,6 +439,7 @@ def eval_stage(engine: Engine, config: Config, version: ModelVersion, clock: Sta
                 per_prompt=math.ceil(config.round.eval_pairs_per_baseline / len(eval_ids)),
                 seed=config.generation.seed,
             )
+            crash_point(f"after-eval-pairs-{baseline.name}")
 
 
 # -- the whole round ---------------------------------------------------------------------------------
@@ -417,38 +447,55 @@ def eval_stage(engine: Engine, config: Config, version: ModelVersion, clock: Sta
 
 def next_round(engine: Engine) -> tuple[ModelVersion | None, int]:
     latest = registry.latest_adapter(engine)
-    return latest, (registry.round_of(latest.name) if latest else 0) + 1
+    return latest, (round_of(latest.name) if latest else 0) + 1
+
+
+def _echo_takeover(lock: Lock, echo: Echo) -> None:
+    if lock.previous:
+        echo(
+            f"took over the round lock of pid {lock.previous.get('pid')} "
+            f"(since {lock.previous.get('since')}), which ended without releasing it"
+        )
 
 
 def train_only(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
     """``prefloop train``: stages 1-3 (a new version when the labels changed)."""
-    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
-    latest, number = next_round(engine)
-    summary = RoundSummary(round_number=number, version=registry.version_name(number), outcome="trained")
-    train_version(engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary)
-    return summary
+    with exclusive(engine, config.var_dir / ROUND_LOCK, what="a round") as lock:
+        _echo_takeover(lock, echo)
+        registry.remove_stale_staging(registry.adapters_root(config.var_dir))
+        latest, number = next_round(engine)
+        lock.describe(f"round {number}")
+        summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
+        train_version(engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary)
+        return summary
 
 
 def train_round(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
     """``prefloop train-round``: finish an interrupted round, else train the next one and queue its pairs."""
-    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
-    latest, number = next_round(engine)
-    if latest is not None and not round_complete(engine, latest):
-        number = registry.round_of(latest.name)
-        summary = RoundSummary(round_number=number, version=latest.name, outcome="resumed")
-        summary.message = f"{latest.name} is registered but its round did not finish: resuming at generation."
-        echo(summary.message)
-        version = latest
-        summary.adapter_path = version.adapter_path
-        summary.training_run_id = version.training_run_id
-    else:
-        summary = RoundSummary(round_number=number, version=registry.version_name(number), outcome="trained")
-        version = train_version(
-            engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary
-        )
-        if version is None:
-            return summary
-    clock = StageClock(summary, echo)
-    generate_stage(engine, config, version, clock, summary)
-    eval_stage(engine, config, version, clock, summary)
-    return summary
+    with exclusive(engine, config.var_dir / ROUND_LOCK, what="a round") as lock:
+        _echo_takeover(lock, echo)
+        registry.remove_stale_staging(registry.adapters_root(config.var_dir))
+        latest, number = next_round(engine)
+        if latest is not None and not round_complete(engine, config, latest):
+            number = round_of(latest.name)
+            lock.describe(f"round {number}")
+            summary = RoundSummary(round_number=number, version=latest.name, outcome="resumed")
+            summary.message = (
+                f"{latest.name} is registered but its round did not finish: resuming at generation."
+            )
+            echo(summary.message)
+            version = latest
+            summary.adapter_path = version.adapter_path
+            summary.training_run_id = version.training_run_id
+        else:
+            lock.describe(f"round {number}")
+            summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
+            version = train_version(
+                engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary
+            )
+            if version is None:
+                return summary
+        clock = StageClock(summary, echo)
+        generate_stage(engine, config, version, clock, summary)
+        eval_stage(engine, config, version, clock, summary)
+        return summary

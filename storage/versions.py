@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-BASE_VERSION = "base"
+BASE = "base"
 IMPORTED_PREFIX = "imported:"
 _ROUND_NAME = re.compile(r"^round-(\d+)$")
 
@@ -18,7 +18,7 @@ def version_name(round_number: int) -> str:
 
 
 def round_of(name: str) -> int | None:
-    """The round number of an adapter named "round-N", else None."""
+    """The round number of a version named "round-N", else None."""
     found = _ROUND_NAME.match(name)
     return int(found.group(1)) if found else None
 
@@ -26,4 +26,4 @@ def round_of(name: str) -> int | None:
 def is_reserved(name: str) -> bool:
     """True for ``base`` and ``round-N``: names only prefloop gives its own versions (an imported file's
     model of that name is stored apart, e.g. Arena's ``imported:base``)."""
-    return name == BASE_VERSION or round_of(name) is not None
+    return name == BASE or round_of(name) is not None

@@ -12,7 +12,6 @@ A run killed outright stays ``running``; ``start_run`` marks such leftovers ``fa
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import tempfile
@@ -28,26 +27,16 @@ from core.errors import PrefloopError
 from storage.db import session_scope
 from storage.models import ModelVersion, RunStatus, TrainingRun, VersionKind, utcnow
 from storage.repo import get_or_create_round
+from storage.versions import round_of
 
 STAGING_PREFIX = ".staging-"
 CRASH_ENV = "PREFLOOP_CRASH_AT"  # tests only: the process SIGKILLs itself at the named point
-_ROUND_NAME = re.compile(r"^round-(\d+)$")
 
 
 def crash_point(name: str) -> None:
     """A real SIGKILL at a named point when ``PREFLOOP_CRASH_AT`` names it (the crash/re-run tests)."""
     if os.environ.get(CRASH_ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def version_name(round_number: int) -> str:
-    return f"round-{round_number}"
-
-
-def round_of(name: str) -> int | None:
-    """The round number of an adapter named "round-N", else None."""
-    found = _ROUND_NAME.match(name)
-    return int(found.group(1)) if found else None
 
 
 def adapters_root(var_dir: Path) -> Path:

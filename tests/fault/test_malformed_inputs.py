@@ -239,7 +239,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, s
     env = {
         **os.environ,
         "PREFLOOP_DB": f"sqlite:///{root / 'prefloop.db'}",
-        "PREFLOOP_VAR": str(root / "var"),
     }
     (root / "labels.csv").write_text(PAIRS_HEADER + "c,A,B,1\n", encoding="utf-8")
     (root / "b.jsonl").write_text(jsonl(battle()), encoding="utf-8")
