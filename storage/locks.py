@@ -100,7 +100,9 @@ def _advisory(engine: Engine, name: str, what: str) -> Iterator[None]:
         return
     key = int.from_bytes(hashlib.sha256(f"prefloop:{name}".encode()).digest()[:8], "big", signed=True)
     with engine.connect() as conn:
-        if not conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar():
+        taken = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        conn.commit()  # a session lock outlives the transaction; an open one would pin a snapshot for hours
+        if not taken:
             holder = conn.execute(
                 text(
                     "SELECT a.client_addr, a.backend_start FROM pg_locks l JOIN pg_stat_activity a "

@@ -257,7 +257,10 @@ def export(
         ),
     ] = "trl",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder (default: var/export/FORMAT).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder (default: the database's work folder/export/FORMAT)."
+        ),
     ] = None,
     validation_share: Annotated[
         float | None,
