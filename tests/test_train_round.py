@@ -270,3 +270,46 @@ def test_no_labels_is_one_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "no labelled train pairs" in proc.stderr and "prefloop labels import" in proc.stderr
     assert op.counts()["model_version"] == 0 and op.counts()["training_run"] == 0
+
+
+def test_a_round_with_pairs_vs_base_but_none_vs_the_previous_round_is_not_complete(engine) -> None:
+    """The state a kill between the two baselines' transactions leaves (no training needed to build it)."""
+    from core.config import Config
+    from loop.round import round_complete
+    from storage.db import session_scope
+    from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, text_hash
+    from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
+
+    config = Config()
+    with session_scope(engine, write=True) as s:
+        versions = {
+            name: ModelVersion(name=name, kind=kind, base_model=config.model.base)
+            for name, kind in (
+                ("base", VersionKind.base),
+                ("round-1", VersionKind.adapter),
+                ("round-2", VersionKind.adapter),
+            )
+        }
+        s.add_all(versions.values())
+        prompts = {
+            split: Prompt(text=split, normalized_hash=text_hash(split), split=Split(split))
+            for split in ("train", "eval")
+        }
+        s.add_all(prompts.values())
+        s.flush()
+        get_or_create_round(s, 2)
+        get_or_create_candidate(s, prompts["train"], versions["round-2"], "a train title")
+        eval_candidates = {
+            name: get_or_create_candidate(s, prompts["eval"], v, f"{name} title")[0]
+            for name, v in versions.items()
+        }
+        get_or_create_comparison(
+            s, eval_candidates["round-2"], eval_candidates["base"], Purpose.eval, round_id=2
+        )
+        round_two = versions["round-2"]
+    assert not round_complete(engine, config, round_two), "the pairs vs round-1 were never queued"
+    with session_scope(engine, write=True) as s:
+        get_or_create_comparison(
+            s, eval_candidates["round-2"], eval_candidates["round-1"], Purpose.eval, round_id=2
+        )
+    assert round_complete(engine, config, round_two)
