@@ -39,7 +39,7 @@ from tests.fault.annotator_worker import SETTINGS
 pytestmark = pytest.mark.fault
 REPO = Path(__file__).resolve().parents[2]
 WORKERS, DECISIONS = 32, 50
-PAIRS = {Purpose.train: 500, Purpose.eval: 400}  # × overlap 2: 1,800 slots for 1,600 decisions
+PAIRS = {Purpose.train: 500, Purpose.eval: 400}  # × overlap 2: 1,800 slots for 1,650 decisions
 
 
 def seed(url: str) -> list[int]:
@@ -70,7 +70,7 @@ def seed(url: str) -> list[int]:
                 session.add(
                     Comparison(prompt_id=prompt.id, candidate_a_id=a.id, candidate_b_id=b.id, purpose=purpose)
                 )
-        annotators = [Annotator(name=f"worker-{k}") for k in range(WORKERS)]
+        annotators = [Annotator(name=f"worker-{k}") for k in range(WORKERS + 1)]  # one alone first
         session.add_all(annotators)
         session.flush()
         ids = [a.id for a in annotators]
@@ -117,15 +117,27 @@ def load_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return fresh_postgres_url(request.getfixturevalue("postgres_server"))
 
 
+def percentiles(results: list[list[dict]]) -> tuple[float, float]:
+    ms = sorted(d["ms"] for r in results for d in r)
+    return statistics.median(ms), ms[int(0.99 * (len(ms) - 1))]
+
+
+def load_average() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
 def test_32_processes_50_decisions_each_nothing_lost_duplicated_or_over_overlap(load_url: str) -> None:
-    annotator_ids = seed(load_url)
+    alone, *annotator_ids = seed(load_url)
+    load_before = load_average()
+    baseline, _ = run_workers(load_url, [alone])  # the same decisions without contention, same run
     results, seconds = run_workers(load_url, annotator_ids)
+    load_after = load_average()
     returned = {
         (aid, d["judgment"], d["comparison"], d["choice"])
-        for aid, decisions in zip(annotator_ids, results, strict=True)
+        for aid, decisions in zip([alone, *annotator_ids], baseline + results, strict=True)
         for d in decisions
     }
-    assert sum(len(r) for r in results) == WORKERS * DECISIONS, "a worker ran out of pairs it should have had"
+    assert [len(r) for r in baseline + results] == [DECISIONS] * (WORKERS + 1), "a worker ran out of pairs"
     engine = make_engine(load_url)
     with session_scope(engine) as session:
         rows = session.exec(select(Judgment)).all()
@@ -144,11 +156,11 @@ def test_32_processes_50_decisions_each_nothing_lost_duplicated_or_over_overlap(
     }
     assert over == {}, f"{len(over)} pairs over their overlap"
     assert leases == 0  # every lease was released by its decision
-    ms = sorted(d["ms"] for r in results for d in r)
-    p50, p99 = statistics.median(ms), ms[int(0.99 * (len(ms) - 1))]
-    backend = load_url.split(":", 1)[0]
+    (p50, p99), (alone50, alone99) = percentiles(results), percentiles(baseline)
+    backend = load_url.split(":", 1)[0].split("+")[0]
     print(
-        f"\nfault/load {backend}: {WORKERS} processes × {DECISIONS} decisions = {len(ms)} in {seconds:.1f} s "
-        f"({len(ms) / seconds:.0f}/s); per decision p50 {p50:.1f} ms, p99 {p99:.1f} ms; "
-        f"0 lost, 0 duplicated, 0 over overlap; load {Path('/proc/loadavg').read_text().split()[0]}"
+        f"\nfault/load {backend}: {WORKERS} processes × {DECISIONS} decisions in {seconds:.1f} s "
+        f"({WORKERS * DECISIONS / seconds:.0f}/s); per decision p50 {p50:.1f} ms, p99 {p99:.1f} ms "
+        f"(one process alone: p50 {alone50:.1f} ms, p99 {alone99:.1f} ms); 0 lost, 0 duplicated, "
+        f"0 over overlap; load average {load_before} before, {load_after} after (2 cores)"
     )
