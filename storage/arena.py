@@ -119,7 +119,9 @@ def parse_battle(row: Any, line: int, path: Path) -> Battle:
         )
     winner = row.get("winner")
     if winner not in WINNERS:
-        raise PrefloopError(f"{where(path, line, 'winner')}: {winner!r} is not one of {', '.join(WINNERS)}")
+        raise PrefloopError(
+            f"{where(path, line, 'winner')}: {winner!r} is not one of {', '.join(WINNERS)}; fix the value"
+        )
     if "prompt" in row or "conversation_a" not in row:
         prompt = checked_text(row.get("prompt"), path, line, "prompt")
         response_a = checked_text(row.get("response_a"), path, line, "response_a")

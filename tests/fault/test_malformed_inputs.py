@@ -207,7 +207,7 @@ CASES = [
     # Arena battles
     case("arena-bad-winner", ARENA, "b.jsonl", jsonl(battle(winner="draw")), ":1: field winner: 'draw'"),
     case("arena-same-models", ARENA, "b.jsonl", jsonl(battle(model_b="m1")), ":1: field model_b: same model"),
-    case("arena-empty", ARENA, "b.jsonl", "\n\n", ": no battles"),
+    case("arena-empty", ARENA, "b.jsonl", "\n\n", ": no valid battles"),
     case(
         "arena-no-judge",
         ARENA,
