@@ -33,7 +33,9 @@ def main(url: str, annotator_id: int, n: int) -> None:
         if pair is None:
             break
         choice = rng.choice(["a", "b", "tie"])
-        judgment = record_judgment(engine, annotator_id, pair.comparison_id, choice, left=pair.left)
+        judgment = record_judgment(
+            engine, annotator_id, pair.comparison_id, choice, left=pair.left, settings=SETTINGS
+        )
         ms = (time.perf_counter() - started) * 1000
         decisions.append(
             {"judgment": judgment.id, "comparison": pair.comparison_id, "choice": choice, "ms": ms}
