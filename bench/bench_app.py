@@ -310,8 +310,8 @@ def browser_rows(folder: Path, quick: bool) -> list[BenchRow]:
 # ---- while a training round runs ------------------------------------------------------------------------
 
 
-def _prefloop(db_url: str, var: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "prefloop.cli", "--db", db_url, "--set", f"var_dir={var}", *args]
+def _prefloop(db_url: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "prefloop.cli", "--db", db_url, *args]
 
 
 def _start_train_round(folder: Path, ideas: int) -> tuple[subprocess.Popen, object]:
@@ -320,14 +320,12 @@ def _start_train_round(folder: Path, ideas: int) -> tuple[subprocess.Popen, obje
     db_url, engine = _fresh_db(folder, "train")
     labels = seed_label_subset(folder / "labels.csv", ideas)
     subprocess.run(
-        _prefloop(
-            db_url, folder, "labels", "import", str(labels), "--template", "youtube-title", "--split", "train"
-        ),
+        _prefloop(db_url, "labels", "import", str(labels), "--template", "youtube-title", "--split", "train"),
         check=True,
         capture_output=True,
     )
     proc = subprocess.Popen(
-        _prefloop(db_url, folder, "train-round"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        _prefloop(db_url, "train-round"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:

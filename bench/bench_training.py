@@ -60,7 +60,7 @@ def seed_database(path: Path, ideas: int | None = None):
 
 def bench_config(workdir: Path, *overrides: str) -> Config:
     config = load_config(None, ["generation.backend=transformers", *overrides])
-    config.var_dir = workdir / "var"
+    config.db = f"sqlite:///{workdir / 'prefloop.db'}"  # its adapters and runs go to workdir/prefloop-work
     return config
 
 
@@ -381,10 +381,10 @@ def round_policy_rows(db_path: Path, config: Config, workdir: Path) -> list[Benc
         copy_dir = workdir / policy
         copy_dir.mkdir()
         shutil.copy(db_path, copy_dir / "prefloop.db")
-        shutil.copytree(config.var_dir, copy_dir / "var")
-        engine = make_engine(f"sqlite:///{copy_dir / 'prefloop.db'}")
         cfg = config.model_copy(deep=True)
-        cfg.var_dir = copy_dir / "var"
+        cfg.db = f"sqlite:///{copy_dir / 'prefloop.db'}"
+        shutil.copytree(config.var_dir, cfg.var_dir)
+        engine = make_engine(cfg.db)
         cfg.train.round_policy = policy
         summary = train_round(engine, cfg, echo=lambda line: print(line, file=sys.stderr))
         health = eval_health(engine, "round-2")

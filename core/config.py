@@ -5,14 +5,13 @@ Each section belongs to one part of the loop; the whole object is what a trainin
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from core.paths import REPO_ROOT, VAR_DIR
+from core.paths import REPO_ROOT, database_url, work_dir
 from core.words import LENGTH_BAND
 
 EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
@@ -162,8 +161,7 @@ class ReportConfig(Section):
 
 
 class Config(Section):
-    db: str | None = None  # SQLAlchemy URL; load_config always resolves it (see database_url)
-    var_dir: Path = VAR_DIR  # adapters, exports, runs, reports
+    db: str | None = None  # SQLAlchemy URL; load_config always resolves it (core.paths.database_url)
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
@@ -171,6 +169,11 @@ class Config(Section):
     train: TrainConfig = TrainConfig()
     round: RoundConfig = RoundConfig()
     report: ReportConfig = ReportConfig()
+
+    @property
+    def var_dir(self) -> Path:
+        """The database's work folder (adapters, runs, exports, reports, logs): ``core.paths.work_dir``."""
+        return work_dir(self.db)
 
 
 class ConfigError(ValueError):
@@ -184,11 +187,6 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
         if not isinstance(tree, dict):
             raise ConfigError(f"--set {dotted}: {key} is not a section")
     tree[leaf] = value
-
-
-def database_url(url: str | None = None) -> str:
-    """An explicit URL, else ``PREFLOOP_DB``, else ``var/prefloop.db`` in the project."""
-    return url or os.environ.get("PREFLOOP_DB") or f"sqlite:///{VAR_DIR / 'prefloop.db'}"
 
 
 def load_config(

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-import threading
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -78,25 +76,13 @@ class Progress:
 
 _CANDIDATE_A = aliased(Candidate, name="candidate_a")  # built once: a fresh alias per call costs ~1 ms
 _CANDIDATE_B = aliased(Candidate, name="candidate_b")
-_SQLITE_WRITERS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_SQLITE_WRITERS_GUARD = threading.Lock()
 
 
 @contextmanager
 def _write_scope(engine: Engine) -> Iterator[Session]:
-    """A write transaction; on SQLite, threads of one process (the app's sessions) queue on a lock first.
-
-    SQLite's own wait for the write lock polls with growing sleeps, so 32 threads contending for it get
-    a long unfair tail; a lock hands over as soon as the holder commits. Other processes still wait
-    through BEGIN IMMEDIATE's busy timeout.
-    """
-    if engine.dialect.name != "sqlite":
-        with session_scope(engine, write=True) as session:
-            yield session
-        return
-    with _SQLITE_WRITERS_GUARD:
-        lock = _SQLITE_WRITERS.setdefault(engine, threading.Lock())
-    with lock, session_scope(engine, write=True) as session:
+    """A write transaction: on SQLite, the writers of every thread and process queue for their turn
+    (``storage.db.session_scope``), so 32 annotators at once never wait out the busy timeout."""
+    with session_scope(engine, write=True) as session:
         yield session
 
 

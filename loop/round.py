@@ -10,6 +10,9 @@
 
 Idempotent: each stage checks what the database already holds, so a run killed anywhere is completed by
 the next one without duplicates, and a run with no new labels since the last round changes nothing.
+One at a time: both commands hold the database's round lock (``storage.locks``, in its work folder) from
+start to end, so a second run exits at once naming the holder instead of reusing its round number,
+staging folder or export.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from sqlalchemy import Engine
 from core.config import Config
 from storage import queries
 from storage.db import session_scope
+from storage.locks import Lock, exclusive
 from storage.models import Candidate, ModelVersion, Purpose, Split
 from storage.repo import get_or_create_comparison
 from storage.versions import BASE, latest_adapter, round_of, version_name, version_named
@@ -34,6 +38,7 @@ from training import registry
 from training.pipeline import LabelExport, export_labels, publish, train_adapter
 
 Echo = Callable[[str], None]
+ROUND_LOCK = "round.lock"  # in the database's work folder
 
 
 @dataclass
@@ -80,34 +85,51 @@ class StageClock:
 
 def train_round(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
     """``prefloop train-round``: finish an interrupted round, else train the next one and queue its pairs."""
-    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
-    latest, number = next_round(engine)
-    if latest is not None and not round_complete(engine, latest):
-        summary = RoundSummary(round_number=round_of(latest.name), version=latest.name, outcome="resumed")
-        summary.message = f"{latest.name} is registered but its round did not finish: resuming at generation."
-        summary.adapter_path, summary.training_run_id = latest.adapter_path, latest.training_run_id
-        echo(summary.message)
-        version = latest
-    else:
-        summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
-        version = train_version(
-            engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary
-        )
-        if version is None:
-            return summary
-    clock = StageClock(summary, echo)
-    generate_stage(engine, config, version, clock, summary)
-    eval_stage(engine, config, version, clock, summary)
-    return summary
+    with exclusive(engine, config.var_dir / ROUND_LOCK, what="a round") as lock:
+        _echo_takeover(lock, echo)
+        registry.remove_stale_staging(registry.adapters_root(config.var_dir))
+        latest, number = next_round(engine)
+        if latest is not None and not round_complete(engine, config, latest):
+            summary = RoundSummary(round_number=round_of(latest.name), version=latest.name, outcome="resumed")
+            lock.describe(f"round {summary.round_number}")
+            summary.message = (
+                f"{latest.name} is registered but its round did not finish: resuming at generation."
+            )
+            summary.adapter_path, summary.training_run_id = latest.adapter_path, latest.training_run_id
+            echo(summary.message)
+            version = latest
+        else:
+            lock.describe(f"round {number}")
+            summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
+            version = train_version(
+                engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary
+            )
+            if version is None:
+                return summary
+        clock = StageClock(summary, echo)
+        generate_stage(engine, config, version, clock, summary)
+        eval_stage(engine, config, version, clock, summary)
+        return summary
 
 
 def train_only(engine: Engine, config: Config, echo: Echo = print) -> RoundSummary:
     """``prefloop train``: stages 1-3 (a new version when the labels changed)."""
-    registry.remove_stale_staging(registry.adapters_root(config.var_dir))
-    latest, number = next_round(engine)
-    summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
-    train_version(engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary)
-    return summary
+    with exclusive(engine, config.var_dir / ROUND_LOCK, what="a round") as lock:
+        _echo_takeover(lock, echo)
+        registry.remove_stale_staging(registry.adapters_root(config.var_dir))
+        latest, number = next_round(engine)
+        lock.describe(f"round {number}")
+        summary = RoundSummary(round_number=number, version=version_name(number), outcome="trained")
+        train_version(engine, config, latest=latest, clock=StageClock(summary, echo), summary=summary)
+        return summary
+
+
+def _echo_takeover(lock: Lock, echo: Echo) -> None:
+    if lock.previous:
+        echo(
+            f"took over the round lock of pid {lock.previous.get('pid')} "
+            f"(since {lock.previous.get('since')}), which ended without releasing it"
+        )
 
 
 # -- stages 1-3: export, train, register ---------------------------------------------------------------
@@ -210,11 +232,7 @@ def eval_stage(engine: Engine, config: Config, version: ModelVersion, clock: Sta
             summary.message += " No eval-split prompts: no eval pairs queued."
             return
         new = ensure_samples(engine, config, version, eval_ids, n=samples, round_id=number)
-        baselines = [base_version(engine, config)]
-        previous = _read(engine, version_named, version_name(number - 1)) if number > 1 else None
-        if previous is not None:
-            baselines.append(previous)
-        for baseline in baselines:
+        for baseline in baselines(engine, config, number):
             have = ensure_samples(
                 engine, config, baseline, eval_ids, n=samples, round_id=round_of(baseline.name) or 0
             )
@@ -305,14 +323,24 @@ def next_round(engine: Engine) -> tuple[ModelVersion | None, int]:
     return latest, (round_of(latest.name) if latest else 0) + 1
 
 
-def round_complete(engine: Engine, version: ModelVersion) -> bool:
-    """Stages 4 and 5 done for this adapter's round (each stores its rows in one go)."""
+def baselines(engine: Engine, config: Config, number: int) -> list[ModelVersion]:
+    """What round ``number``'s adapter is compared with: base, and the previous round's adapter if any."""
+    previous = _read(engine, version_named, version_name(number - 1)) if number > 1 else None
+    return [base_version(engine, config), *([previous] if previous is not None else [])]
+
+
+def round_complete(engine: Engine, config: Config, version: ModelVersion) -> bool:
+    """Stages 4 and 5 done for this adapter's round: its train candidates, and eval pairs against each
+    baseline (each baseline's pairs are stored in one transaction, but not all baselines in one)."""
     number = round_of(version.name)
     train_ids = _read(engine, queries.prompt_ids, Split.train)
-    train_done = bool(_read(engine, queries.candidates_by_prompt, version.id, train_ids))
-    has_eval_prompts = bool(_read(engine, queries.prompt_ids, Split.eval))
-    eval_done = not has_eval_prompts or _read(engine, queries.comparison_count, number, Purpose.eval) > 0
-    return train_done and eval_done
+    if not _read(engine, queries.candidates_by_prompt, version.id, train_ids):
+        return False
+    if not _read(engine, queries.prompt_ids, Split.eval):
+        return True
+    return all(
+        _read(engine, queries.eval_pairs_against, number, b.id) > 0 for b in baselines(engine, config, number)
+    )
 
 
 def base_version(engine: Engine, config: Config) -> ModelVersion:

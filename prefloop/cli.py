@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from core.config import ConfigError, load_config
 from core.errors import PrefloopError
@@ -61,7 +62,8 @@ def main() -> None:
     try:
         app()
     except (PrefloopError, ConfigError) as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        # escaped: a message quoting "[question, answer]" or a file's text is not Rich markup
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)
 
 

@@ -21,7 +21,6 @@ the candidate that was shown on the left as model_a (comparison side a when the 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from storage.models import (
     utcnow,
 )
 from storage.parsing import PromptRecord
+from storage.versions import IMPORTED_PREFIX, is_reserved
 
 WINNERS = ("model_a", "model_b", "tie", "tie (bothbad)")
 
@@ -87,10 +87,6 @@ class Skipped:
     reason: str
 
 
-RESERVED = re.compile(r"(base|round-\d+)$")  # prefloop's own version names (generate --policy base)
-RESERVED_PREFIX = "imported:"
-
-
 def _single_turn(row: dict[str, Any], field: str, path: Path, line: int) -> tuple[str, str]:
     """(user prompt, assistant answer) of an Arena ``conversation_x`` with exactly one turn."""
     messages = row.get(field)
@@ -121,7 +117,9 @@ def parse_battle(row: Any, line: int, path: Path) -> Battle:
         )
     winner = row.get("winner")
     if winner not in WINNERS:
-        raise PrefloopError(f"{where(path, line, 'winner')}: {winner!r} is not one of {', '.join(WINNERS)}")
+        raise PrefloopError(
+            f"{where(path, line, 'winner')}: {winner!r} is not one of {', '.join(WINNERS)}; fix the value"
+        )
     if "prompt" in row or "conversation_a" not in row:
         prompt = checked_text(row.get("prompt"), path, line, "prompt")
         response_a = checked_text(row.get("response_a"), path, line, "response_a")
@@ -210,8 +208,8 @@ def _versions(session: Session, battles: list[Battle], result: ArenaImportResult
     stored: dict[str, str] = {}
     for name in sorted({m for b in battles for m in (b.model_a, b.model_b)}):
         stored[name] = name
-        if name not in existing and RESERVED.fullmatch(name):
-            stored[name] = result.renamed[name] = RESERVED_PREFIX + name
+        if name not in existing and is_reserved(name):
+            stored[name] = result.renamed[name] = IMPORTED_PREFIX + name
     new = sorted(set(stored.values()) - existing)
     now = utcnow()
     rows = [{"name": n, "kind": VersionKind.external, "base_model": "", "created_at": now} for n in new]

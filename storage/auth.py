@@ -18,6 +18,7 @@ from sqlmodel import Session, select
 
 from core.errors import PrefloopError
 from storage.models import Annotator, AnnotatorKind, Role
+from storage.versions import IMPORTED_PREFIX
 
 # scrypt cost: ~16 MiB and a few tens of ms per check, cheap for a sign-in, slow for guessing
 _N, _R, _P = 2**14, 8, 1
@@ -64,9 +65,9 @@ def create_annotator(
     name = name.strip()
     if not name:
         raise PrefloopError("annotator name is empty; pick a name")
-    if name.startswith("imported:"):
+    if name.startswith(IMPORTED_PREFIX):
         raise PrefloopError(
-            f"annotator name {name!r}: 'imported:' is reserved for imported labels; pick another"
+            f"annotator name {name!r}: '{IMPORTED_PREFIX}' is reserved for imported labels; pick another"
         )
     if name == LOCAL_USER:
         raise PrefloopError(f"annotator name {name!r} is reserved for the app's local operator; pick another")

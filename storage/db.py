@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
-from core.config import database_url
+from core.paths import database_url
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -47,13 +49,35 @@ def session_scope(engine: Engine, *, write: bool = False) -> Iterator[Session]:
     ``write=True`` takes SQLite's write lock at BEGIN, for read-then-write work such as assignment.
     """
     bind = engine.execution_options(immediate=True) if write else engine
-    with Session(bind, expire_on_commit=False) as session:
+    turn = _writer_turn(engine) if write else nullcontext()
+    with turn, Session(bind, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()
         except BaseException:
             session.rollback()
             raise
+
+
+def _writer_turn(engine: Engine) -> AbstractContextManager[None]:
+    """SQLite file: wait for this write transaction's turn on a lock file beside the database.
+
+    SQLite's own wait for its write lock polls with growing sleeps, so among 32 processes writing at once
+    one could wait past the 30 s busy timeout ("database is locked") while others kept winning; ``flock``
+    queues the writers of every thread and process in the kernel and hands over as soon as one commits.
+    """
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    return _flocked(f"{path}.writer-lock") if path and path != ":memory:" else nullcontext()
+
+
+@contextmanager
+def _flocked(path: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, or by the kernel if the process dies
+        yield
+    finally:
+        os.close(fd)
 
 
 def migrate(engine: Engine, revision: str = "head") -> None:

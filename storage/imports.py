@@ -2,9 +2,12 @@
 
 Files are parsed and validated completely first (``storage.parsing``), then written in bulk inside one
 ``session_scope``, so a bad row leaves the database exactly as it was and 1,000 labels take well under
-a second. Imported labels keep their provenance: an external model version and an annotator named
-``imported:<file name>`` (kind ``imported``). Their comparisons have purpose ``train`` and no round
-(``round_id`` None): rounds number prefloop's own generate -> label -> train cycles.
+a second. Imported labels keep their provenance: a labels *source*, by default the file's name, is an
+external model version and an annotator named ``imported:<source>`` (kind ``imported``) that records the
+file it came from (``Annotator.origin``). Importing that file again revises its own labels; another file
+of the same name is refused unless given its own ``source``, so one file never revises another's labels.
+Their comparisons have purpose ``train`` and no round (``round_id`` None): rounds number prefloop's own
+generate -> label -> train cycles.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import Any
 from sqlalchemy import Engine, insert
 from sqlmodel import Session, SQLModel, select
 
+from core.errors import PrefloopError
 from storage import queries
 from storage.db import session_scope
 from storage.models import (
+    Annotator,
     AnnotatorKind,
     Candidate,
     Choice,
@@ -35,7 +40,8 @@ from storage.models import (
     utcnow,
 )
 from storage.parsing import LabelRecord, PromptRecord, parse_label_file, parse_prompt_file
-from storage.repo import get_or_create_annotator, get_or_create_version
+from storage.repo import get_or_create_version
+from storage.versions import IMPORTED_PREFIX
 
 DEFAULT_EVAL_SHARE = 0.1
 _CHUNK = 500  # ids per IN (...) query
@@ -174,12 +180,19 @@ def import_labels(
     template: str | None = None,
     split: Split | str | None = None,
     eval_share: float = DEFAULT_EVAL_SHARE,
+    source: str | None = None,
 ) -> LabelsImportResult:
-    """Existing preference data -> prompts, candidates, train comparisons and imported judgments."""
+    """Existing preference data -> prompts, candidates, train comparisons and imported judgments.
+
+    ``source`` names the labels source (default: the file name); see the module docstring.
+    """
     path = Path(path)
+    if source is not None and not source.strip():
+        raise PrefloopError("--source: empty name; give the labels source a name")
     fmt, records = parse_label_file(path, format=format, template=template)
-    name = f"imported:{path.name}"
+    name = f"{IMPORTED_PREFIX}{source or path.name}"
     with session_scope(engine, write=True) as session:
+        annotator = _source_annotator(session, name, path, named=source is not None)
         prompts, prompt_result = store_prompts(
             session,
             (r.prompt for r in records),
@@ -192,8 +205,30 @@ def import_labels(
         version = get_or_create_version(session, name, VersionKind.external)
         candidates = _store_candidates(session, version, records, prompts, result)
         comparisons = _store_comparisons(session, version, records, prompts, candidates, result)
-        _store_judgments(session, name, records, prompts, candidates, comparisons, result)
+        _store_judgments(session, annotator, records, prompts, candidates, comparisons, result)
     return result
+
+
+def _source_annotator(session: Session, name: str, path: Path, *, named: bool) -> Annotator:
+    """The annotator of a labels source; a default-named source belongs to one file only.
+
+    A source from before migration 0005 has no recorded origin: the first file imported into it since
+    is taken as its origin.
+    """
+    origin = str(path.resolve())
+    annotator = session.exec(select(Annotator).where(Annotator.name == name)).first()
+    if annotator is None:
+        annotator = Annotator(name=name, kind=AnnotatorKind.imported, origin=origin)
+    elif not named and annotator.origin not in (None, origin):
+        source = name.removeprefix(IMPORTED_PREFIX)
+        raise PrefloopError(
+            f"{path}: the labels source {source!r} holds the labels of {annotator.origin}; pass "
+            f"--source NAME to import this file as its own source (or --source {source} to revise those)"
+        )
+    annotator.origin = origin
+    session.add(annotator)
+    session.flush()
+    return annotator
 
 
 def chunks(items: list, size: int = _CHUNK) -> Iterable[list]:
@@ -274,15 +309,14 @@ def _store_comparisons(
 
 def _store_judgments(
     session: Session,
-    name: str,
+    annotator: Annotator,
     records: list[LabelRecord],
     prompts: dict[str, StoredPrompt],
     candidates: dict,
     comparisons: dict[tuple[int, int], Comparison],
     result: LabelsImportResult,
 ) -> None:
-    """The file's decision per pair; an identical one is a duplicate, a changed one supersedes the old."""
-    annotator = get_or_create_annotator(session, name, kind=AnnotatorKind.imported)
+    """The source's decision per pair; an identical one is a duplicate, a changed one supersedes the old."""
     current = {
         j.comparison_id: j
         for j in session.exec(

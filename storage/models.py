@@ -164,6 +164,8 @@ class Annotator(SQLModel, table=True):
     token_hash: str | None = None
     # bumped by sign-out, revoke and rotate: every session cookie signed under an older value stops working
     session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # an imported labels source: the resolved path of the file it was imported from (migration 0005)
+    origin: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -12,7 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import PrefloopError
-from storage.files import checked_text, csv_records, json_document, jsonl_records, read_text, where
+from storage.files import (
+    checked_text,
+    csv_records,
+    json_document,
+    jsonl_records,
+    read_text,
+    text_lines,
+    where,
+)
 from storage.models import prompt_key
 from storage.templates import render
 
@@ -75,9 +83,10 @@ def parse_prompt_file(
         items = jsonl_records(path, text) if suffix == ".jsonl" else _json_list(path, text)
         return [_prompt_from_json(path, n, item, column, template) for n, item in items]
     if suffix in (".txt", ""):
-        lines = enumerate(text.splitlines(), start=1)
         return [
-            make_prompt(checked_text(line, path, n, "line"), n, template) for n, line in lines if line.strip()
+            make_prompt(checked_text(line, path, n, "line"), n, template)
+            for n, line in text_lines(text)
+            if line.strip()
         ]
     raise PrefloopError(f"{path}: unsupported file type {suffix!r}; use .csv, .jsonl, .json or .txt")
 
@@ -235,7 +244,9 @@ def _messages(
     out = []
     for m in value:
         if role_key not in m or content_key not in m:
-            raise PrefloopError(f"{where(path, n, field)}: a message needs {role_key!r} and {content_key!r}")
+            raise PrefloopError(
+                f"{where(path, n, field)}: a message needs {role_key!r} and {content_key!r}; fix the record"
+            )
         out.append((m[role_key], m[content_key]))
     return out
 
@@ -272,7 +283,9 @@ def _label_from_alpaca(path: Path, n: int, item: dict[str, Any], template: str |
     user = f"{instruction}\n{checked_text(query, path, n, 'input')}" if query else instruction
     history = item.get("history") or []
     if not isinstance(history, list) or not all(isinstance(h, list) and len(h) == 2 for h in history):
-        raise PrefloopError(f"{where(path, n, 'history')}: expected a list of [question, answer] pairs")
+        raise PrefloopError(
+            f"{where(path, n, 'history')}: expected a list of [question, answer] pairs; fix the record"
+        )
     turns = [t for q, a in history for t in (("user", q), ("assistant", a))] + [("user", user)]
     system = checked_text(item["system"], path, n, "system") if item.get("system") else None
     prompt = _conversation(path, n, "instruction", turns, template, system)

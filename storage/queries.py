@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy import or_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, func, select
 
 from storage.models import (
@@ -46,6 +48,22 @@ def comparison_count(session: Session, round_id: int, purpose: Purpose) -> int:
         select(func.count())
         .select_from(Comparison)
         .where(Comparison.round_id == round_id, Comparison.purpose == purpose)
+    ).one()
+
+
+def eval_pairs_against(session: Session, round_id: int, baseline_id: int) -> int:
+    """Round ``round_id``'s eval pairs with a candidate of version ``baseline_id`` on either side."""
+    side_a, side_b = aliased(Candidate), aliased(Candidate)
+    return session.exec(
+        select(func.count())
+        .select_from(Comparison)
+        .join(side_a, side_a.id == Comparison.candidate_a_id)
+        .join(side_b, side_b.id == Comparison.candidate_b_id)
+        .where(
+            Comparison.round_id == round_id,
+            Comparison.purpose == Purpose.eval,
+            or_(side_a.model_version_id == baseline_id, side_b.model_version_id == baseline_id),
+        )
     ).one()
 
 

@@ -15,10 +15,14 @@ import sys
 
 # point -> (module, function, kill "before" it runs or "after" it returns)
 POINTS = {
+    "after-export": ("loop.round", "export_labels", "after"),  # labels exported, no training run yet
     "mid-train": ("training.registry", "save_metrics", "after"),  # the first logging step is stored
     "after-rename": ("training.registry", "move_into_place", "after"),  # adapter in place, not registered
+    "after-register": ("loop.round", "publish", "after"),  # version registered, nothing generated
     "after-generate-train": ("loop.round", "generate_stage", "after"),  # round N's train pairs queued
     "mid-eval": ("loop.round", "queue_eval_pairs", "before"),  # eval samples stored, no eval pairs yet
+    # the first baseline's (base's) pairs stored, the previous round's not yet: one transaction each
+    "after-eval-pairs-base": ("loop.round", "queue_eval_pairs", "after"),
 }
 
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 def test_two_processes_train_one_registered_adapter(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'prefloop.db'}"
-    env = {**os.environ, "PREFLOOP_DB": db, "PREFLOOP_VAR": str(tmp_path / "var"), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PREFLOOP_DB": db, "HF_HUB_OFFLINE": "1"}
 
     def prefloop(*args: str) -> str:
         cmd = [sys.executable, "-m", "prefloop.cli", *args]
@@ -49,4 +49,6 @@ def test_two_processes_train_one_registered_adapter(tmp_path: Path) -> None:
     n_train = config["export"]["n_train"]
     assert len(steps) == -(-n_train // (8 * 2)), "each step takes a batch per process: half the steps"
     assert (Path(adapter) / "adapter_model.safetensors").is_file()
-    assert not any(p.name.startswith(".staging-") for p in (tmp_path / "var" / "adapters").iterdir())
+    assert not any(
+        p.name.startswith(".staging-") for p in (tmp_path / "prefloop-work" / "adapters").iterdir()
+    )

@@ -287,3 +287,110 @@ def test_length_limit_is_documented_and_enforced_at_the_boundary(engine, tmp_pat
     assert import_prompts(engine, ok).added == 1
     with pytest.raises(PrefloopError, match=r"long.txt:1: field line: text is 32,001 characters"):
         import_prompts(engine, too_long)
+
+
+# U+2028/U+2029, form feed, \x1c-\x1e and \x85 are text, not line breaks (str.splitlines splits on them)
+ODD_SEPARATORS = "\u2028\u2029\x0c\x1c\x1d\x1e\x85"
+
+
+def test_unicode_line_separators_inside_cells_round_trip_through_csv_jsonl_and_txt(engine, tmp_path):
+    odd = f"a{ODD_SEPARATORS}b"
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text(
+        f'idea,title_a,title_b,title_b_preferred\r\n"cats {odd}",A{odd},"B\r\nB",1\r\n', encoding="utf-8"
+    )
+    trl = tmp_path / "pairs.jsonl"
+    row = {"prompt": f"dogs {odd}", "chosen": f"C{odd}", "rejected": "D"}
+    trl.write_text(json.dumps(row, ensure_ascii=False) + "\n", encoding="utf-8")
+    txt = tmp_path / "prompts.txt"
+    txt.write_text(f"first {odd}\r\nsecond\n", encoding="utf-8")
+    assert import_labels(engine, csv_file).rows == 1
+    assert import_labels(engine, trl).rows == 1
+    assert import_prompts(engine, txt).added == 2
+    with session_scope(engine) as s:
+        prompts = {p.text for p in s.exec(select(Prompt))}
+        texts = {c.text for c in s.exec(select(Candidate))}
+    assert prompts == {f"cats {odd}", f"dogs {odd}", f"first {odd}", "second"}
+    assert texts == {f"A{odd}", "B\r\nB", f"C{odd}", "D"}  # a quoted CRLF stays in the cell
+
+
+def test_exported_trl_file_with_line_separators_imports_again_unchanged(engine, sqlite_url, tmp_path):
+    from storage.db import make_engine, migrate
+    from storage.exports import export_trl
+
+    odd = f"x{ODD_SEPARATORS}y"
+    src = tmp_path / "pairs.jsonl"
+    rows = [{"prompt": f"p{i} {odd}", "chosen": f"c{i} {odd}", "rejected": f"r{i}"} for i in range(6)]
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    import_labels(engine, src, split="train")
+    export_trl(engine, tmp_path / "out", validation_share=0.0, seed=0)
+    other = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    migrate(other)
+    assert import_labels(other, tmp_path / "out" / "train.jsonl").rows == 6
+    with session_scope(other) as s:
+        assert {c.text for c in s.exec(select(Candidate))} == {
+            *(f"c{i} {odd}" for i in range(6)),
+            *(f"r{i}" for i in range(6)),
+        }
+    other.dispose()
+
+
+TRL_ROW = '{"prompt": "p", "chosen": "a", "rejected": "b"'
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("deep.jsonl", TRL_ROW + "}\n" + "[" * 100_000 + "\n", "deep.jsonl:2: JSON nested too deeply"),
+        (
+            "deep.json",
+            "[\n" + TRL_ROW + ',\n"x": ' + "[" * 100_000 + "]}]",
+            "deep.json:3: JSON nested too deeply",
+        ),
+        ("digits.jsonl", TRL_ROW + ', "n": ' + "9" * 5000 + "}\n", "digits.jsonl:1: a number with more than"),
+        ("digits.json", "[" + TRL_ROW + ',\n"n":\n' + "9" * 5000 + "}]", "digits.json:3: a number with more"),
+    ],
+)
+def test_deep_nesting_and_huge_integers_are_the_one_line_error(engine, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(PrefloopError) as err:
+        import_labels(engine, path, format="trl")
+    line = str(err.value)
+    assert line.startswith(f"{tmp_path}/{message}"), line
+    assert "\n" not in line and ";" in line
+    assert table_counts(engine) == dict.fromkeys(TABLES, 0)
+
+
+def test_two_files_with_the_same_name_never_revise_each_other(any_engine, tmp_path):
+    header = "idea,title_a,title_b,title_b_preferred\n"
+    first, second = tmp_path / "a" / "labels.csv", tmp_path / "b" / "labels.csv"
+    for path, flag in ((first, "1"), (second, "0")):  # the same pair, opposite decisions
+        path.parent.mkdir()
+        path.write_text(header + f"cats,Cats A,Cats B,{flag}\n", encoding="utf-8")
+    import_labels(any_engine, first)
+    before = table_counts(any_engine)
+    with pytest.raises(PrefloopError) as err:
+        import_labels(any_engine, second)
+    assert str(err.value) == (
+        f"{second}: the labels source 'labels.csv' holds the labels of {first.resolve()}; pass --source NAME "
+        "to import this file as its own source (or --source labels.csv to revise those)"
+    )
+    assert table_counts(any_engine) == before
+    result = import_labels(any_engine, second, source="team-b")
+    assert (result.annotator, result.judgments_added, result.revised) == ("imported:team-b", 1, 0)
+    assert import_labels(any_engine, first).duplicates == 1  # its own file again: still its labels
+    with session_scope(any_engine) as s:
+        current = set()
+        for j, a, comp in s.exec(
+            select(Judgment, Annotator, Comparison)
+            .join(Annotator, Annotator.id == Judgment.annotator_id)
+            .join(Comparison, Comparison.id == Judgment.comparison_id)
+            .where(Judgment.superseded_at.is_(None))
+        ):
+            chosen = comp.candidate_a_id if j.choice == Choice.a else comp.candidate_b_id
+            current.add((a.name, a.origin, s.get(Candidate, chosen).text))
+    assert current == {
+        ("imported:labels.csv", str(first.resolve()), "Cats B"),
+        ("imported:team-b", str(second.resolve()), "Cats A"),
+    }

@@ -55,13 +55,12 @@ WORKERS = 2  # every step runs on one torch thread, so two scenarios at a time u
 
 
 class Operator:
-    """Runs `prefloop ...` against one database and var/ folder, and keeps the timings."""
+    """Runs `prefloop ...` against one database (and so its work folder), and keeps the timings."""
 
     def __init__(self, tmp: Path) -> None:
         self.env = {
             **os.environ,
             "PREFLOOP_DB": f"sqlite:///{tmp / 'prefloop.db'}",
-            "PREFLOOP_VAR": str(tmp / "var"),
             "HF_HUB_OFFLINE": "1",
             "OMP_NUM_THREADS": "1",  # numpy/scipy in `report` too: one thread per scenario
         }

@@ -2,17 +2,20 @@
 
 Each kill is real: ``python -m testkit.crash <point> ...`` SIGKILLs the CLI process at that point, and the
 next run must finish the round with no duplicate version, candidate or pair; a run with no new labels
-changes nothing; a second round queues eval pairs against base and against round 1.
+changes nothing; a second round queues eval pairs against base and against round 1. Two rounds started
+at once: the second exits at once naming the first, which finishes untouched.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -20,9 +23,11 @@ import pytest
 import yaml
 from sqlalchemy import text
 
+from core.paths import work_dir
 from storage.db import make_engine
 from testkit.train_seed import seed_label_subset
 
+pytestmark = pytest.mark.fault  # README "Fault and load"
 REPO = Path(__file__).resolve().parent.parent
 IDEAS = REPO / "data" / "youtube-titles" / "ideas.csv"
 TABLES = ("prompt", "model_version", "round", "candidate", "comparison", "judgment", "training_run")
@@ -33,11 +38,12 @@ class Operator:
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.db = f"sqlite:///{tmp / 'prefloop.db'}"
-        self.var = tmp / "var"
+        self.var = work_dir(self.db)  # the database's work folder: tmp/prefloop-work
         self.config = tmp / "prefloop.yaml"
         self.config.write_text(
             yaml.safe_dump(
                 {
+                    "model": {"base": "tiny"},
                     "generation": {"backend": "transformers", "n": N, "max_new_tokens": 32},
                     "train": {"num_train_epochs": 1, "logging_steps": 2},
                     "round": {"eval_samples_per_model": EVAL_SAMPLES, "eval_pairs_per_baseline": EVAL_PAIRS},
@@ -47,14 +53,20 @@ class Operator:
         self.env = {
             **os.environ,
             "PREFLOOP_DB": self.db,
-            "PREFLOOP_VAR": str(self.var),
             "HF_HUB_OFFLINE": "1",
         }
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "prefloop.cli", "--config", str(self.config), *args]
 
     def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
         cli = ["testkit.crash", crash_at] if crash_at else ["prefloop.cli"]
         cmd = [sys.executable, "-m", *cli, "--config", str(self.config), *args]
         return subprocess.run(cmd, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=400)
+
+    def lock_holder(self) -> dict:
+        path = self.var / "round.lock"
+        return json.loads(path.read_text() or "{}") if path.exists() else {}
 
     def ok(self, *args: str) -> str:
         proc = self.run(*args)
@@ -79,6 +91,16 @@ class Operator:
     def adapter_dirs(self) -> list[str]:
         root = self.var / "adapters"
         return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+    def eval_pairs_against(self, number: int, baseline: str) -> int:
+        return self.query(
+            "SELECT count(*) FROM comparison cmp "
+            "JOIN candidate ca ON ca.id = cmp.candidate_a_id JOIN candidate cb ON cb.id = cmp.candidate_b_id "
+            "JOIN model_version va ON va.id = ca.model_version_id "
+            "JOIN model_version vb ON vb.id = cb.model_version_id "
+            f"WHERE cmp.purpose = 'eval' AND cmp.round_id = {number} "
+            f"AND '{baseline}' IN (va.name, vb.name)"
+        )[0][0]
 
 
 @pytest.fixture
@@ -144,7 +166,10 @@ def assert_round_complete_without_duplicates(op: Operator, number: int, baseline
 @pytest.mark.slow
 def test_killed_at_every_stage_then_completed_then_nothing_new(operator: Operator) -> None:
     op = operator
+    op.killed_at("after-export")
     op.killed_at("mid-train")  # after the first logging step
+    dead = op.lock_holder()  # a killed holder leaves its note; the kernel has freed the lock itself
+    assert dead["what"] == "round 1" and int(dead["pid"]) > 0
     assert op.query("SELECT status FROM training_run") == [("running",)]
     assert op.query("SELECT count(*) FROM model_version WHERE kind = 'adapter'") == [(0,)]
     assert any(d.startswith(".staging-") for d in op.adapter_dirs())
@@ -155,16 +180,19 @@ def test_killed_at_every_stage_then_completed_then_nothing_new(operator: Operato
     assert op.adapter_dirs() == ["round-1"]
     assert op.query("SELECT count(*) FROM model_version WHERE kind = 'adapter'") == [(0,)]
 
+    op.killed_at("after-register")
     op.killed_at("after-generate-train")
     op.killed_at("mid-eval")
     out = op.ok("train-round")
     assert "resuming at generation" in out and "round-1" in out
+    said = " ".join(out.split())  # the console wraps long lines
+    assert "took over the round lock of pid" in said and "which ended without releasing it" in said
     assert_round_complete_without_duplicates(op, 1, ["base"])
     assert op.adapter_dirs() == ["round-1"]
     files = sorted(p.name for p in (op.var / "adapters" / "round-1").iterdir())
     assert {"adapter_config.json", "adapter_model.safetensors", "loss_curve.png", "metrics.csv"} <= set(files)
     runs = op.query("SELECT status, error IS NOT NULL FROM training_run ORDER BY id")
-    assert runs == [("failed", 1), ("failed", 1), ("completed", 0)]
+    assert runs == [("failed", 1), ("failed", 1), ("completed", 0)]  # after-export: before its run began
     version_run = op.query("SELECT training_run_id, parent_id FROM model_version WHERE name = 'round-1'")
     assert version_run[0][0] == 3
     assert op.query(f"SELECT name FROM model_version WHERE id = {version_run[0][1]}") == [("base",)]
@@ -180,8 +208,12 @@ def test_second_round_on_simulated_labels_is_compared_with_base_and_round_one(op
     op = operator
     op.ok("--set", "train.round_policy=continue", "train-round")
     op.ok("simulate", "--oracle", "length-band", "--purpose", "train")
+    # killed after the pairs vs base are stored, before those vs round-1 (a transaction each)
+    proc = op.run("--set", "train.round_policy=continue", "train-round", crash_at="after-eval-pairs-base")
+    assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
+    assert op.eval_pairs_against(2, "base") > 0 and op.eval_pairs_against(2, "round-1") == 0
     out = op.ok("--set", "train.round_policy=continue", "train-round")
-    assert "round-2" in out and "eval pairs vs round-1" in out
+    assert "resuming at generation" in out and "eval pairs vs round-1" in out
     assert_round_complete_without_duplicates(op, 2, ["base", "round-1"])
     parent = op.query(
         "SELECT p.name FROM model_version v JOIN model_version p ON p.id = v.parent_id "
@@ -197,9 +229,87 @@ def test_second_round_on_simulated_labels_is_compared_with_base_and_round_one(op
     assert base_eval == [(1,)]
 
 
+@pytest.mark.slow
+def test_two_rounds_at_once_the_second_exits_naming_the_first(operator: Operator) -> None:
+    op = operator
+    first = subprocess.Popen(
+        op.command("train-round"),
+        env=op.env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while op.lock_holder().get("what") != "round 1":
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never took the lock"
+            time.sleep(0.2)
+        second = op.run("train-round")
+        assert first.poll() is None, "the second run waited for the first instead of exiting at once"
+        since = op.lock_holder()["since"]
+        assert second.returncode == 1, second.stdout + second.stderr
+        assert (
+            second.stderr.strip()
+            .splitlines()[-1]
+            .startswith(f"error: round 1 is being trained by pid {first.pid} since {since}")
+        ), second.stderr
+        out, err = first.communicate(timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 0, out + err
+    assert_round_complete_without_duplicates(op, 1, ["base"])
+    assert op.query("SELECT status FROM training_run") == [("completed",)]  # the first's run, untouched
+    assert op.adapter_dirs() == ["round-1"] and (op.var / "runs" / "round-1" / "export" / "dataset").is_dir()
+    assert op.lock_holder() == {}  # released on exit
+
+
 def test_no_labels_is_one_clear_error(tmp_path: Path) -> None:
     op = Operator(tmp_path)
     proc = op.run("train-round")
     assert proc.returncode == 1
     assert "no labelled train pairs" in proc.stderr and "prefloop labels import" in proc.stderr
     assert op.counts()["model_version"] == 0 and op.counts()["training_run"] == 0
+
+
+def test_a_round_with_pairs_vs_base_but_none_vs_the_previous_round_is_not_complete(engine) -> None:
+    """The state a kill between the two baselines' transactions leaves (no training needed to build it)."""
+    from core.config import Config
+    from loop.round import round_complete
+    from storage.db import session_scope
+    from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, text_hash
+    from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
+
+    config = Config()
+    with session_scope(engine, write=True) as s:
+        versions = {
+            name: ModelVersion(name=name, kind=kind, base_model=config.model.base)
+            for name, kind in (
+                ("base", VersionKind.base),
+                ("round-1", VersionKind.adapter),
+                ("round-2", VersionKind.adapter),
+            )
+        }
+        s.add_all(versions.values())
+        prompts = {
+            split: Prompt(text=split, normalized_hash=text_hash(split), split=Split(split))
+            for split in ("train", "eval")
+        }
+        s.add_all(prompts.values())
+        s.flush()
+        get_or_create_round(s, 2)
+        get_or_create_candidate(s, prompts["train"], versions["round-2"], "a train title")
+        eval_candidates = {
+            name: get_or_create_candidate(s, prompts["eval"], v, f"{name} title")[0]
+            for name, v in versions.items()
+        }
+        get_or_create_comparison(
+            s, eval_candidates["round-2"], eval_candidates["base"], Purpose.eval, round_id=2
+        )
+        round_two = versions["round-2"]
+    assert not round_complete(engine, config, round_two), "the pairs vs round-1 were never queued"
+    with session_scope(engine, write=True) as s:
+        get_or_create_comparison(
+            s, eval_candidates["round-2"], eval_candidates["round-1"], Purpose.eval, round_id=2
+        )
+    assert round_complete(engine, config, round_two)

@@ -112,8 +112,17 @@ def labels_import(
     ] = None,
     template: TemplateOption = None,
     split: SplitOption = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source",
+            help="Name of the labels source (default: the file name); its judgments are by "
+            "'imported:<source>'. Importing a source again revises its labels; another file with the "
+            "same name needs its own --source.",
+        ),
+    ] = None,
 ) -> None:
-    """Import judged pairs as train comparisons + judgments by annotator 'imported:<file name>'."""
+    """Import judged pairs as train comparisons + judgments by annotator 'imported:<source>'."""
     from core.errors import PrefloopError
     from prefloop.state import state
     from storage.imports import import_labels
@@ -130,6 +139,7 @@ def labels_import(
             template=template,
             split=split,
             eval_share=st.config.data.eval_share,
+            source=source,
         )
     new = r.prompts.by_split
     console.print(
@@ -236,7 +246,10 @@ def export(
         ),
     ] = "trl",
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Output folder (default: var/export/FORMAT).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Output folder (default: the database's work folder/export/FORMAT)."
+        ),
     ] = None,
     validation_share: Annotated[
         float | None,

@@ -18,7 +18,10 @@ judgments_app = typer.Typer(
 def report(
     ctx: typer.Context,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Folder for the report (default: VAR_DIR/report).")
+        Path | None,
+        typer.Option(
+            "--out", "-o", help="Folder for the report (default: the database's work folder/report)."
+        ),
     ] = None,
 ) -> None:
     """Evaluate every model version on the blind eval judgments and write the report.

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from core.config import AnnotateConfig, ReportConfig
+from core.paths import work_dir
 from evaluation.report import write_report
 from labelling.assignment import record_judgment
 from storage.db import session_scope
@@ -144,9 +145,8 @@ def test_dashboard_draws_points_bars_throughput_and_fits_desktop_and_phone(
     engine, sqlite_url, browser, artifacts, tmp_path
 ):
     seed_history(engine)
-    var = tmp_path / "var"
-    write_report(engine, var / "report", ReportConfig())
-    proc, url = start_app(sqlite_url, f"var_dir={var}")
+    write_report(engine, work_dir(sqlite_url) / "report", ReportConfig())  # where the app's config looks
+    proc, url = start_app(sqlite_url)
     try:
         for name, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
             page = browser.new_page(viewport=viewport)
