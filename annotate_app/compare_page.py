@@ -15,7 +15,7 @@ from annotate_app.context import config, engine
 from annotate_app.guard import require_admin
 from storage.db import session_scope
 from storage.models import ModelVersion, VersionKind
-from storage.templates import TEMPLATES, render
+from storage.templates import TEMPLATES, render, template_system
 
 _RESULT = "compare_result"
 _REVEALED = "compare_revealed"
@@ -33,10 +33,20 @@ def _versions() -> list[ModelVersion]:
         )
 
 
-def _generate(versions: list[ModelVersion], prompt: str, n: int) -> None:
+def _messages(template: str, text: str) -> list[dict[str, str]]:
+    """The chat a prompt imported with ``template`` would be: its system message, then the user text."""
+    if template == NO_TEMPLATE:
+        return [{"role": "user", "content": text}]
+    system = template_system(template)
+    return [
+        *([{"role": "system", "content": system}] if system else []),
+        {"role": "user", "content": render(template, text)},
+    ]
+
+
+def _generate(versions: list[ModelVersion], messages: list[dict[str, str]], n: int) -> None:
     from generation.api import generate_texts  # heavy (torch): only when asked
 
-    messages = [{"role": "user", "content": prompt}]
     outputs = {}
     bar = st.progress(0.0, text="Generating…")
     for i, version in enumerate(versions):
@@ -45,6 +55,7 @@ def _generate(versions: list[ModelVersion], prompt: str, n: int) -> None:
     bar.empty()
     names = list(outputs)
     random.shuffle(names)  # blind: the screen position says nothing about the model
+    prompt = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in messages)
     st.session_state[_RESULT] = {"prompt": prompt, "order": names, "outputs": outputs}
     st.session_state[_REVEALED] = False
 
@@ -81,7 +92,6 @@ def render_page() -> None:
     text = st.text_area("Prompt (or the idea, with a template)", height=100)
     n = st.slider("Samples per model", 1, 5, 2)
     if st.button("Generate", type="primary", disabled=not (chosen and text.strip())):
-        prompt = text.strip() if template == NO_TEMPLATE else render(template, text.strip())
         with st.spinner("Loading the model(s) and generating (the first time takes a few seconds)…"):
-            _generate([v for v in versions if v.name in chosen], prompt, n)
+            _generate([v for v in versions if v.name in chosen], _messages(template, text.strip()), n)
     _show_result()

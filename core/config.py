@@ -13,7 +13,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.paths import REPO_ROOT, VAR_DIR
 
-EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
+# Base models known by name, installed offline (models.catalog): SmolLM2-135M-Instruct, the default,
+# fetched by `make setup`; and prefloop's own 4 M-parameter title model, the fast fixture for tests and demos.
+DEFAULT_BASE = "smollm2-135m"
+TINY_MODEL = "tiny"
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
 
 
@@ -27,7 +30,9 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    base: str = EMBEDDED_MODEL  # "embedded", a local path, or a hub name such as Qwen/Qwen2.5-0.5B-Instruct
+    base: str = (
+        DEFAULT_BASE  # smollm2-135m, tiny, a local path, or a hub name such as Qwen/Qwen2.5-0.5B-Instruct
+    )
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
 
 
