@@ -39,10 +39,12 @@ class ModelConfig(Section):
 class GenerationConfig(Section):
     backend: Literal["auto", "vllm", "vllm-server", "transformers"] = "auto"
     n: int = Field(5, ge=2)  # candidates per prompt; a pair needs two
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(48, ge=1)
+    # None: the base model's own recommendation (its generation_config.json), else 1.0
+    temperature: float | None = Field(None, ge=0.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(32, ge=1)  # a 75-character title is ~20 tokens; rambling past it is cut
     seed: int = Field(0, ge=0)
+    stop: list[str] = ["\n"]  # a title is one line: a newline ends it like end-of-turn does
     batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
     # torch threads while generating on CPU. 1 suits the embedded model (its matmuls are too small to split)
     # and shared machines (contending OpenMP threads ran ~8x slower); None = torch's default, all cores.

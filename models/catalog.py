@@ -34,6 +34,11 @@ TINY_DIR = REPO_ROOT / "models" / "embedded"
 MODELS_DIR = REPO_ROOT / "var" / "models"  # converted models (git-ignored: var/)
 DOWNLOADS_DIR = MODELS_DIR / "downloads"  # the wheels they come from
 PROVENANCE = "provenance.json"
+# Bumped when the conversion writes something new: an install by an older recipe is converted again.
+RECIPE = 2
+# Written into the converted generation_config.json, which is where `generation.temperature`/`top_p` take
+# their defaults from (README "Models": at 1.0/1.0 SmolLM2's answers ramble off the task).
+SMOLLM2_SAMPLING = {"do_sample": True, "temperature": 0.7, "top_p": 0.9}
 HASH_CHUNK = 1 << 20
 
 
@@ -93,6 +98,7 @@ def is_installed(spec: WheelModel, models_dir: Path = MODELS_DIR) -> bool:
         and prov.get("package") == spec.package
         and prov.get("version") == spec.version
         and prov.get("gguf_sha256") == spec.gguf_sha256
+        and prov.get("recipe") == RECIPE
     )
 
 
@@ -192,6 +198,8 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
+    for key, value in SMOLLM2_SAMPLING.items():
+        setattr(model.generation_config, key, value)
     model.save_pretrained(out_dir, safe_serialization=True)
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(out_dir)
 
@@ -202,8 +210,10 @@ def write_provenance(spec: WheelModel, folder: Path) -> None:
     libraries = {lib: version(lib) for lib in ("transformers", "torch", "gguf", "tokenizers")}
     record = {
         **asdict(spec),
+        "recipe": RECIPE,
         "converted_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "dtype": "float32",
+        "sampling_defaults": SMOLLM2_SAMPLING,
         "libraries": libraries,
     }
     (folder / PROVENANCE).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")

@@ -71,6 +71,16 @@ def resolve_model(name: str) -> str:
         ) from exc
 
 
+def sampling_defaults(name: str) -> dict[str, float]:
+    """``temperature`` and ``top_p`` from the model's generation_config.json (1.0 where it has none), as
+    ``generate`` and vLLM read them."""
+    import json
+
+    path = Path(resolve_model(name)) / "generation_config.json"
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return {"temperature": float(saved.get("temperature", 1.0)), "top_p": float(saved.get("top_p", 1.0))}
+
+
 @cache
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has AVX512-BF16 or AMX (then bf16 matmuls beat fp32 on CPU)."""

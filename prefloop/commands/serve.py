@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[
             str | None,
             typer.Option(
-                help="Base model: `embedded`, a local directory or a hub name (default: model.base)."
+                help="Base model: smollm2-135m, tiny, a local directory or a hub name (default: model.base)."
             ),
         ] = None,
         port: Annotated[int | None, typer.Option(help="Port (default: generation.vllm_port).")] = None,
