@@ -159,7 +159,8 @@ def demo(
 
 def generate_rest_in_background(config) -> Path:
     """Start ``prefloop generate --round 0 --missing-only`` with this exact config, detached from this
-    process (it outlives ``prefloop demo`` and keeps running while the app serves); returns its log file."""
+    process (it outlives ``prefloop demo`` and keeps running while the app serves); returns its log file.
+    Its process id is in ``var/demo-generate.pid``."""
     import subprocess
 
     from storage.db import database_url
@@ -173,13 +174,14 @@ def generate_rest_in_background(config) -> Path:
     ]
     cmd = [sys.executable, "-m", "prefloop.cli", "--db", database_url(config.db), *sets]
     with log.open("w") as out:
-        subprocess.Popen(
+        proc = subprocess.Popen(
             [*cmd, "generate", "--round", "0", "--missing-only"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
+    (config.var_dir / "demo-generate.pid").write_text(f"{proc.pid}\n")
     return log
 
 
