@@ -41,14 +41,15 @@ def _tps(result: tuple[float, int, int]) -> float:
 def run(quick: bool = False) -> list[BenchRow]:
     from rich.console import Console
 
+    from core.config import DEFAULT_BASE, load_config
+    from core.net import free_port
     from generation.api import sampling_from
     from generation.backends.transformers_backend import TransformersBackend
     from generation.backends.vllm_server import VllmServerBackend
-    from generation.loading import resolve_model
-    from generation.serve import ServerSpec, free_port, resolve_python, start_server
+    from generation.serve import ServerSpec, resolve_python, start_server
     from generation.tiny_model.data import seed_ideas
+    from models.loading import resolve_model
     from prefloop.commands.annotate import DEMO_FIRST_PROMPTS
-    from prefloop.config import DEFAULT_BASE, load_config
     from storage.models import prompt_messages
     from storage.parsing import make_prompt
 

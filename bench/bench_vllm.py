@@ -1,6 +1,6 @@
 """vLLM CPU server vs the transformers batched backend: one round's candidates, base and with an adapter.
 
-Workload: the seed's 114 video ideas x 5 titles (quick: 24 ideas) with the embedded model at the default
+Workload: the seed's 114 video ideas x 5 titles (quick: 24 ideas) with the tiny model at the default
 sampling (temperature 1, top_p 1, max 48 new tokens). Both backends run in this process's run, on the same
 machine, one after the other, in the same dtype (bf16 where the CPU has native bf16, as
 ``models.loading.pick_dtype`` decides): transformers batched (``TransformersBackend``,

@@ -46,7 +46,7 @@ class GenerationConfig(Section):
     seed: int = Field(0, ge=0)
     stop: list[str] = ["\n"]  # a title is one line: a newline ends it like end-of-turn does
     batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
-    # torch threads while generating on CPU. 1 suits the embedded model (its matmuls are too small to split)
+    # torch threads while generating on CPU. 1 suits the tiny model (its matmuls are too small to split)
     # and shared machines (contending OpenMP threads ran ~8x slower); None = torch's default, all cores.
     cpu_threads: int | None = Field(1, ge=1)
     pairs_per_prompt: int | None = Field(None, ge=1)  # None: all C(n, 2) pairs

@@ -90,7 +90,7 @@ def policy_of(version: ModelVersion) -> Policy:
 
 def sampling_from(config: Config, n: int | None = None, seed: int | None = None) -> SamplingParams:
     """The config's sampling; an unset temperature/top_p is the base model's own default."""
-    from generation.loading import sampling_defaults
+    from models.loading import sampling_defaults
 
     g = config.generation
     defaults = sampling_defaults(config.model.base) if g.temperature is None or g.top_p is None else {}

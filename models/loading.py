@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 DtypeName = Literal["auto", "bfloat16", "float32", "float16"]
 
 # Merging the adapter into the weights removes the per-layer LoRA matmuls; bench_generation measures
-# merged vs unmerged (PeftModel) on the embedded model and merged is faster, so it is the default.
+# merged vs unmerged (PeftModel) on the tiny model and merged is faster, so it is the default.
 MERGE_BY_DEFAULT = True
 
 

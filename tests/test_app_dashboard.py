@@ -1,5 +1,5 @@
 """Dashboard and Compare: admins only (AppTest), the Dashboard's numbers (pure functions), and Compare
-generating blind with the real embedded model."""
+generating blind with the real tiny model."""
 
 from __future__ import annotations
 
@@ -175,7 +175,7 @@ def test_loss_curve_and_win_rate_history(tmp_path):
 @pytest.mark.usefixtures("app_env")
 def test_compare_generates_blind_with_the_real_model_then_reveals(engine):
     with session_scope(engine, write=True) as session:
-        get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(session, "base", VersionKind.base, "tiny")
     admin = add_annotator(engine, "root", Role.admin)
     at = page_as(_compare_script, User(id=admin, name="root", role=Role.admin))
     assert at.multiselect[0].value == ["base"]

@@ -94,7 +94,7 @@ def test_import_creates_eval_rows_with_provenance(engine, tmp_path):
 
 def test_existing_versions_are_reused_by_name(engine, tmp_path):
     with session_scope(engine, write=True) as session:
-        get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(session, "base", VersionKind.base, "tiny")
     result = import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows(n=4)))
     assert result.versions_added == 1
     with session_scope(engine) as session:

@@ -14,14 +14,14 @@ import time
 
 import pytest
 
+from core.config import DEFAULT_BASE, Config
 from generation.api import sampling_from
 from generation.backends.base import Generated, Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend
-from generation.catalog import SMOLLM2_WHEEL, model_dir
-from generation.loading import load_tokenizer
 from generation.tiny_model.data import seed_ideas
 from generation.tiny_model.quality import content_words
-from prefloop.config import DEFAULT_BASE, Config
+from models.catalog import SMOLLM2_WHEEL, model_dir
+from models.loading import load_tokenizer
 from storage.models import prompt_messages
 from storage.parsing import make_prompt
 from tests.conftest import REPO
@@ -74,7 +74,7 @@ def as_rows(out: list[list[Generated]]) -> list[list]:
 @pytest.mark.vllm
 @pytest.mark.slow
 def test_vllm_writes_the_transformers_greedy_tokens_and_the_adapter_changes_them(backend, tmp_path) -> None:
-    from generation.demo_adapter import save_random_adapter
+    from testkit.demo_adapter import save_random_adapter
 
     subprocess.run(["make", "-s", "vllm-env"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     base_dir = model_dir(SMOLLM2_WHEEL)

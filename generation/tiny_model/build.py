@@ -1,4 +1,4 @@
-"""Build the embedded title model from scratch: ``python -m generation.tiny_model.build`` (make tiny-model).
+"""Build the tiny title model from scratch: ``python -m generation.tiny_model.build`` (make tiny-model).
 
 1. a byte-level BPE tokenizer (Qwen2 rules, ChatML specials) on the English demo text, ideas and titles;
 2. language-model pre-training on that text, so the model knows English words beyond the 570 titles;

@@ -16,12 +16,12 @@ import time
 import pytest
 from sqlmodel import select
 
-from prefloop.config import DEFAULT_BASE
+from core.config import DEFAULT_BASE
 from storage.db import session_scope
 from storage.models import Candidate, ModelVersion
+from testkit.app_server import start_app, stop_app
+from testkit.ui import shown_pair
 from tests.conftest import REPO
-from tests.e2e.conftest import start_app, stop_app
-from tests.e2e.ui import shown_pair
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
