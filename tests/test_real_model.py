@@ -17,7 +17,7 @@ import pytest
 from core.config import DEFAULT_BASE, Config
 from generation.api import sampling_from
 from generation.backends.base import Generated, Policy, SamplingParams
-from generation.backends.transformers_backend import TransformersBackend
+from generation.backends.transformers_backend import TransformersBackend, decode_completion, newline_token_ids
 from generation.tiny_model.data import seed_ideas
 from generation.tiny_model.quality import content_words
 from models.catalog import SMOLLM2_WHEEL, model_dir
@@ -51,6 +51,17 @@ def test_the_templates_system_message_replaces_smollms_default() -> None:
     assert "named SmolLM" not in rendered and prompt[0]["content"] in rendered
     # without one, the model's own template inserts its default
     assert "named SmolLM" in tok.apply_chat_template(prompt[1:], add_generation_prompt=True, tokenize=False)
+
+
+def test_a_newline_ends_the_title_where_the_model_wrote_it() -> None:
+    tok = load_tokenizer(DEFAULT_BASE)
+    ids = tok("Fine-Tuning LLMs: A Guide.\n\nMore rambling", add_special_tokens=False)["input_ids"]
+    title = decode_completion(tok, ids, [tok.eos_token_id], ("\n",))
+    assert (title.text, title.finish_reason) == ("Fine-Tuning LLMs: A Guide.", "stop")
+    # the token that wrote the newline is the last one counted, and generation stops on it
+    assert "\n" in tok.decode(ids[: title.n_tokens]) and "\n" not in tok.decode(ids[: title.n_tokens - 1])
+    assert ids[title.n_tokens - 1] in newline_token_ids(tok, ("\n",))
+    assert decode_completion(tok, ids, [tok.eos_token_id]).finish_reason == "length"  # no stop text: cut
 
 
 @pytest.mark.slow
