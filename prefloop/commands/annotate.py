@@ -147,6 +147,7 @@ def demo(
         f"round 0: {summary.candidates_added} candidates from {summary.prompts} prompts ({summary.policy}, "
         f"{summary.backend}), {summary.pairs_queued} pairs to label, {summary.seconds:.1f} s",
         highlight=False,
+        soft_wrap=True,
     )
     if now is not None and len(train_ids) > len(now):
         log = generate_rest_in_background(st.config)
@@ -154,6 +155,7 @@ def demo(
             f"round 0: the other {len(train_ids) - len(now)} prompts are being written in the background "
             f"(log: {log}); their pairs appear when it is done",
             highlight=False,
+            soft_wrap=True,
         )
 
 
