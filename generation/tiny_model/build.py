@@ -34,6 +34,7 @@ from generation.tiny_model.data import (
     topic_phrases,
 )
 from generation.tiny_model.tokenizer import END_OF_TEXT, IM_END, train_tokenizer, wrap
+from models.catalog import TINY_DIR
 
 CONTEXT = 512
 
@@ -301,10 +302,8 @@ def replace_dir(staging: Path, out_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from core.paths import REPO_ROOT
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "embedded")
+    parser.add_argument("--out", type=Path, default=TINY_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps only (tests): not a usable model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see README)")
