@@ -135,7 +135,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             "tokens/s",
             "float32",
             _tps(one),
-            "ratio < 1: bf16 is slower on this CPU (no native bf16), so model.dtype auto picks float32",
+            "ratio < 1: bf16 slower here; model.dtype auto takes bf16 only on a CPU with native bf16",
         ),
         row(
             AREA,
@@ -144,7 +144,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             "tokens/s",
             "1 thread",
             _tps(one),
-            "ratio = the speed-up from a second thread on this (shared) machine",
+            "ratio > 1: a second thread helps here (generation.cpu_threads defaults to 1)",
         ),
         row(
             AREA,
