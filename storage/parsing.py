@@ -14,7 +14,7 @@ from typing import Any
 from core.errors import PrefloopError
 from storage.files import checked_text, csv_records, json_document, jsonl_records, read_text, where
 from storage.models import prompt_key
-from storage.templates import render
+from storage.templates import render, template_system
 
 LABEL_FORMATS = ("pairs-csv", "sharegpt", "alpaca", "trl")
 PAIRS_CSV_COLUMNS = ["idea", "title_a", "title_b", "title_b_preferred"]  # the seed's labels file
@@ -56,6 +56,7 @@ def make_prompt(
 ) -> PromptRecord:
     if template is None:
         return PromptRecord(row=row, text=raw, system=system, history=history)
+    system = system if system is not None else template_system(template)
     return PromptRecord(row=row, text=render(template, raw), raw=raw, system=system, history=history)
 
 

@@ -38,6 +38,7 @@ class Operator:
         self.config.write_text(
             yaml.safe_dump(
                 {
+                    "model": {"base": "tiny"},
                     "generation": {"backend": "transformers", "n": N, "max_new_tokens": 32},
                     "train": {"num_train_epochs": 1, "logging_steps": 2},
                     "round": {"eval_samples_per_model": EVAL_SAMPLES, "eval_pairs_per_baseline": EVAL_PAIRS},
