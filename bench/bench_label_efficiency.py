@@ -1,6 +1,6 @@
 """Label efficiency: win rate vs base under an oracle, against the number of labels, per pair selection.
 
-One round 0 is generated for the seed's ideas with the embedded model (``prefloop generate``), as an
+One round 0 is generated for the seed's ideas with the tiny model (``prefloop generate``), as an
 operator would. Then for every (oracle, selection, budget): a copy of that database gets ``budget`` oracle
 labels on the selected pairs, the real export (``storage.exports.export_trl``) and DPO training
 (``training.dpo.train_dpo``, default TrainConfig) make an adapter, and the adapter's titles on the held-out
@@ -45,7 +45,7 @@ class Plan:
     eval_samples: int  # titles per model per held-out idea
 
 
-# the oracles the embedded model can learn in one round (README section `simulate`)
+# the oracles the tiny model can learn in one round (README section `simulate`)
 FULL = Plan(("shorter", "number"), ("random", "most-different"), (50, 100, 200, 400, 800), 20)
 QUICK = Plan(("shorter",), ("random", "most-different"), (100, 300), 10)
 
@@ -92,7 +92,12 @@ def labels_needed(curve: Sequence[tuple[int, float]], target: float) -> int | No
 
 def _prefloop(db_url: str, *args: str) -> None:
     env = {**os.environ, "PREFLOOP_DB": db_url, "HF_HUB_OFFLINE": "1"}
-    subprocess.run([sys.executable, "-m", "prefloop.cli", *args], check=True, env=env, cwd=REPO_ROOT)
+    subprocess.run(
+        [sys.executable, "-m", "prefloop.cli", "--set", "model.base=tiny", *args],
+        check=True,
+        env=env,
+        cwd=REPO_ROOT,
+    )
 
 
 def build_round_zero(workdir: Path) -> Path:

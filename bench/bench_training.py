@@ -1,4 +1,4 @@
-"""Training benchmarks on the embedded model with the seed's 1,140 human labels.
+"""Training benchmarks on the tiny model with the seed's 1,140 human labels.
 
 1. Seconds per stage of ``train-round`` (target: <= 120 s in total on 2 cores).
 2. DPO throughput (pairs/s) and peak RSS of prefloop's configuration vs TRL's defaults, same data and

@@ -1,6 +1,6 @@
 """vLLM CPU server vs the transformers batched backend: one round's candidates, base and with an adapter.
 
-Workload: the seed's 114 video ideas x 5 titles (quick: 24 ideas) with the embedded model at the default
+Workload: the seed's 114 video ideas x 5 titles (quick: 24 ideas) with the tiny model at the default
 sampling (temperature 1, top_p 1, max 48 new tokens). Both backends run in this process's run, on the same
 machine, one after the other, in the same dtype (bf16 where the CPU has native bf16, as
 ``models.loading.pick_dtype`` decides): transformers batched (``TransformersBackend``,
@@ -72,7 +72,7 @@ def _pair_rows(
 def run(quick: bool = False) -> list[BenchRow]:
     from rich.console import Console
 
-    from core.config import EMBEDDED_MODEL, load_config
+    from core.config import TINY_MODEL, load_config
     from core.net import free_port
     from generation.backends.transformers_backend import TransformersBackend
     from generation.backends.vllm_server import VllmServerBackend
@@ -85,19 +85,19 @@ def run(quick: bool = False) -> list[BenchRow]:
     n_prompts = 24 if quick else 114
     prompts = _prompts(n_prompts)
     sampling = SamplingParams(n=5, temperature=1.0, top_p=1.0, max_new_tokens=48, seed=0)
-    model_dir = resolve_model(EMBEDDED_MODEL)
-    base = Policy("base", EMBEDDED_MODEL)
+    model_dir = resolve_model(TINY_MODEL)
+    base = Policy("base", TINY_MODEL)
     with tempfile.TemporaryDirectory(prefix="bench-vllm-") as tmp:
         adapter = Policy(
             "bench-lora",
-            EMBEDDED_MODEL,
+            TINY_MODEL,
             str(save_random_adapter(model_dir, Path(tmp) / "lora", lora_alpha=1)),
             1,
         )
 
         spec = ServerSpec(
             model=model_dir,
-            served_name=EMBEDDED_MODEL,
+            served_name=TINY_MODEL,
             python=resolve_python(config.generation.vllm_python),
             port=free_port(),
             max_lora_rank=8,

@@ -14,7 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from core.paths import REPO_ROOT, database_url, work_dir
 from core.words import LENGTH_BAND
 
-EMBEDDED_MODEL = "embedded"  # the offline default: prefloop's own small title model (generation/tiny_model)
+# Base models known by name, installed offline (models.catalog): SmolLM2-135M-Instruct, the default,
+# fetched by `make setup`; and prefloop's own 4 M-parameter title model, the fast fixture for tests and demos.
+DEFAULT_BASE = "smollm2-135m"
+TINY_MODEL = "tiny"
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
 
 
@@ -28,17 +31,21 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
-    base: str = EMBEDDED_MODEL  # "embedded", a local path, or a hub name such as Qwen/Qwen2.5-0.5B-Instruct
+    base: str = (
+        DEFAULT_BASE  # smollm2-135m, tiny, a local path, or a hub name such as Qwen/Qwen2.5-0.5B-Instruct
+    )
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
 
 
 class GenerationConfig(Section):
     backend: Literal["auto", "vllm", "vllm-server", "transformers"] = "auto"
     n: int = Field(5, ge=2)  # candidates per prompt; a pair needs two
-    temperature: float = Field(1.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(48, ge=1)
+    # None: the base model's own recommendation (its generation_config.json), else 1.0
+    temperature: float | None = Field(None, ge=0.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(32, ge=1)  # a 75-character title is ~20 tokens; rambling past it is cut
     seed: int = Field(0, ge=0)
+    stop: list[str] = ["\n"]  # a title is one line: a newline ends it like end-of-turn does
     batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
     # torch threads while generating on CPU; None = torch's default, all cores (why 1: README "Generation")
     cpu_threads: int | None = Field(1, ge=1)

@@ -24,7 +24,7 @@ from core.config import ReportConfig
 from core.words import LENGTH_BAND
 from evaluation.stats import ratio_interval
 from labelling.oracles import is_on_topic
-from storage.templates import PLACEHOLDER, template_text
+from storage.templates import PLACEHOLDER, template_of
 
 REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping
 REPEAT_NGRAM = 3  # long-form repeats are counted on word n-grams of this size
@@ -81,7 +81,7 @@ def asks_for_title(prompt_text: str, template: str | None, title_templates: Sequ
     if template is not None and template in title_templates:
         return True
     for spec in title_templates:
-        head, _, tail = template_text(spec).partition(PLACEHOLDER)
+        head, _, tail = template_of(spec).text.partition(PLACEHOLDER)
         if (
             prompt_text.startswith(head)
             and prompt_text.endswith(tail)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
@@ -21,7 +21,7 @@ from generation.backends import get_backend, resolve_backend_name
 from generation.backends.base import Backend, Generated, Messages, Policy, SamplingParams
 from labelling.pairs import all_pairs, budget_pairs, different_pairs
 from storage.db import session_scope
-from storage.models import ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
+from storage.models import Candidate, ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
 from storage.versions import BASE, latest_adapter, version_named
 
@@ -84,13 +84,18 @@ def policy_of(version: ModelVersion) -> Policy:
 
 
 def sampling_from(config: Config, n: int | None = None, seed: int | None = None) -> SamplingParams:
+    """The config's sampling; an unset temperature/top_p is the base model's own default."""
+    from models.loading import sampling_defaults
+
     g = config.generation
+    defaults = sampling_defaults(config.model.base) if g.temperature is None or g.top_p is None else {}
     return SamplingParams(
         n=n or g.n,
-        temperature=g.temperature,
-        top_p=g.top_p,
+        temperature=defaults["temperature"] if g.temperature is None else g.temperature,
+        top_p=defaults["top_p"] if g.top_p is None else g.top_p,
         max_new_tokens=g.max_new_tokens,
         seed=g.seed if seed is None else seed,
+        stop=tuple(g.stop),
     )
 
 
@@ -153,7 +158,7 @@ def _sample(
     with tqdm(total=len(prompts), unit="prompt", desc=f"generate {policy.name}", disable=not progress) as bar:
         for index, start in enumerate(range(0, len(prompts), group)):
             chunk = prompts[start : start + group]
-            params = SamplingParams(**{**sampling.as_dict(), "seed": sampling.seed + index})
+            params = replace(sampling, seed=sampling.seed + index)
             outs = backend.generate([prompt_messages(p) for p in chunk], policy, params)
             results.extend((p, params, out) for p, out in zip(chunk, outs, strict=True))
             bar.update(len(chunk))
@@ -182,12 +187,15 @@ def generate_candidates(
     prompt_ids: list[int] | None = None,
     backend: str | None = None,
     progress: bool = True,
+    missing_only: bool = False,
 ) -> GenerationSummary:
     """Sample ``n`` candidates per prompt of ``split`` with ``policy`` and store them for round ``round_id``.
 
     Pairs: all C(n, 2) per prompt, or ``generation.pairs_per_prompt`` chosen by ``generation.pair_selection``
     (``pairs.budget_pairs`` or ``pairs.different_pairs``).
     Seeds: ``generation.seed + round_id * 1000 + group index``, stored with each candidate.
+    ``missing_only``: skip the prompts that already have candidates of ``policy`` in this round (finish an
+    interrupted run, or the rest of ``prefloop demo``'s first prompts).
     """
     if round_id < 0:
         raise PrefloopError(f"--round {round_id}: rounds are numbered from 0")
@@ -196,7 +204,19 @@ def generate_candidates(
         raise PrefloopError(f"--n {sampling.n}: ask for at least one candidate per prompt")
     with session_scope(engine) as session:
         prompts = _load_prompts(session, split, prompt_ids)
-        pol = policy_of(resolve_policy(session, config, policy, create=False))
+        version = resolve_policy(session, config, policy, create=False)
+        if missing_only and version.id is not None:
+            done = set(
+                session.exec(
+                    select(Candidate.prompt_id).where(
+                        Candidate.model_version_id == version.id, Candidate.round_id == round_id
+                    )
+                )
+            )
+            prompts = [p for p in prompts if p.id not in done]
+        pol = policy_of(version)
+    if not prompts:
+        return GenerationSummary(pol.name, "none", 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0)
     check_prompt_lengths(pol, {p.id: prompt_messages(p) for p in prompts}, sampling.max_new_tokens)
 
     backend_name = resolve_backend_name(config, backend)

@@ -93,7 +93,7 @@ def length_band(prompt: str, a: str, b: str) -> Verdict:
     """Prefer a title inside 30-75 characters; both outside: the nearer; both inside: nearer the middle.
 
     Inside-vs-inside is decided too (the band's middle is the safe target), else almost every pair of the
-    embedded model's titles would tie and there would be nothing to learn.
+    tiny model's titles would tie and there would be nothing to learn.
     """
     dist_a, dist_b = band_distance(a), band_distance(b)
     if dist_a != dist_b:

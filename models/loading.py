@@ -1,4 +1,5 @@
-"""Find and load a model by the name a user gives: ``embedded``, a local directory, or a hub name.
+"""Find and load a model by the name a user gives: a catalog name (``smollm2-135m``, ``tiny``), a local
+directory, or a hub name.
 
 One place decides dtype (bf16 where the hardware runs it natively), device and how a LoRA adapter is
 applied, so generation and training load weights the same way. Heavy imports stay inside functions.
@@ -14,15 +15,13 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from core.config import EMBEDDED_MODEL
+from core.config import DEFAULT_BASE, TINY_MODEL
 from core.errors import PrefloopError
-from core.paths import REPO_ROOT
+from models.catalog import resolve_named
 
 if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
-
-EMBEDDED_DIR = REPO_ROOT / "models" / "embedded"
 
 # peft 0.21 reads transformers 5's deprecated ``is_gradient_checkpointing`` on every adapter load; the
 # FutureWarning is about peft's code, not ours, and would print into `make run` and the app's log.
@@ -30,7 +29,7 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
 DtypeName = Literal["auto", "bfloat16", "float32", "float16"]
 
 # Merging the adapter into the weights removes the per-layer LoRA matmuls; bench_generation measures
-# merged vs unmerged (PeftModel) on the embedded model and merged is faster, so it is the default.
+# merged vs unmerged (PeftModel) on the tiny model and merged is faster, so it is the default.
 MERGE_BY_DEFAULT = True
 
 
@@ -43,18 +42,15 @@ def resolve_model(name: str) -> str:
 
     Raises PrefloopError naming the offline default when the name is neither local nor loadable.
     """
-    if name == EMBEDDED_MODEL:
-        if not (EMBEDDED_DIR / "config.json").exists():
-            raise PrefloopError(
-                f"the embedded model is missing from {EMBEDDED_DIR}: rebuild it with `make tiny-model`"
-            )
-        return str(EMBEDDED_DIR)
+    named = resolve_named(name)
+    if named is not None:
+        return str(named)
     if _looks_like_path(name):
         path = Path(name).expanduser().resolve()
         if not (path / "config.json").is_file():
             raise PrefloopError(
                 f"model {name!r}: {path} is not a model directory (no config.json); "
-                f"give a directory saved with save_pretrained, a hub name, or `{EMBEDDED_MODEL}`"
+                f"give a directory saved with save_pretrained, a hub name, `{DEFAULT_BASE}` or `{TINY_MODEL}`"
             )
         return str(path)
     from huggingface_hub import snapshot_download
@@ -66,17 +62,27 @@ def resolve_model(name: str) -> str:
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
     if offline:
         raise PrefloopError(
-            f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set, so the "
-            f"hub is unreachable; use the offline default `--model {EMBEDDED_MODEL}` or a local directory"
+            f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set, so the hub "
+            f"is unreachable; use an offline model (`{DEFAULT_BASE}`, `{TINY_MODEL}`) or a local directory"
         )
     try:
         return snapshot_download(name, etag_timeout=10)
     except Exception as exc:
         raise PrefloopError(
             f"model {name!r} cannot be downloaded: the Hugging Face hub is unreachable or has no such "
-            f"model ({type(exc).__name__}); use the offline default `--model {EMBEDDED_MODEL}` "
-            "or a local directory"
+            f"model ({type(exc).__name__}); use an offline model "
+            f"(`{DEFAULT_BASE}`, `{TINY_MODEL}`) or a local directory"
         ) from exc
+
+
+def sampling_defaults(name: str) -> dict[str, float]:
+    """``temperature`` and ``top_p`` from the model's generation_config.json (1.0 where it has none), as
+    ``generate`` and vLLM read them."""
+    import json
+
+    path = Path(resolve_model(name)) / "generation_config.json"
+    saved = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return {"temperature": float(saved.get("temperature", 1.0)), "top_p": float(saved.get("top_p", 1.0))}
 
 
 @cache

@@ -49,9 +49,9 @@ def _root(
 
 
 def _register_commands() -> None:
-    from prefloop.commands import annotate, data, evaluate, generate, serve, simulate, train
+    from prefloop.commands import annotate, data, evaluate, generate, models, serve, simulate, train
 
-    for area in (data, generate, serve, annotate, train, evaluate, simulate):
+    for area in (data, models, generate, serve, annotate, train, evaluate, simulate):
         area.register(app)
 
 

@@ -22,7 +22,7 @@ from storage.files import (
     where,
 )
 from storage.models import prompt_key
-from storage.templates import render
+from storage.templates import render, template_system
 
 LABEL_FORMATS = ("pairs-csv", "sharegpt", "alpaca", "trl")
 PAIRS_CSV_COLUMNS = ["idea", "title_a", "title_b", "title_b_preferred"]  # the seed's labels file
@@ -64,6 +64,7 @@ def make_prompt(
 ) -> PromptRecord:
     if template is None:
         return PromptRecord(row=row, text=raw, system=system, history=history)
+    system = system if system is not None else template_system(template)
     return PromptRecord(row=row, text=render(template, raw), raw=raw, system=system, history=history)
 
 

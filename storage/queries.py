@@ -79,6 +79,11 @@ def candidate_count(session: Session) -> int:
     return session.exec(select(func.count(Candidate.id))).one()
 
 
+def train_prompt_ids(session: Session) -> list[int]:
+    """The train split's prompt ids, in import order."""
+    return list(session.exec(select(Prompt.id).where(Prompt.split == Split.train).order_by(Prompt.id)))
+
+
 def annotators_with_judgments(session: Session) -> list[tuple[Annotator, int]]:
     """Every annotator by name, with their number of current judgments."""
     counts = dict(

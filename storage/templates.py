@@ -1,37 +1,56 @@
-"""Named prompt templates: turn a raw input (a video idea) into the prompt text a model is given.
+"""Named prompt templates: turn a raw input (a video idea) into the prompt a model is given.
 
-The same template name is accepted by ``prompts import`` and ``labels import``, so an idea imported both
-ways renders to one text and therefore one prompt.
+A template is the user text and, for a chat model, a short system message stored with the prompt: without
+one, SmolLM2's chat template inserts its own ("You are a helpful AI assistant named SmolLM, trained by
+Hugging Face", ~20 tokens of every sequence). The same template name is accepted by ``prompts import`` and
+``labels import``, so an idea imported both ways renders to one prompt.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from core.errors import PrefloopError
 
 PLACEHOLDER = "{idea}"
 
-TEMPLATES: dict[str, str] = {
+
+@dataclass(frozen=True)
+class Template:
+    text: str  # the user turn, with {idea} where the raw input goes
+    system: str | None = None
+
+
+TEMPLATES: dict[str, Template] = {
     # the seed tutorial's training prompt (see data/youtube-titles)
-    "youtube-title": (
-        "Given the YouTube video idea write an engaging title.\n\n"
-        "**Video Idea**: {idea}\n\n"
-        "**Additional Guidance**:\n"
-        "- Title should be between 30 and 75 characters long\n"
-        "- Only return the title idea, nothing else!"
+    "youtube-title": Template(
+        text=(
+            "Given the YouTube video idea write an engaging title.\n\n"
+            "**Video Idea**: {idea}\n\n"
+            "**Additional Guidance**:\n"
+            "- Title should be between 30 and 75 characters long\n"
+            "- Only return the title idea, nothing else!"
+        ),
+        system="You write YouTube video titles. Answer with one title on one line.",
     ),
 }
 
 
-def template_text(spec: str) -> str:
-    """A registered template's text, or ``spec`` itself when it is a literal containing ``{idea}``."""
+def template_of(spec: str) -> Template:
+    """A registered template, or ``spec`` itself as a user text when it is a literal containing ``{idea}``."""
     if spec in TEMPLATES:
         return TEMPLATES[spec]
     if PLACEHOLDER in spec:
-        return spec
+        return Template(text=spec)
     known = ", ".join(sorted(TEMPLATES))
     raise PrefloopError(f"unknown template {spec!r}: use one of {known}, or a text containing {PLACEHOLDER}")
 
 
 def render(spec: str, raw: str) -> str:
-    """The prompt text for ``raw`` (plain replacement, so braces elsewhere in the idea are safe)."""
-    return template_text(spec).replace(PLACEHOLDER, raw)
+    """The user text for ``raw`` (plain replacement, so braces elsewhere in the idea are safe)."""
+    return template_of(spec).text.replace(PLACEHOLDER, raw)
+
+
+def template_system(spec: str) -> str | None:
+    """The system message a template's prompts are stored with (None: the model's own default)."""
+    return template_of(spec).system

@@ -34,7 +34,7 @@ def seed_pairs(
     ids: list[int] = []
     with session_scope(engine, write=True) as session:
         get_or_create_round(session, round_id)
-        version = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        version = get_or_create_version(session, "base", VersionKind.base, "tiny")
         for i, purpose in enumerate([Purpose.train] * train + [Purpose.eval] * eval):
             text = f"Given the idea write a title.\n\nIdea {round_id}-{i}: *bold* {purpose.value}"
             split = Split.eval if purpose == Purpose.eval else Split.train
@@ -58,7 +58,7 @@ def add_annotator(engine: Engine, name: str, role: Role = Role.annotator) -> int
 def app_env(monkeypatch, sqlite_url, engine) -> Iterator[str]:
     """The app on a fresh database, served on localhost with the local user allowed (like `make run`)."""
     monkeypatch.setenv("PREFLOOP_DB", sqlite_url)
-    monkeypatch.setenv(ENV_SET, json.dumps(["annotate.eval_share=0"]))
+    monkeypatch.setenv(ENV_SET, json.dumps(["annotate.eval_share=0", "model.base=tiny"]))
     monkeypatch.delenv("PREFLOOP_CONFIG", raising=False)
     previous = st_config.get_option("server.address")
     st_config.set_option("server.address", "127.0.0.1")

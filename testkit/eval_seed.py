@@ -65,7 +65,7 @@ def _adapter(session: Session, name: str, round_id: int) -> ModelVersion:
     run = TrainingRun(round_id=round_id)
     session.add(run)
     session.flush()
-    return get_or_create_version(session, name, VersionKind.adapter, "embedded", training_run_id=run.id)
+    return get_or_create_version(session, name, VersionKind.adapter, "tiny", training_run_id=run.id)
 
 
 def judge(
@@ -108,7 +108,7 @@ def build_eval_db(engine: Engine, suffix: str = "") -> None:
     """
     with session_scope(engine, write=True) as session:
         get_or_create_round(session, 0)
-        base = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        base = get_or_create_version(session, "base", VersionKind.base, "tiny")
         round_1 = _adapter(session, "round-1", 1)
         round_2 = _adapter(session, "round-2", 2)
         alice = get_or_create_annotator(session, "alice").id

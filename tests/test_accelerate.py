@@ -1,5 +1,5 @@
 """The multi-process path: `prefloop train` with train.num_processes=2 runs `accelerate launch` (2 CPU
-processes, gloo) on the embedded model, and the parent process registers the one adapter they trained."""
+processes, gloo) on the tiny model, and the parent process registers the one adapter they trained."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def test_two_processes_train_one_registered_adapter(tmp_path: Path) -> None:
     env = {**os.environ, "PREFLOOP_DB": db, "HF_HUB_OFFLINE": "1"}
 
     def prefloop(*args: str) -> str:
-        cmd = [sys.executable, "-m", "prefloop.cli", *args]
+        cmd = [sys.executable, "-m", "prefloop.cli", "--set", "model.base=tiny", *args]
         proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout + proc.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 from sqlmodel import func, select
@@ -13,7 +14,7 @@ from core.net import free_port
 from prefloop.cli import app
 from prefloop.commands.annotate import streamlit_argv
 from storage.db import session_scope
-from storage.models import Candidate, Comparison, Prompt
+from storage.models import Candidate, Comparison, Prompt, Split
 from testkit.app_server import stop_app, wait_healthy
 from tests.conftest import REPO
 
@@ -26,7 +27,7 @@ def counts(engine) -> tuple[int, int, int]:
 @pytest.mark.slow
 def test_demo_loads_seed_ideas_and_round_zero_once(engine, sqlite_url):
     runner = CliRunner()
-    args = ["--db", sqlite_url, "--set", "generation.n=2", "demo"]
+    args = ["--db", sqlite_url, "--set", "model.base=tiny", "--set", "generation.n=2", "demo", "--wait"]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     prompts, candidates, pairs = counts(engine)
@@ -36,6 +37,35 @@ def test_demo_loads_seed_ideas_and_round_zero_once(engine, sqlite_url):
     assert again.exit_code == 0, again.output
     assert "nothing to generate" in again.output and "0 added, 114 already there" in again.output
     assert counts(engine) == (prompts, candidates, pairs)
+
+
+def prompts_with_candidates(engine) -> set[int]:
+    with session_scope(engine) as session:
+        return set(session.exec(select(Candidate.prompt_id)))
+
+
+@pytest.mark.slow
+def test_demo_writes_the_first_prompts_then_the_rest_in_the_background(engine, sqlite_url, tmp_path):
+    args = ["--db", sqlite_url, "--set", "model.base=tiny", "--set", "generation.n=2"]
+    out = CliRunner().invoke(app, [*args, "--set", f"var_dir={tmp_path}", "demo", "--first", "3"])
+    assert out.exit_code == 0, out.output
+    with session_scope(engine) as session:
+        train = [
+            p.id for p in session.exec(select(Prompt).where(Prompt.split == Split.train).order_by(Prompt.id))
+        ]
+    assert prompts_with_candidates(engine) == set(train[:3])
+    assert f"the other {len(train) - 3} prompts are being written in the background" in out.output
+    deadline = time.monotonic() + 240
+    while prompts_with_candidates(engine) != set(train) and time.monotonic() < deadline:
+        time.sleep(1)
+    log = (tmp_path / "demo-generate.log").read_text()
+    assert prompts_with_candidates(engine) == set(train), log
+    assert f"{len(train) - 3} prompts" in log  # the background run wrote only the missing ones
+    with session_scope(engine) as session:
+        per_prompt = session.exec(
+            select(Candidate.prompt_id, func.count(Candidate.id)).group_by(Candidate.prompt_id)
+        )
+        assert all(count <= 2 for _, count in per_prompt)
 
 
 def test_app_runs_streamlit_headless_without_usage_stats():

@@ -1,5 +1,5 @@
 """Dashboard and Compare: admins only (AppTest), the Dashboard's numbers (pure functions), and Compare
-generating blind with the real embedded model."""
+generating blind with the real tiny model."""
 
 from __future__ import annotations
 
@@ -234,7 +234,7 @@ def test_win_rates_come_from_the_report_per_kind(tmp_path):
 @pytest.mark.usefixtures("app_env")
 def test_compare_with_only_base_says_so(engine):
     with session_scope(engine, write=True) as session:
-        get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(session, "base", VersionKind.base, "tiny")
     admin = add_annotator(engine, "root", Role.admin)
     at = page_as(_compare_script, User(id=admin, name="root", role=Role.admin))
     assert "Only `base` so far" in at.info[0].value
@@ -243,10 +243,10 @@ def test_compare_with_only_base_says_so(engine):
 
 @pytest.fixture(scope="module")
 def random_adapter(tmp_path_factory) -> str:
-    from models.loading import EMBEDDED_DIR
+    from models.catalog import TINY_DIR
     from testkit.demo_adapter import save_random_adapter
 
-    return str(save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
+    return str(save_random_adapter(TINY_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
 
 
 def _click(at: AppTest, label: str, timeout: float = 180) -> AppTest:
@@ -259,12 +259,12 @@ def _click(at: AppTest, label: str, timeout: float = 180) -> AppTest:
 @pytest.mark.usefixtures("app_env")
 def test_compare_is_a_blind_arena_whose_votes_are_eval_judgments(engine, random_adapter):
     with session_scope(engine, write=True) as session:
-        base = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        base = get_or_create_version(session, "base", VersionKind.base, "tiny")
         get_or_create_version(
             session,
             "round-1",
             VersionKind.adapter,
-            "embedded",
+            "tiny",
             adapter_path=random_adapter,
             parent_id=base.id,
         )

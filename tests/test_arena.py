@@ -94,7 +94,7 @@ def test_import_creates_eval_rows_with_provenance(engine, tmp_path):
 
 def test_existing_versions_are_reused_by_name(engine, tmp_path):
     with session_scope(engine, write=True) as session:
-        get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(session, "base", VersionKind.base, "tiny")
     result = import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows(n=4)))
     assert result.versions_added == 1
     with session_scope(engine) as session:
@@ -364,7 +364,7 @@ def test_report_leaves_out_eval_judgments_on_train_split_prompts(engine):
 
 def test_reserved_names_are_reused_when_they_are_prefloop_versions(engine, tmp_path):
     with session_scope(engine, write=True) as session:
-        get_or_create_version(session, "base", VersionKind.base, "embedded")
+        get_or_create_version(session, "base", VersionKind.base, "tiny")
         get_or_create_version(session, "imported:round-1", VersionKind.external)
     result = import_battles(engine, write_battles(tmp_path / "seed.jsonl", seed_battle_rows(n=4)))
     assert result.renamed == {"round-1": "imported:round-1"} and result.versions_added == 0

@@ -20,6 +20,7 @@ from storage.repo import (
     get_or_create_comparison,
     get_or_create_version,
 )
+from storage.templates import template_system
 
 REPO = Path(__file__).resolve().parent.parent
 IDEAS = REPO / "data/youtube-titles/ideas.csv"
@@ -74,9 +75,10 @@ def test_done_when_seed_labels_export_only_train_prompts_split_by_prompt(any_eng
     assert not (train_prompts | validation_prompts) & eval_texts
     assert len(validation_prompts) == result.n_validation_prompts == round(0.1 * (114 - len(eval_texts)))
     row = train[0]
-    assert [m["role"] for m in row["prompt"]] == ["user"] and row["prompt"][0]["content"].startswith(
-        "Given the"
-    )
+    # the youtube-title template's system message travels with the prompt into the training data
+    assert [m["role"] for m in row["prompt"]] == ["system", "user"]
+    assert row["prompt"][0]["content"] == template_system("youtube-title")
+    assert row["prompt"][1]["content"].startswith("Given the")
     assert [m["role"] for m in row["chosen"] + row["rejected"]] == ["assistant", "assistant"]
     digest = hashlib.sha256(result.paths["train"].read_bytes() + result.paths["validation"].read_bytes())
     assert result.data_hash == digest.hexdigest()

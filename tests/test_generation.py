@@ -1,4 +1,4 @@
-"""Generation with the real embedded model: the transformers backend (with and without a LoRA adapter),
+"""Generation with the real tiny model: the transformers backend (with and without a LoRA adapter),
 the storing API (dedupe, pairs, one transaction), validation errors, and the CLI on a fresh database."""
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from generation.api import answer, generate_candidates, resolve_policy
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
 from labelling.pairs import different_pairs
-from models.loading import EMBEDDED_DIR, load_model, resolve_model
+from models.catalog import TINY_DIR
+from models.loading import load_model, resolve_model
 from storage.db import session_scope
 from storage.imports import import_prompts
 from storage.models import Candidate, Comparison, ModelVersion, Prompt, Round, Split, VersionKind
@@ -28,7 +29,7 @@ from testkit.demo_adapter import save_random_adapter
 
 REPO = Path(__file__).resolve().parent.parent
 IDEAS = ["fine-tuning LLMs", "model pruning", "vector databases", "how GPUs work", "data cleaning tips"]
-BASE = Policy(name="base", base_model="embedded")
+BASE = Policy(name="base", base_model="tiny")
 MESSAGES = [[{"role": "user", "content": render("youtube-title", idea)}] for idea in IDEAS]
 
 
@@ -42,7 +43,7 @@ def backend() -> TransformersBackend:
 @pytest.fixture(scope="module")
 def adapter_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A LoRA on the 7 projections with random A and B (B != 0), so it visibly changes the output."""
-    return save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", rank=8, seed=1)
+    return save_random_adapter(TINY_DIR, tmp_path_factory.mktemp("adapter") / "lora", rank=8, seed=1)
 
 
 @pytest.fixture
@@ -54,7 +55,9 @@ def prompts_engine(engine, tmp_path: Path):
 
 
 def config(**generation) -> Config:
-    return Config.model_validate({"generation": {"backend": "transformers", "batch_size": 10, **generation}})
+    return Config.model_validate(
+        {"model": {"base": "tiny"}, "generation": {"backend": "transformers", "batch_size": 10, **generation}}
+    )
 
 
 def texts(out) -> list[list[str]]:
@@ -105,7 +108,7 @@ def test_batched_equals_one_prompt_at_a_time_when_greedy(backend: TransformersBa
 
 def test_adapter_changes_output_merged_or_not(backend: TransformersBackend, adapter_dir: Path) -> None:
     greedy = SamplingParams(n=1, temperature=0.0)
-    tuned = Policy(name="round-1", base_model="embedded", adapter_path=str(adapter_dir), lora_id=2)
+    tuned = Policy(name="round-1", base_model="tiny", adapter_path=str(adapter_dir), lora_id=2)
     base_out = texts(backend.generate(MESSAGES, BASE, greedy))
     merged = texts(backend.generate(MESSAGES, tuned, greedy))
     unmerged = TransformersBackend(batch_size=16, dtype="float32", merge=False)
@@ -115,7 +118,7 @@ def test_adapter_changes_output_merged_or_not(backend: TransformersBackend, adap
     assert texts(backend.generate(MESSAGES, tuned, sampled)) == texts(
         backend.generate(MESSAGES, tuned, sampled)
     )
-    assert type(load_model("embedded", str(adapter_dir), dtype="float32", merge=False)).__name__.startswith(
+    assert type(load_model("tiny", str(adapter_dir), dtype="float32", merge=False)).__name__.startswith(
         "Peft"
     )
 
@@ -130,7 +133,7 @@ def test_generate_candidates_stores_round_with_pairs_and_dedupes(prompts_engine)
         cands = s.exec(select(Candidate)).all()
         assert len(cands) == summary.candidates_added
         base = s.exec(select(ModelVersion).where(ModelVersion.name == "base")).one()
-        assert base.kind == VersionKind.base and base.base_model == "embedded"
+        assert base.kind == VersionKind.base and base.base_model == "tiny"
         assert all(
             c.round_id == 0 and c.backend == "transformers" and c.model_version_id == base.id for c in cands
         )
@@ -192,7 +195,7 @@ def test_failure_midway_stores_nothing(prompts_engine, monkeypatch) -> None:
 
 
 def test_bad_inputs_fail_before_any_work(prompts_engine, tmp_path: Path) -> None:
-    with pytest.raises(PrefloopError, match="unreachable.*embedded"):
+    with pytest.raises(PrefloopError, match="unreachable.*smollm2-135m"):
         generate_candidates(
             prompts_engine,
             Config.model_validate({"model": {"base": "Qwen/Qwen2.5-0.5B-Instruct"}}),
@@ -201,9 +204,7 @@ def test_bad_inputs_fail_before_any_work(prompts_engine, tmp_path: Path) -> None
     with pytest.raises(PrefloopError, match="not a model directory"):
         resolve_model(str(tmp_path))
     with session_scope(prompts_engine, write=True) as s:
-        get_or_create_version(
-            s, "round-1", VersionKind.adapter, "embedded", adapter_path=str(tmp_path / "gone")
-        )
+        get_or_create_version(s, "round-1", VersionKind.adapter, "tiny", adapter_path=str(tmp_path / "gone"))
     with pytest.raises(PrefloopError, match="adapter_config.json"):
         generate_candidates(prompts_engine, config(), round_id=1, policy="latest", progress=False)
     with pytest.raises(PrefloopError, match="no such model version"):
@@ -225,9 +226,9 @@ def test_resolve_policy_and_a_streamed_answer(prompts_engine, adapter_dir: Path)
     with session_scope(prompts_engine, write=True) as s:
         base = resolve_policy(s, cfg, "latest")
         assert base.name == "base" and base.id is not None
-        get_or_create_version(s, "round-1", VersionKind.adapter, "embedded", adapter_path=str(adapter_dir))
+        get_or_create_version(s, "round-1", VersionKind.adapter, "tiny", adapter_path=str(adapter_dir))
         newest = get_or_create_version(
-            s, "round-2", VersionKind.adapter, "embedded", adapter_path=str(adapter_dir)
+            s, "round-2", VersionKind.adapter, "tiny", adapter_path=str(adapter_dir)
         )
         assert resolve_policy(s, cfg, "latest").id == newest.id
         assert resolve_policy(s, cfg, "round-1").name == "round-1"

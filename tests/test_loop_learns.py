@@ -1,4 +1,4 @@
-"""The loop learns: a round of oracle labels makes the embedded policy better by that oracle's standard.
+"""The loop learns: a round of oracle labels makes the tiny policy better by that oracle's standard.
 
 From an empty database, with the real commands an operator types (each a subprocess):
 prompts import → generate round 0 → simulate train labels → train-round → simulate the blind eval pairs →
@@ -43,7 +43,7 @@ class Scenario:
 
 
 # shorter rewards length, number a style ("5 Steps to ..."); length-band and keywords are not learnable to
-# 0.65 by the embedded model in one round (README section `simulate`, "What the embedded model learns").
+# 0.65 by the tiny model in one round (README section `simulate`, "What the tiny model learns").
 SCENARIOS = [
     Scenario("number", rounds=2),
     Scenario("shorter"),
@@ -70,7 +70,7 @@ class Operator:
     def __call__(self, *args: str) -> str:
         started = time.perf_counter()
         done = subprocess.run(
-            [sys.executable, "-m", "prefloop.cli", *args],
+            [sys.executable, "-m", "prefloop.cli", "--set", "model.base=tiny", *args],
             cwd=self.tmp,
             env=self.env,
             capture_output=True,

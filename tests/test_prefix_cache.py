@@ -1,4 +1,4 @@
-"""The CPU fast paths give TRL's own loss, metrics and gradients on the same batch (embedded model)."""
+"""The CPU fast paths give TRL's own loss, metrics and gradients on the same batch (tiny model)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from storage.exports import export_trl
 from storage.imports import import_labels
 from testkit.train_seed import seed_label_subset
 
-FIRST_ADAPTED = 2  # the embedded model has 4 decoder layers; LoRA on the top 2
+FIRST_ADAPTED = 2  # the tiny model has 4 decoder layers; LoRA on the top 2
 
 
 @pytest.fixture
@@ -30,7 +30,7 @@ def _trainer(dataset_dir: Path, tmp_path: Path):
     from training.dpo import load_pairs
 
     torch.manual_seed(0)
-    model = load_model("embedded", dtype="float32", trainable=True, device="cpu")
+    model = load_model("tiny", dtype="float32", trainable=True, device="cpu")
     trainer = DPOTrainer(
         model=model,
         args=DPOConfig(
@@ -42,7 +42,7 @@ def _trainer(dataset_dir: Path, tmp_path: Path):
             activation_checkpointing=False,
         ),
         train_dataset=load_pairs(dataset_dir)["train"],
-        processing_class=load_tokenizer("embedded"),
+        processing_class=load_tokenizer("tiny"),
         peft_config=LoraConfig(
             r=8,
             lora_alpha=16,

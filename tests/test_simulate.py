@@ -47,7 +47,7 @@ def seed(engine, train_prompts: int = 4, eval_prompts: int = 2) -> None:
     """Every pair of three titles of different lengths, per prompt: 3 pairs each."""
     with session_scope(engine, write=True) as session:
         get_or_create_round(session, 0)
-        base = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        base = get_or_create_version(session, "base", VersionKind.base, "tiny")
         for i in range(train_prompts + eval_prompts):
             purpose = Purpose.train if i < train_prompts else Purpose.eval
             text = render("youtube-title", f"idea number {i}")

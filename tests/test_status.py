@@ -43,7 +43,7 @@ def test_counts_by_split_purpose_round_and_annotator(any_engine):
         s.add(prompt)
         s.flush()
         get_or_create_round(s, 1)
-        base = get_or_create_version(s, "base", VersionKind.base, base_model="embedded")
+        base = get_or_create_version(s, "base", VersionKind.base, base_model="tiny")
         one, two = (get_or_create_candidate(s, prompt, base, t, round_id=1)[0] for t in ("x", "y"))
         comp = get_or_create_comparison(s, one, two, Purpose.eval, round_id=1)[0]
         alice = get_or_create_annotator(s, "alice")

@@ -1,4 +1,4 @@
-"""The embedded title model: tokenizer survives transformers' Qwen2 reload, the shipped weights write
+"""The tiny title model: tokenizer survives transformers' Qwen2 reload, the shipped weights write
 usable, varied titles for the seed ideas, and the build script runs end to end (shortened)."""
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from generation.tiny_model.data import (
 )
 from generation.tiny_model.quality import title_health
 from generation.tiny_model.tokenizer import IM_END, train_tokenizer, wrap
-from models.loading import EMBEDDED_DIR
+from models.catalog import TINY_DIR
 
 TRICKY = [
     "Top 10 GPUs in 2024: 3.14x Faster?!\n\n\nYes   really",
@@ -45,8 +45,8 @@ def test_tokenizer_ids_are_the_same_after_transformers_reloads_it_as_qwen2(tmp_p
 
 
 def test_shipped_tokenizer_matches_its_file_and_speaks_chatml() -> None:
-    raw = Tokenizer.from_file(str(EMBEDDED_DIR / "tokenizer.json"))
-    tok = AutoTokenizer.from_pretrained(EMBEDDED_DIR)
+    raw = Tokenizer.from_file(str(TINY_DIR / "tokenizer.json"))
+    tok = AutoTokenizer.from_pretrained(TINY_DIR)
     for text in TRICKY:
         assert tok(text, add_special_tokens=False)["input_ids"] == raw.encode(text).ids
     assert tok.eos_token == IM_END and tok.pad_token == "<|endoftext|>"
@@ -54,9 +54,9 @@ def test_shipped_tokenizer_matches_its_file_and_speaks_chatml() -> None:
         [{"role": "user", "content": "hi"}], add_generation_prompt=True, tokenize=False
     )
     assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
-    config = json.loads((EMBEDDED_DIR / "config.json").read_text())
+    config = json.loads((TINY_DIR / "config.json").read_text())
     assert config["model_type"] == "qwen2" and config["hidden_size"] // config["num_attention_heads"] == 64
-    size = sum(f.stat().st_size for f in EMBEDDED_DIR.iterdir())
+    size = sum(f.stat().st_size for f in TINY_DIR.iterdir())
     assert size <= 25 * 2**20
 
 
@@ -82,7 +82,8 @@ def test_shipped_model_writes_varied_titles_for_every_seed_idea() -> None:
     from generation.api import sampling_from
 
     backend = TransformersBackend(batch_size=cfg.batch_size)
-    out = backend.generate(seed_idea_messages(), Policy("base", "embedded"), sampling_from(Config()))
+    tiny = Config.model_validate({"model": {"base": "tiny"}})
+    out = backend.generate(seed_idea_messages(), Policy("base", "tiny"), sampling_from(tiny))
     backend.close()
     samples = dict(zip(seed_ideas(), out, strict=True))
     health = title_health(samples, {e.title for e in load_title_examples()})
@@ -99,7 +100,7 @@ def test_shipped_model_writes_varied_titles_for_every_seed_idea() -> None:
 
 @pytest.mark.slow
 def test_shortened_build_writes_a_loadable_model(tmp_path) -> None:
-    out = tmp_path / "embedded"
+    out = tmp_path / "tiny"
     build.main(["--quick", "--out", str(out)])
     report = json.loads((out / "build_report.json").read_text())
     assert report["settings"]["pretrain_steps"] == build.QUICK["pretrain_steps"]

@@ -1,4 +1,4 @@
-"""Real TRL DPO runs on the embedded model with a few dozen of the seed's labels (exported as TRL data)."""
+"""Real TRL DPO runs on the tiny model with a few dozen of the seed's labels (exported as TRL data)."""
 
 from __future__ import annotations
 
@@ -33,15 +33,13 @@ def _logits(adapter: Path | None):
 
     from models.loading import load_model, load_tokenizer
 
-    tok = load_tokenizer("embedded")
+    tok = load_tokenizer("tiny")
     ids = tok.apply_chat_template(
         [{"role": "user", "content": "A video idea about rust"}],
         add_generation_prompt=True,
         return_dict=False,
     )
-    model = load_model(
-        "embedded", adapter_path=str(adapter) if adapter else None, dtype="float32", device="cpu"
-    )
+    model = load_model("tiny", adapter_path=str(adapter) if adapter else None, dtype="float32", device="cpu")
     with torch.no_grad():
         return model(torch.tensor([ids])).logits[0, -1]
 
@@ -59,7 +57,7 @@ def test_dpo_saves_a_servable_adapter_and_logs_every_step(pairs_dir: Path, tmp_p
     torch.set_num_threads(2)
     try:
         result = train_dpo(
-            base_model="embedded",
+            base_model="tiny",
             dataset_dir=pairs_dir,
             output_dir=out,
             train=TrainConfig(**FAST),
@@ -93,9 +91,9 @@ def test_continue_trains_the_previous_adapter_against_itself(pairs_dir: Path, tm
 
     first, second = tmp_path / "round-1", tmp_path / "round-2"
     train = TrainConfig(**FAST)
-    train_dpo(base_model="embedded", dataset_dir=pairs_dir, output_dir=first, train=train)
+    train_dpo(base_model="tiny", dataset_dir=pairs_dir, output_dir=first, train=train)
     result = train_dpo(
-        base_model="embedded", dataset_dir=pairs_dir, output_dir=second, train=train, parent_adapter=first
+        base_model="tiny", dataset_dir=pairs_dir, output_dir=second, train=train, parent_adapter=first
     )
     first_step = result.metrics[0]
     assert first_step["rewards/chosen"] == pytest.approx(0, abs=1e-4)
@@ -121,7 +119,7 @@ def test_settings_vllm_cannot_serve_are_refused_before_training(
     out = tmp_path / "adapter"
     with pytest.raises(PrefloopError, match=message):
         train_dpo(
-            base_model="embedded",
+            base_model="tiny",
             dataset_dir=pairs_dir,
             output_dir=out,
             train=TrainConfig(**FAST, **settings),

@@ -80,7 +80,7 @@ def test_lora_layers_counts_from_the_top_and_covers_small_models() -> None:
     assert adapted_layers(6, 30) == [24, 25, 26, 27, 28, 29]
     assert adapted_layers(1, 30) == [29]
     assert adapted_layers(0, 30) is None  # 0: every layer
-    assert adapted_layers(6, 4) is None and adapted_layers(4, 4) is None  # the embedded model: all 4
+    assert adapted_layers(6, 4) is None and adapted_layers(4, 4) is None  # the tiny model: all 4
 
 
 def test_gpu_profile_is_the_seed_recipe() -> None:

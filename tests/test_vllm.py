@@ -1,7 +1,7 @@
 """vLLM serving, tested against real vLLM (the CPU build in .venv-vllm), plus the adapter checks.
 
 The fast tests need no vLLM. The ``vllm``/``slow`` ones build ``.venv-vllm`` (``make vllm-env``, ~2 min
-once per fresh clone), start ``prefloop serve-model`` on the embedded model, load LoRA adapters made in
+once per fresh clone), start ``prefloop serve-model`` on the tiny model, load LoRA adapters made in
 the test at runtime, and compare greedy output token for token with the transformers backend (float32).
 Timings land in test-artifacts/vllm_timings.json.
 """
@@ -37,7 +37,7 @@ from tests.conftest import REPO
 VLLM_PYTHON = REPO / ".venv-vllm" / "bin" / "python"
 TIMINGS: dict[str, float] = {}
 GREEDY = SamplingParams(n=1, temperature=0.0, max_new_tokens=32)
-BASE = "embedded"  # the offline default model the server and the transformers backend both load
+BASE = "tiny"  # the offline default model the server and the transformers backend both load
 
 
 def write_adapter_config(directory: Path, **fields: object) -> Path:
@@ -142,7 +142,7 @@ def test_max_lora_rank_must_be_one_vllm_accepts() -> None:
 
 def test_adapter_version_name_follows_the_weights(tmp_path: Path) -> None:
     adapter = write_adapter_config(tmp_path / "round-1")
-    policy = Policy("round-1", "embedded", str(adapter), 3)
+    policy = Policy("round-1", "tiny", str(adapter), 3)
     first = adapter_version_name(policy)
     assert first == adapter_version_name(policy) and first.startswith("round-1-")
     (adapter / "adapter_model.safetensors").write_bytes(b"retrained")
@@ -187,7 +187,7 @@ def test_serve_model_errors_before_starting(tmp_path: Path) -> None:
 def test_no_server_at_url_says_how_to_start_one() -> None:
     backend = VllmServerBackend(f"http://127.0.0.1:{free_port()}")
     with pytest.raises(PrefloopError, match="prefloop serve-model"):
-        backend.generate([[{"role": "user", "content": "hi"}]], Policy("base", "embedded"), GREEDY)
+        backend.generate([[{"role": "user", "content": "hi"}]], Policy("base", "tiny"), GREEDY)
     backend.close()
 
 
@@ -268,7 +268,7 @@ def inprocess_run(
 def serve_model(
     vllm_python: Path, adapters: dict[str, Path], inprocess_run: tuple[subprocess.Popen, Path, float]
 ) -> Iterator[tuple[subprocess.Popen, str]]:
-    """`prefloop serve-model` on the embedded model (float32, LoRA up to rank 8) on a free port, with the
+    """`prefloop serve-model` on the tiny model (float32, LoRA up to rank 8) on a free port, with the
     test LoRA also served from the start as ``startup-lora``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -52,7 +52,7 @@ class Hardware:
 def detect_hardware(train: TrainConfig) -> Hardware:
     """CUDA when present, else CPU; bf16 per ``train.precision`` ("auto": on a bf16-capable GPU only).
 
-    On this project's CPUs bf16 autocast was measured slower for the embedded model (bench_training), so
+    On this project's CPUs bf16 autocast was measured slower for the tiny model (bench_training), so
     "auto" keeps fp32 on CPU; ``precision: bf16`` forces it where the CPU has native bf16.
     """
     import torch

@@ -22,9 +22,10 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 48
     seed: int = 0
+    stop: tuple[str, ...] = ()  # texts that end a completion (besides end-of-turn); not part of the text
 
-    def as_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, float | int | list[str]]:
+        return {**asdict(self), "stop": list(self.stop)}
 
 
 @dataclass
@@ -32,7 +33,9 @@ class Generated:
     """One sampled completion: its text (special tokens removed), why it ended, how many tokens."""
 
     text: str
-    finish_reason: FinishReason  # "stop": ended at end-of-turn/eos; "length": cut at max_new_tokens
+    finish_reason: (
+        FinishReason  # "stop": ended at end-of-turn/eos or a stop text; "length": cut at max_new_tokens
+    )
     n_tokens: int
 
 

@@ -57,6 +57,8 @@ class TransformersBackend:
 
         texts = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in prompts]
         stop_ids = stop_token_ids(model, tok)
+        ends = stop_ids + newline_token_ids(tok, sampling.stop)
+        longer = [s for s in sampling.stop if s != "\n"]
         per_group = max(1, self.batch_size // sampling.n)
         out: list[list[Generated]] = []
         for index, start in enumerate(range(0, len(texts), per_group)):
@@ -72,11 +74,12 @@ class TransformersBackend:
                     top_p=sampling.top_p if sampling.temperature > 0 else None,
                     top_k=None,
                     max_new_tokens=sampling.max_new_tokens,
-                    eos_token_id=stop_ids,
+                    eos_token_id=ends,
                     pad_token_id=tok.pad_token_id,
+                    **({"stop_strings": longer, "tokenizer": tok} if longer else {}),
                 )
             new = seqs[:, batch["input_ids"].shape[1] :].tolist()
-            decoded = [decode_completion(tok, ids, stop_ids) for ids in new]
+            decoded = [decode_completion(tok, ids, stop_ids, sampling.stop) for ids in new]
             out.extend(decoded[i : i + sampling.n] for i in range(0, len(decoded), sampling.n))
         return out
 
@@ -168,12 +171,34 @@ def stop_token_ids(model, tok) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def decode_completion(tok, ids: list[int], stop_ids: list[int]) -> Generated:
-    """Cut at the first stop token; count it as generated (it is what makes the answer end)."""
+def newline_token_ids(tok, stop: tuple[str, ...]) -> list[int]:
+    """With "\\n" among the stop texts: every token that writes a newline, to end a sequence as eos does.
+
+    ``generate(stop_strings=...)`` finds the same tokens but checks the sequences' text at every step;
+    a token id is checked for free. ``decode_completion`` then cuts the text at the newline.
+    """
+    if "\n" not in stop:
+        return []
+    return [i for token, i in tok.get_vocab().items() if "\n" in tok.convert_tokens_to_string([token])]
+
+
+def decode_completion(tok, ids: list[int], stop_ids: list[int], stop: tuple[str, ...] = ()) -> Generated:
+    """Cut at the first stop token or stop text, as vLLM does: the text ends before it, and the token
+    that completed it counts as generated (it is what makes the answer end)."""
     stop_at = next((i for i, t in enumerate(ids) if t in stop_ids), None)
+    kept = ids if stop_at is None else ids[:stop_at]
+    text = tok.decode(kept, skip_special_tokens=True)
+    cuts = [text.index(s) for s in stop if s in text]
+    if cuts:
+        cut = min(cuts)
+        # the first token whose text reaches past the cut is the one that wrote the stop text
+        n_tokens = next(
+            i + 1 for i in range(len(kept)) if len(tok.decode(kept[: i + 1], skip_special_tokens=True)) > cut
+        )
+        return Generated(text[:cut].strip(), "stop", n_tokens)
     if stop_at is None:
-        return Generated(tok.decode(ids, skip_special_tokens=True).strip(), "length", len(ids))
-    return Generated(tok.decode(ids[:stop_at], skip_special_tokens=True).strip(), "stop", stop_at + 1)
+        return Generated(text.strip(), "length", len(ids))
+    return Generated(text.strip(), "stop", stop_at + 1)
 
 
 def make_backend(config: Config) -> TransformersBackend:

@@ -105,6 +105,7 @@ class VllmInProcessBackend:
                     "top_p": sampling.top_p,
                     "max_tokens": sampling.max_new_tokens,
                     "seed": request_seed(sampling.seed, i),
+                    "stop": list(sampling.stop),
                 }
             )
             for i in range(len(prompts))

@@ -162,6 +162,7 @@ class VllmServerBackend:
                 "top_p": sampling.top_p,
                 "max_tokens": sampling.max_new_tokens,
                 "seed": seed,
+                "stop": list(sampling.stop),
                 "return_token_ids": True,  # vLLM extension: exact per-candidate token counts
             },
         )

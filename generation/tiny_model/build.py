@@ -1,4 +1,4 @@
-"""Build the embedded title model from scratch: ``python -m generation.tiny_model.build`` (make tiny-model).
+"""Build the tiny title model from scratch: ``python -m generation.tiny_model.build`` (make tiny-model).
 
 1. a byte-level BPE tokenizer (Qwen2 rules, ChatML specials) on the English demo text, ideas and titles;
 2. language-model pre-training on that text, so the model knows English words beyond the 570 titles;
@@ -33,6 +33,7 @@ from generation.tiny_model.data import (
     topic_phrases,
 )
 from generation.tiny_model.tokenizer import END_OF_TEXT, IM_END, train_tokenizer, wrap
+from models.catalog import TINY_DIR
 from storage.files import atomic_replace_dir
 
 CONTEXT = 512
@@ -284,10 +285,8 @@ def build(out_dir: Path, settings: BuildSettings) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from core.paths import REPO_ROOT
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "models" / "embedded")
+    parser.add_argument("--out", type=Path, default=TINY_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a few steps only (tests): not a usable model")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, see README)")

@@ -1,4 +1,4 @@
-"""Training text for the embedded model, read from the repo's own data (never from ../shared).
+"""Training text for the tiny model, read from the repo's own data (never from ../shared).
 
 The failure mode of a tiny model on 570 titles is memorisation: it copies training titles whatever the
 idea says. ``substitute_topic`` fights it by making fresh (idea, title) pairs every epoch: the phrase a

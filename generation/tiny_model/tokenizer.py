@@ -23,11 +23,13 @@ QWEN2_PRETOKENIZE_REGEX = (
     r"""\s+(?!\S)|\s+"""
 )
 
-# ChatML, the shape of Qwen's template: no default system message; generation prompt opens the assistant turn.
+# ChatML, the shape of Qwen's template; generation prompt opens the assistant turn. The model is trained on
+# user/assistant turns only, so the template leaves a system message out rather than show it text it
+# never learned from (README "Models": its titles drift off the idea with one).
 CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
+    "{%- for message in messages %}{%- if message['role'] != 'system' %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{%- endfor %}"
+    "{%- endif %}{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 

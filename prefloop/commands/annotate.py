@@ -16,6 +16,9 @@ console = Console()
 SEED_IDEAS = Path("data/youtube-titles/ideas.csv")
 SEED_TEMPLATE = "youtube-title"
 SEED_SOURCE = "demo:youtube-titles/ideas.csv"
+# Round-0 candidates for this many prompts are written before the app starts (the rest in the background):
+# enough pairs to label for minutes, few enough that the first real-model pair shows within a minute.
+DEMO_FIRST_PROMPTS = 6
 
 
 def streamlit_argv(host: str, port: int, local_user: bool = False) -> list[str]:
@@ -102,14 +105,27 @@ def _sections(config) -> dict:
     return {key: value for key, value in data.items() if key not in ("db",)}
 
 
-def demo(ctx: typer.Context) -> None:
-    """Prepare demo data for `make run`: the seed video ideas as prompts, and round-0 titles from the
-    embedded model if there are no candidates yet. Safe to re-run: it only adds what is missing."""
+def demo(
+    ctx: typer.Context,
+    first: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Prompts whose round-0 candidates are written before this returns; the rest are written by "
+            "a background `prefloop generate --missing-only` while people label.",
+        ),
+    ] = DEMO_FIRST_PROMPTS,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Write every prompt's candidates before returning.")
+    ] = False,
+) -> None:
+    """Prepare demo data for `make run`: the seed video ideas as prompts, and round-0 titles from the base
+    model if there are none yet. Safe to re-run: it only adds what is missing."""
     from core.paths import REPO_ROOT
     from prefloop.state import state
     from storage.db import session_scope
     from storage.imports import import_prompts
-    from storage.queries import candidate_count
+    from storage.queries import candidate_count, train_prompt_ids
 
     st = state(ctx)
     engine = st.engine
@@ -120,16 +136,56 @@ def demo(ctx: typer.Context) -> None:
     console.print(f"prompts: {result.added} added, {result.duplicates} already there ({SEED_IDEAS})")
     with session_scope(engine) as session:
         n_candidates = candidate_count(session)
+        train_ids = train_prompt_ids(session)
     if n_candidates:
         console.print(f"candidates: {n_candidates} already there; nothing to generate")
         return
-    from generation.api import generate_candidates  # heavy: torch + the embedded model
+    from generation.api import generate_candidates  # heavy: torch + the base model
 
-    summary = generate_candidates(engine, st.config, round_id=0)
+    now = None if wait else train_ids[:first]
+    summary = generate_candidates(engine, st.config, round_id=0, prompt_ids=now)
     console.print(
         f"round 0: {summary.candidates_added} candidates from {summary.prompts} prompts ({summary.policy}, "
-        f"{summary.backend}), {summary.pairs_queued} pairs to label, {summary.seconds:.1f} s"
+        f"{summary.backend}), {summary.pairs_queued} pairs to label, {summary.seconds:.1f} s",
+        highlight=False,
+        soft_wrap=True,
     )
+    if now is not None and len(train_ids) > len(now):
+        log = generate_rest_in_background(st.config)
+        console.print(
+            f"round 0: the other {len(train_ids) - len(now)} prompts are being written in the background "
+            f"(log: {log}); their pairs appear when it is done",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+def generate_rest_in_background(config) -> Path:
+    """Start ``prefloop generate --round 0 --missing-only`` with this exact config, detached from this
+    process (it outlives ``prefloop demo`` and keeps running while the app serves); returns its log file.
+    Its process id is in ``var/demo-generate.pid``."""
+    import subprocess
+
+    from storage.db import database_url
+
+    log = config.var_dir / "demo-generate.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sets = [
+        arg
+        for section, values in _sections(config).items()
+        for arg in ("--set", f"{section}={json.dumps(values)}")
+    ]
+    cmd = [sys.executable, "-m", "prefloop.cli", "--db", database_url(config.db), *sets]
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*cmd, "generate", "--round", "0", "--missing-only"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    (config.var_dir / "demo-generate.pid").write_text(f"{proc.pid}\n")
+    return log
 
 
 def register(app_: typer.Typer) -> None:

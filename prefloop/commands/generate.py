@@ -39,13 +39,20 @@ def generate(
     model: Annotated[
         str | None,
         typer.Option(
-            help="Base model for the 'base' policy: embedded (offline default), a local directory, or a "
-            "hub name such as Qwen/Qwen2.5-0.5B-Instruct (default: model.base)."
+            help="Base model for the 'base' policy: smollm2-135m (offline default), tiny, a local "
+            "directory, or a hub name such as Qwen/Qwen2.5-0.5B-Instruct (default: model.base)."
         ),
     ] = None,
     pairs: Annotated[
         bool, typer.Option("--pairs/--no-pairs", help="Queue pairs of the new candidates for labelling.")
     ] = True,
+    missing_only: Annotated[
+        bool,
+        typer.Option(
+            "--missing-only",
+            help="Only prompts with no candidates of this policy in this round (to finish a run).",
+        ),
+    ] = False,
 ) -> None:
     """Sample candidates with the policy, store them (deduplicated per prompt and policy) and queue
     all C(n,2) pairs per prompt (or generation.pairs_per_prompt). Nothing is stored if it fails."""
@@ -72,6 +79,7 @@ def generate(
         purpose=Purpose(purpose or split),
         make_pairs=pairs,
         backend=backend,
+        missing_only=missing_only,
     )
     s = summary
     console.print(

@@ -43,7 +43,9 @@ def serve_model(
     ctx: typer.Context,
     model: Annotated[
         str | None,
-        typer.Option(help="Base model: `embedded`, a local directory or a hub name (default: model.base)."),
+        typer.Option(
+            help="Base model: smollm2-135m, tiny, a local folder or a hub name (default: model.base)."
+        ),
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: generation.vllm_port).")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

@@ -43,7 +43,9 @@ def add_people(engine: Engine) -> dict[str, str]:
 def app(engine: Engine, sqlite_url: str) -> Iterator[App]:
     """A fresh database with people, served with sign-in required (local user off)."""
     tokens = add_people(engine)
-    proc, url = start_app(sqlite_url, "annotate.allow_local_user=false", "annotate.eval_share=0")
+    proc, url = start_app(
+        sqlite_url, "annotate.allow_local_user=false", "annotate.eval_share=0", "model.base=tiny"
+    )
     try:
         yield App(url, engine, tokens)
     finally:

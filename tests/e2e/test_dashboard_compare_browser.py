@@ -1,5 +1,5 @@
 """End to end, Dashboard and Compare in headless Chromium at 1280×800 and 390×844 (screenshots in
-test-artifacts/), on the real ``prefloop app`` server and the real embedded model."""
+test-artifacts/), on the real ``prefloop app`` server and the real tiny model."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def seed_history(engine, adapter_path: str = "unused") -> None:
     add_people(engine)
     seed_pairs(engine, train=6)  # round 0, still being labelled
     with session_scope(engine, write=True) as session:
-        base = get_or_create_version(session, "base", VersionKind.base, "embedded")
+        base = get_or_create_version(session, "base", VersionKind.base, "tiny")
         run = TrainingRun(
             round_id=0,
             status=RunStatus.completed,
@@ -78,7 +78,7 @@ def seed_history(engine, adapter_path: str = "unused") -> None:
             session,
             "round-1",
             VersionKind.adapter,
-            "embedded",
+            "tiny",
             adapter_path=adapter_path,
             parent_id=base.id,
             training_run_id=run.id,
@@ -174,10 +174,10 @@ def test_dashboard_draws_points_bars_throughput_and_fits_desktop_and_phone(
 
 @pytest.fixture(scope="module")
 def random_adapter(tmp_path_factory) -> str:
-    from models.loading import EMBEDDED_DIR
+    from models.catalog import TINY_DIR
     from testkit.demo_adapter import save_random_adapter
 
-    return str(save_random_adapter(EMBEDDED_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
+    return str(save_random_adapter(TINY_DIR, tmp_path_factory.mktemp("adapter") / "lora", seed=1))
 
 
 def _answers(page: Page) -> tuple[str, str]:
