@@ -47,7 +47,7 @@ def seed(url: str) -> list[int]:
     engine = make_engine(url)
     migrate(engine)
     with session_scope(engine, write=True) as session:
-        version = ModelVersion(name="base", kind=VersionKind.base, base_model="embedded")
+        version = ModelVersion(name="base", kind=VersionKind.base, base_model="tiny")
         session.add(version)
         session.flush()
         for purpose, count in PAIRS.items():

@@ -32,6 +32,8 @@ def prefloop(db: str, env: dict[str, str], *args: str) -> str:
         db,
         "--set",
         "generation.backend=transformers",
+        "--set",
+        "model.base=tiny",  # the 4 M-parameter fixture model: two rounds in seconds
         *args,
     ]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
