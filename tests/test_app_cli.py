@@ -11,6 +11,7 @@ from sqlmodel import func, select
 from typer.testing import CliRunner
 
 from core.net import free_port
+from core.paths import work_dir
 from prefloop.cli import app
 from prefloop.commands.annotate import streamlit_argv
 from storage.db import session_scope
@@ -47,7 +48,7 @@ def prompts_with_candidates(engine) -> set[int]:
 @pytest.mark.slow
 def test_demo_writes_the_first_prompts_then_the_rest_in_the_background(engine, sqlite_url, tmp_path):
     args = ["--db", sqlite_url, "--set", "model.base=tiny", "--set", "generation.n=2"]
-    out = CliRunner().invoke(app, [*args, "--set", f"var_dir={tmp_path}", "demo", "--first", "3"])
+    out = CliRunner().invoke(app, [*args, "demo", "--first", "3"])
     assert out.exit_code == 0, out.output
     with session_scope(engine) as session:
         train = [
@@ -58,7 +59,7 @@ def test_demo_writes_the_first_prompts_then_the_rest_in_the_background(engine, s
     deadline = time.monotonic() + 240
     while prompts_with_candidates(engine) != set(train) and time.monotonic() < deadline:
         time.sleep(1)
-    log = (tmp_path / "demo-generate.log").read_text()
+    log = (work_dir(sqlite_url) / "demo-generate.log").read_text()  # the database's work folder
     assert prompts_with_candidates(engine) == set(train), log
     assert f"{len(train) - 3} prompts" in log  # the background run wrote only the missing ones
     with session_scope(engine) as session:

@@ -163,10 +163,10 @@ def demo(
 def generate_rest_in_background(config) -> Path:
     """Start ``prefloop generate --round 0 --missing-only`` with this exact config, detached from this
     process (it outlives ``prefloop demo`` and keeps running while the app serves); returns its log file.
-    Its process id is in ``var/demo-generate.pid``."""
+    Its process id is in ``demo-generate.pid`` in the database's work folder."""
     import subprocess
 
-    from storage.db import database_url
+    from core.paths import database_url
 
     log = config.var_dir / "demo-generate.log"
     log.parent.mkdir(parents=True, exist_ok=True)

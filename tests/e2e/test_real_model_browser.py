@@ -17,6 +17,7 @@ import pytest
 from sqlmodel import select
 
 from core.config import DEFAULT_BASE
+from core.paths import work_dir
 from storage.db import session_scope
 from storage.models import Candidate, ModelVersion
 from testkit.app_server import start_app, stop_app
@@ -27,19 +28,18 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_make_run_shows_the_default_models_titles(engine, sqlite_url, browser, artifacts, tmp_path):
-    var = f"var_dir={tmp_path}"
     started = time.monotonic()
     demo = subprocess.run(
-        [sys.executable, "-m", "prefloop.cli", "--db", sqlite_url, "--set", var, "demo", "--first", "2"],
+        [sys.executable, "-m", "prefloop.cli", "--db", sqlite_url, "demo", "--first", "2"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=600,
     )
     assert demo.returncode == 0, demo.stderr[-2000:]
-    background = int((tmp_path / "demo-generate.pid").read_text())
+    background = int((work_dir(sqlite_url) / "demo-generate.pid").read_text())
     demo_s = time.monotonic() - started
-    proc, url = start_app(sqlite_url, var)
+    proc, url = start_app(sqlite_url)
     try:
         page = browser.new_page()
         page.goto(url)
