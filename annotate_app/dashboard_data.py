@@ -18,12 +18,24 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import aliased
 from sqlmodel import select
 
 from core.config import AnnotateConfig
+from evaluation.analysis import canonical_first_is_a
 from evaluation.stats import agreement_pairs, binomial_p, cohen_kappa, krippendorff_alpha_nominal
 from storage.db import session_scope
-from storage.models import Annotator, AnnotatorKind, Choice, Comparison, Judgment, Purpose, TrainingRun
+from storage.models import (
+    Annotator,
+    AnnotatorKind,
+    Candidate,
+    Choice,
+    Comparison,
+    Judgment,
+    ModelVersion,
+    Purpose,
+    TrainingRun,
+)
 from storage.queries import current
 
 NO_ROUND = "no round"  # label for pairs outside the rounds (imported labels, Compare votes)
@@ -42,6 +54,7 @@ class JudgmentRow:
     left: str | None
     ms_to_decide: int | None
     created_at: datetime  # UTC, naive (SQLite returns naive, PostgreSQL aware: normalised on load)
+    a_is_first: bool = True  # side a is the pair's canonical first candidate (agreement labels use it)
 
 
 @dataclass(frozen=True)
@@ -75,8 +88,20 @@ def load_rows(engine: Engine) -> tuple[list[PairRow], list[JudgmentRow]]:
             .join(Annotator, Annotator.id == Judgment.annotator_id)
             .where(current())
         )
+        cand_a, cand_b = aliased(Candidate), aliased(Candidate)
+        ver_a, ver_b = aliased(ModelVersion), aliased(ModelVersion)
+        sides = (
+            select(Comparison.id, ver_a.name, cand_a.text, ver_b.name, cand_b.text)
+            .join(cand_a, cand_a.id == Comparison.candidate_a_id)
+            .join(cand_b, cand_b.id == Comparison.candidate_b_id)
+            .join(ver_a, ver_a.id == cand_a.model_version_id)
+            .join(ver_b, ver_b.id == cand_b.model_version_id)
+        )
+        a_is_first = {cid: canonical_first_is_a(*texts) for cid, *texts in session.exec(sides)}
         judgments = [
-            JudgmentRow(cid, rid, purpose.value, name, kind.value, choice.value, left, ms, _utc(at))
+            JudgmentRow(
+                cid, rid, purpose.value, name, kind.value, choice.value, left, ms, _utc(at), a_is_first[cid]
+            )
             for cid, rid, purpose, name, kind, choice, left, ms, at in session.exec(query)
         ]
     return pairs, judgments
@@ -157,11 +182,19 @@ def _share(k: int, n: int) -> float | None:
     return k / n if n else None
 
 
+def _oriented(j: JudgmentRow) -> str:
+    """ "first"/"second" by the pair's canonical order (not by which candidate was stored first), or the
+    choice itself for tie and both bad."""
+    if j.choice not in (Choice.a, Choice.b):
+        return j.choice
+    return "first" if (j.choice == Choice.a) == j.a_is_first else "second"
+
+
 def _labels_on_shared_pairs(judgments: Sequence[JudgmentRow]) -> dict[int, dict[str, str]]:
     labels: dict[int, dict[str, str]] = defaultdict(dict)
     for j in judgments:
         if j.choice != Choice.skip:
-            labels[j.comparison_id][j.annotator] = j.choice
+            labels[j.comparison_id][j.annotator] = _oriented(j)
     return {cid: by for cid, by in labels.items() if len(by) > 1}
 
 

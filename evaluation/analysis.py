@@ -292,9 +292,14 @@ def _ci(ci: tuple[float, float], n: int) -> list[float | None]:
     return [_r(ci[0]), _r(ci[1])] if n else [None, None]
 
 
+def canonical_first_is_a(model_a: str, text_a: str, model_b: str, text_b: str) -> bool:
+    """The canonical first candidate of a pair: lower (model version name, text), not the lower id, so an
+    agreement figure does not change when the same judgments are stored in another order."""
+    return (model_a, text_a) <= (model_b, text_b)
+
+
 def _first_is_a(rec: JudgmentRecord) -> bool:
-    """The canonical first candidate of a pair: lower (model version name, text), not the lower id."""
-    return (rec.model_a, rec.text_a) <= (rec.model_b, rec.text_b)
+    return canonical_first_is_a(rec.model_a, rec.text_a, rec.model_b, rec.text_b)
 
 
 def oriented_label(rec: JudgmentRecord) -> str:

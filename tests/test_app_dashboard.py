@@ -304,3 +304,26 @@ def test_compare_is_a_blind_arena_whose_votes_are_eval_judgments(engine, random_
     assert second.choice == Choice.tie and follow.text == "Make it shorter"
     assert [m["role"] for m in follow.history] == ["user", "assistant"]
     assert follow.history[1]["content"] == right.text, "the conversation goes on from the chosen answer"
+
+
+def test_agreement_does_not_depend_on_which_candidate_was_stored_first():
+    """The same decisions, with some pairs stored the other way round (a and b swapped), give the same
+    κ and α: labels are oriented by the pair's canonical first candidate, not by storage order."""
+    decisions = [(1, "first", "first"), (2, "first", "second"), (3, "second", "second"), (4, "first", "tie")]
+    decisions += [(5, "second", "second"), (6, "first", "first"), (7, "second", "first")]
+
+    def stored(flipped: set[int]) -> list[data.JudgmentRow]:
+        out = []
+        for cid, *labels in decisions:
+            for who, label in zip(("x", "y"), labels, strict=True):
+                a_first = cid not in flipped
+                choice = label if label == "tie" else ("a" if (label == "first") == a_first else "b")
+                out.append(data.JudgmentRow(cid, 0, "eval", who, "human", choice, "a", None, T0, a_first))
+        return out
+
+    plain, swapped = stored(set()), stored({2, 3, 5})
+    assert [j.choice for j in plain] != [j.choice for j in swapped]
+    assert data.pairwise_kappa(plain) == data.pairwise_kappa(swapped)
+    assert data.overall_alpha(plain) == data.overall_alpha(swapped)
+    xs, ys = [d[1] for d in decisions], [d[2] for d in decisions]
+    assert data.pairwise_kappa(plain)[0]["κ"] == pytest.approx(cohen_kappa(xs, ys))

@@ -19,7 +19,7 @@ from generation.api import sampling_from
 from generation.backends.base import Generated, Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, decode_completion, newline_token_ids
 from generation.tiny_model.data import seed_ideas
-from generation.tiny_model.quality import content_words
+from labelling.oracles import key_words
 from models.catalog import SMOLLM2_WHEEL, model_dir
 from models.loading import load_tokenizer
 from storage.models import prompt_messages
@@ -76,7 +76,7 @@ def test_default_sampling_writes_one_line_titles_about_the_idea(backend) -> None
     assert sum(g.finish_reason == "stop" for _, g in flat) >= 12
     # on topic: about half repeat a content word of their idea (6 of 18 and 12 of 24 seen); text written
     # for nothing in particular would rarely name "BERT" or "embedding"
-    assert sum(bool(content_words(idea) & content_words(g.text)) for idea, g in flat) >= 4
+    assert sum(bool(key_words(idea) & key_words(g.text)) for idea, g in flat) >= 4
     assert out == backend.generate(title_prompts(6), BASE, sampling)  # same seed, same titles
 
 

@@ -168,5 +168,5 @@ def test_cli_labels_and_summarises_and_fails_in_one_line(engine, sqlite_url, tmp
     assert bad.returncode == 1
     assert bad.stderr.strip().splitlines() == [
         "error: --oracle longest: unknown oracle; use one of length-band, keywords, shorter, number, "
-        "MODULE:FUNC or FILE.py:FUNC"
+        "clean-title, MODULE:FUNC or FILE.py:FUNC"
     ]
