@@ -21,7 +21,7 @@ setup: $(STAMP) model
 # A changed lock (its content: `make lock` or a checkout may only touch it) rebuilds the venv from
 # scratch, so the installed set is the lock and nothing else; a changed pyproject.toml only reinstalls the
 # project (its dependencies live in the lock: `make lock`).
-$(VENV)/.locked: locks/main.txt
+$(VENV)/.locked: locks/requirements.txt
 	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "locks/ pin wheels for Python 3.11; $(PY) is $$($(PY) -V 2>&1): run make PY=python3.11" >&2; exit 1; }
 	@if ! sha256sum --check --status $@ 2>/dev/null; then \
@@ -31,7 +31,7 @@ $(VENV)/.locked: locks/main.txt
 
 $(STAMP): $(VENV)/.locked pyproject.toml
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
-	$(BIN)/python locks/check_env.py locks/main.txt
+	$(BIN)/python locks/check_env.py locks/requirements.txt
 	touch $@
 
 model: $(STAMP)
@@ -52,7 +52,7 @@ PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 test: setup system-deps vllm-env lint
-	$(BIN)/python locks/check_env.py locks/main.txt
+	$(BIN)/python locks/check_env.py locks/requirements.txt
 	PREFLOOP_REQUIRE_ALL=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS) || \
 		{ rc=$$?; [ $$rc != 5 ] || echo "make test: no test collected from: tests $(PYTEST_ARGS)" >&2; exit $$rc; }
 
@@ -107,7 +107,7 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 
 vllm-env: $(VLLM_STAMP)
 
-$(VLLM_STAMP): locks/vllm.txt
+$(VLLM_STAMP): locks/requirements-vllm.txt
 	@if ! sha256sum --check --status $@ 2>/dev/null; then \
 		set -x; rm -rf $(VLLM_VENV) && $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip $(PIP_LOCKED) -r $< && \
 		$(VLLM_VENV)/bin/python locks/check_env.py $< && \
@@ -124,17 +124,17 @@ UV_COMPILE = $(UV) pip compile -q --python-version 3.11 --python-platform x86_64
 	--generate-hashes --find-links $(TORCH_WHEELS) -c locks/torch-cpu.txt --custom-compile-command "make lock" \
 	$(if $(UPGRADE),--upgrade)
 
-$(TOOLS_VENV)/.installed: locks/tools.txt
+$(TOOLS_VENV)/.installed: locks/requirements-tools.txt
 	rm -rf $(TOOLS_VENV)
 	$(PY) -m venv $(TOOLS_VENV)
-	$(TOOLS_VENV)/bin/pip install -q --require-hashes --no-deps -r locks/tools.txt
+	$(TOOLS_VENV)/bin/pip install -q --require-hashes --no-deps -r locks/requirements-tools.txt
 	touch $@
 
 lock: $(TOOLS_VENV)/.installed
-	$(UV_COMPILE) pyproject.toml locks/main.in --extra dev -o locks/main.txt
-	$(UV_COMPILE) locks/vllm.in --no-emit-package torchvision --no-emit-package torchaudio \
-		--no-emit-package torchcodec -o locks/vllm.txt
-	$(UV_COMPILE) locks/tools.in -o locks/tools.txt
+	$(UV_COMPILE) pyproject.toml locks/requirements.in --extra dev -o locks/requirements.txt
+	$(UV_COMPILE) locks/requirements-vllm.in --no-emit-package torchvision --no-emit-package torchaudio \
+		--no-emit-package torchcodec -o locks/requirements-vllm.txt
+	$(UV_COMPILE) locks/requirements-tools.in -o locks/requirements-tools.txt
 
 clean:
 	rm -rf var/prefloop.db* var/runs var/adapters var/report

@@ -1,6 +1,6 @@
 """Check that the running interpreter's environment holds exactly what a lock file pins.
 
-Usage: ``VENV/bin/python locks/check_env.py locks/main.txt``. Exit 0 and one line when the installed
+Usage: ``VENV/bin/python locks/check_env.py locks/requirements.txt``. Exit 0 and one line when the installed
 distributions equal the lock (name and exact version; the project's own editable install aside);
 otherwise exit 1 with one line per difference, each naming the package and saying how to fix it.
 Standard library only: it runs in every venv the project creates, before anything else is trusted.

@@ -23,7 +23,7 @@ uvicorn[standard]==0.40.0 ; sys_platform == "linux" \\
 
 
 def test_a_lock_is_read_as_canonical_names_and_exact_versions(tmp_path: Path) -> None:
-    lock = tmp_path / "main.txt"
+    lock = tmp_path / "requirements.txt"
     lock.write_text(LOCK_TEXT)
     assert locked(lock) == {"jinja2": "3.1.6", "torch": "2.13.0+cpu", "uvicorn": "0.40.0"}
     assert canonical("Typing_Extensions") == canonical("typing.extensions") == "typing-extensions"
@@ -32,21 +32,21 @@ def test_a_lock_is_read_as_canonical_names_and_exact_versions(tmp_path: Path) ->
 def test_each_difference_is_one_line_naming_the_package() -> None:
     want = {"torch": "2.13.0+cpu", "trl": "1.16.0", "peft": "0.21.2"}
     have = {"torch": "2.14.1", "trl": "1.16.0", "rich": "14.0.0"}
-    assert differences(want, have, "locks/main.txt") == [
-        "peft: locked 0.21.2 in locks/main.txt, not installed",
-        "rich: 14.0.0 installed, not in locks/main.txt",
-        "torch: 2.14.1 installed, locks/main.txt locks 2.13.0+cpu",
+    assert differences(want, have, "locks/requirements.txt") == [
+        "peft: locked 0.21.2 in locks/requirements.txt, not installed",
+        "rich: 14.0.0 installed, not in locks/requirements.txt",
+        "torch: 2.14.1 installed, locks/requirements.txt locks 2.13.0+cpu",
     ]
-    assert differences(want, dict(want), "locks/main.txt") == []
+    assert differences(want, dict(want), "locks/requirements.txt") == []
 
 
 def test_this_environment_is_exactly_the_lock() -> None:
-    """The interpreter running the suite (.venv under `make test`) holds what locks/main.txt pins."""
+    """The interpreter running the suite (.venv under `make test`) holds what locks/requirements.txt pins."""
     done = subprocess.run(
-        [sys.executable, "locks/check_env.py", "locks/main.txt"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "locks/check_env.py", "locks/requirements.txt"], cwd=REPO, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
-    assert "exactly as locks/main.txt pins them" in done.stdout
+    assert "exactly as locks/requirements.txt pins them" in done.stdout
 
 
 def test_every_lock_pins_the_cpu_torch_with_the_same_hash() -> None:
@@ -66,11 +66,11 @@ def test_the_lock_satisfies_pyproject() -> None:
     from packaging.requirements import Requirement
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    pins = locked(REPO / "locks" / "main.txt")
+    pins = locked(REPO / "locks" / "requirements.txt")
     for line in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
         req = Requirement(line)
         version = pins.get(canonical(req.name))
-        assert version is not None, f"{req.name}: in pyproject.toml, not in locks/main.txt; run `make lock`"
+        assert version is not None, f"{req.name}: in pyproject.toml, not in locks/requirements.txt; run `make lock`"
         assert req.specifier.contains(version, prereleases=True), (
-            f"{req.name}: locks/main.txt has {version}, pyproject.toml wants {req.specifier}; run `make lock`"
+            f"{req.name}: locks/requirements.txt has {version}, pyproject.toml wants {req.specifier}; run `make lock`"
         )
