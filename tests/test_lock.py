@@ -41,9 +41,12 @@ def test_each_difference_is_one_line_naming_the_package() -> None:
 
 
 def test_this_environment_is_exactly_the_lock() -> None:
-    """The interpreter running the suite (.venv under `make test`) holds what locks/requirements.txt pins."""
+    """The interpreter running the suite (.venv under `make test`) holds what the lock pins."""
     done = subprocess.run(
-        [sys.executable, "locks/check_env.py", "locks/requirements.txt"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "locks/check_env.py", "locks/requirements.txt"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     assert "exactly as locks/requirements.txt pins them" in done.stdout
@@ -51,12 +54,12 @@ def test_this_environment_is_exactly_the_lock() -> None:
 
 def test_every_lock_pins_the_cpu_torch_with_the_same_hash() -> None:
     wheels = {}
-    for name in ("main", "vllm"):
-        text = (REPO / "locks" / f"{name}.txt").read_text()
+    for name in ("requirements.txt", "requirements-vllm.txt"):
+        text = (REPO / "locks" / name).read_text()
         block = text.split("\ntorch==", 1)[1].split("# via", 1)[0]
-        assert block.startswith("2.13.0+cpu"), f"locks/{name}.txt: torch is not the CPU build"
+        assert block.startswith("2.13.0+cpu"), f"locks/{name}: torch is not the CPU build"
         wheels[name] = block
-    assert wheels["main"] == wheels["vllm"]
+    assert wheels["requirements.txt"] == wheels["requirements-vllm.txt"]
 
 
 def test_the_lock_satisfies_pyproject() -> None:
@@ -70,7 +73,7 @@ def test_the_lock_satisfies_pyproject() -> None:
     for line in [*project["dependencies"], *project["optional-dependencies"]["dev"]]:
         req = Requirement(line)
         version = pins.get(canonical(req.name))
-        assert version is not None, f"{req.name}: in pyproject.toml, not in locks/requirements.txt; run `make lock`"
+        assert version is not None, f"{req.name}: in pyproject.toml, not in the lock; run `make lock`"
         assert req.specifier.contains(version, prereleases=True), (
-            f"{req.name}: locks/requirements.txt has {version}, pyproject.toml wants {req.specifier}; run `make lock`"
+            f"{req.name}: the lock has {version}, pyproject.toml wants {req.specifier}; run `make lock`"
         )
