@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
 # the seed prompt's "Title should be between 30 and 75 characters long": the oracles' target, the
 # health report's "in band" share and the tiny model builder's check all mean this band
 LENGTH_BAND: tuple[int, int] = (30, 75)
@@ -12,3 +15,42 @@ STOPWORDS = frozenset(
     + ("it", "its", "me", "my", "of", "on", "or", "our", "so", "that", "the", "this", "to", "vs", "we")
     + ("what", "when", "why", "with", "you", "your", "about", "into", "using", "use")
 )
+
+_IDEA_LINE = re.compile(r"\*\*Video Idea\*\*:\s*(.+)")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+def idea_of(prompt: str) -> str:
+    """The idea behind a youtube-title prompt (its "**Video Idea**: X" line), else the whole prompt."""
+    found = _IDEA_LINE.search(prompt)
+    return found.group(1).strip() if found else prompt
+
+
+_SUFFIXES = ("ing", "ed", "es", "s", "e")
+
+
+def _stem(word: str) -> str:
+    """Crude stemming so "LLMs"/"LLM" and "tuning"/"tune"/"tuned" match: one suffix off, 6 letters kept."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:6]
+
+
+def key_words(text: str) -> set[str]:
+    """Stems of the content words of ``text`` (stop words dropped; hyphenated words split)."""
+    return {_stem(w) for w in _WORD.findall(text.casefold().replace("-", " ")) if w not in STOPWORDS}
+
+
+@functools.lru_cache(maxsize=4096)
+def _prompt_words(prompt_text: str) -> frozenset[str]:
+    """A prompt's key words, once per prompt: every sample of a prompt asks for the same set."""
+    return frozenset(key_words(idea_of(prompt_text)))
+
+
+def is_on_topic(text: str, prompt_text: str) -> bool | None:
+    """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt);
+    None when the idea has no key word. The health report and the tiny model's build check both use it."""
+    wanted = _prompt_words(prompt_text)
+    return bool(wanted & key_words(text)) if wanted else None

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import ReportConfig
-from core.words import LENGTH_BAND
+from core.words import LENGTH_BAND, is_on_topic
 from evaluation.stats import ratio_interval
-from labelling.oracles import is_on_topic
 from storage.templates import PLACEHOLDER, template_of
 
 REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping

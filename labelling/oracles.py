@@ -16,7 +16,6 @@ things, so a round trained on one oracle's labels can be judged by the same orac
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import random
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.errors import PrefloopError
-from core.words import LENGTH_BAND, STOPWORDS
+from core.words import LENGTH_BAND, idea_of, key_words
 
 Verdict = Literal["a", "b", "tie"]
 Oracle = Callable[[str, str, str], str]
@@ -35,7 +34,6 @@ VERDICTS = ("a", "b", "tie")
 LENGTH_TIE_CHARS = 4  # inside the band, closer-to-middle must win by more than this to count
 SHORTER_TIE_CHARS = 2  # "shorter" by one or two characters is a tie: nobody sees that difference
 
-_IDEA_LINE = re.compile(r"\*\*Video Idea\*\*:\s*(.+)")
 _WORD = re.compile(r"[a-z0-9]+")
 _DIGIT = re.compile(r"\d")
 
@@ -45,42 +43,6 @@ def prefer(score_a: float, score_b: float, margin: float = 0.0) -> Verdict:
     if abs(score_a - score_b) <= margin:
         return "tie"
     return "a" if score_a > score_b else "b"
-
-
-def idea_of(prompt: str) -> str:
-    """The idea behind a youtube-title prompt (its "**Video Idea**: X" line), else the whole prompt."""
-    found = _IDEA_LINE.search(prompt)
-    return found.group(1).strip() if found else prompt
-
-
-_SUFFIXES = ("ing", "ed", "es", "s", "e")
-
-
-def _stem(word: str) -> str:
-    """Crude stemming so "LLMs"/"LLM" and "tuning"/"tune"/"tuned" match: one suffix off, 6 letters kept."""
-    for suffix in _SUFFIXES:
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[: -len(suffix)]
-            break
-    return word[:6]
-
-
-def key_words(text: str) -> set[str]:
-    """Stems of the content words of ``text`` (stop words dropped; hyphenated words split)."""
-    return {_stem(w) for w in _WORD.findall(text.casefold().replace("-", " ")) if w not in STOPWORDS}
-
-
-@functools.lru_cache(maxsize=4096)
-def _prompt_words(prompt_text: str) -> frozenset[str]:
-    """A prompt's key words, once per prompt: every sample of a prompt asks for the same set."""
-    return frozenset(key_words(idea_of(prompt_text)))
-
-
-def is_on_topic(text: str, prompt_text: str) -> bool | None:
-    """Shares a key word with the prompt's idea (the "**Video Idea**: X" line, else the whole prompt);
-    None when the idea has no key word. The health report and the tiny model's build check both use it."""
-    wanted = _prompt_words(prompt_text)
-    return bool(wanted & key_words(text)) if wanted else None
 
 
 def band_distance(title: str, band: tuple[int, int] = LENGTH_BAND) -> float:

@@ -8,13 +8,12 @@ import sys
 import pytest
 
 from core.errors import PrefloopError
+from core.words import idea_of, key_words
 from labelling.oracles import (
     BUILTIN,
     band_distance,
     checked_verdict,
     clean_title,
-    idea_of,
-    key_words,
     keywords,
     length_band,
     load_oracle,

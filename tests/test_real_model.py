@@ -15,11 +15,11 @@ import time
 import pytest
 
 from core.config import DEFAULT_BASE, Config
+from core.words import key_words
 from generation.api import sampling_from
 from generation.backends.base import Generated, Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, decode_completion, newline_token_ids
 from generation.tiny_model.data import seed_ideas
-from labelling.oracles import key_words
 from models.catalog import SMOLLM2_WHEEL, model_dir
 from models.loading import load_tokenizer
 from storage.models import prompt_messages

@@ -10,9 +10,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 
-from core.words import LENGTH_BAND
+from core.words import LENGTH_BAND, is_on_topic
 from generation.backends.base import Generated
-from labelling.oracles import is_on_topic
 
 
 @dataclass
