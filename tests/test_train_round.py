@@ -56,12 +56,12 @@ class Operator:
             "HF_HUB_OFFLINE": "1",
         }
 
-    def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "prefloop.cli", "--config", str(self.config), *args]
+    def command(self, *args: str, crash_at: str | None = None) -> list[str]:
+        cli = ["testkit.crash", crash_at] if crash_at else ["prefloop.cli"]
+        return [sys.executable, "-m", *cli, "--config", str(self.config), *args]
 
     def run(self, *args: str, crash_at: str | None = None) -> subprocess.CompletedProcess:
-        cli = ["testkit.crash", crash_at] if crash_at else ["prefloop.cli"]
-        cmd = [sys.executable, "-m", *cli, "--config", str(self.config), *args]
+        cmd = self.command(*args, crash_at=crash_at)
         return subprocess.run(cmd, env=self.env, cwd=REPO, capture_output=True, text=True, timeout=400)
 
     def lock_holder(self) -> dict:
