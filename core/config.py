@@ -18,6 +18,9 @@ from core.words import LENGTH_BAND
 # fetched by `make setup`; and prefloop's own 4 M-parameter title model, the fast fixture for tests and demos.
 DEFAULT_BASE = "smollm2-135m"
 TINY_MODEL = "tiny"
+# catalog names that were renamed: a config naming one gets the new name in its error (databases are
+# migrated: storage/migrations/versions/0006)
+FORMER_NAMES = {"embedded": TINY_MODEL}
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
 
 
@@ -35,6 +38,16 @@ class ModelConfig(Section):
         DEFAULT_BASE  # smollm2-135m, tiny, a local path, or a hub name such as Qwen/Qwen2.5-0.5B-Instruct
     )
     dtype: Literal["auto", "bfloat16", "float32", "float16"] = "auto"
+
+    @field_validator("base")
+    @classmethod
+    def _not_a_former_name(cls, base: str) -> str:
+        if base in FORMER_NAMES:
+            raise ValueError(
+                f"{base!r} is the old name of the {FORMER_NAMES[base]!r} model; use "
+                f"model.base: {FORMER_NAMES[base]} (a folder of that name: ./{base})"
+            )
+        return base
 
 
 class GenerationConfig(Section):

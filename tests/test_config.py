@@ -35,6 +35,17 @@ def test_nonsense_is_refused_naming_the_key(item, key):
     assert "\n" not in str(exc.value)
 
 
+def test_the_tiny_models_old_name_says_the_new_one(tmp_path):
+    config = tmp_path / "prefloop.yaml"
+    config.write_text("model:\n  base: embedded\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        load_config(config)
+    assert str(exc.value) == (
+        f"{config}: model.base: Value error, 'embedded' is the old name of the 'tiny' model; use "
+        "model.base: tiny (a folder of that name: ./embedded)"
+    )
+
+
 def _numeric_fields(model: type[BaseModel], prefix: str = ""):
     for name, info in model.model_fields.items():
         annotation = info.annotation

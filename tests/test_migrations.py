@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, select, text
+from sqlalchemy import Engine, MetaData, select, text
 from sqlmodel import Session
 from sqlmodel import select as orm_select
 
 import storage
-from storage.db import migrate
+from core.config import load_config
+from generation.api import resolve_policy
+from models.catalog import TINY_DIR, resolve_named
+from storage.db import make_engine, migrate
 from storage.exports import preference_pairs
 from storage.models import Annotator, Choice, Comparison, Judgment, Prompt, prompt_messages
 
@@ -142,6 +147,13 @@ ROWS_AT_0001: dict[str, list[dict]] = {
 }
 
 
+def _at_head(table: str, row: dict) -> dict:
+    """A revision-0001 row as it reads at head: 0006 renamed the tiny model's old base name."""
+    if table == "model_version" and row["base_model"] == "embedded":
+        return {**row, "base_model": "tiny"}
+    return row
+
+
 def _comparable(value):
     """Datetimes come back naive from SQLite and aware from PostgreSQL: compare them as UTC wall time."""
     if isinstance(value, datetime):
@@ -157,21 +169,31 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(cfg).get_current_head()
 
 
-def test_upgrade_from_the_first_schema_keeps_every_row(any_engine):
-    migrate(any_engine, "0001")
+@pytest.fixture
+def empty_engine(db_url: str) -> Iterator[Engine]:
+    """A database with no schema (conftest's ``any_engine`` is at head: upgrading it to 0001 is a no-op)."""
+    eng = make_engine(db_url)
+    yield eng
+    eng.dispose()
+
+
+def test_upgrade_from_the_first_schema_keeps_every_row(empty_engine):
+    migrate(empty_engine, "0001")
+    with empty_engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
     old = MetaData()
-    old.reflect(any_engine)
-    with any_engine.begin() as conn:
+    old.reflect(empty_engine)
+    with empty_engine.begin() as conn:
         for table, rows in ROWS_AT_0001.items():
             conn.execute(old.tables[table].insert(), rows)
-        if any_engine.dialect.name == "postgresql":  # explicit ids: move the sequences past them
+        if empty_engine.dialect.name == "postgresql":  # explicit ids: move the sequences past them
             for table in ROWS_AT_0001:
                 if "id" in old.tables[table].c and table != "round":
                     conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), 100)"))
 
-    migrate(any_engine)  # to head, through every migration that exists now
+    migrate(empty_engine)  # to head, through every migration that exists now
 
-    with any_engine.connect() as conn:
+    with empty_engine.connect() as conn:
         assert conn.execute(text("select version_num from alembic_version")).scalar() == head_revision()
         new = MetaData()
         new.reflect(conn)
@@ -180,18 +202,21 @@ def test_upgrade_from_the_first_schema_keeps_every_row(any_engine):
             assert len(stored) == len(rows), table
             primary_key = [c.name for c in new.tables[table].primary_key]
             by_key = {tuple(r[k] for k in primary_key): r for r in stored}
-            for row in rows:
+            for row in (_at_head(table, r) for r in rows):
                 got = by_key[tuple(row[k] for k in primary_key)]
                 assert {k: _comparable(got[k]) for k in row} == {k: _comparable(v) for k, v in row.items()}, (
                     table
                 )
 
-    with Session(any_engine) as session:  # today's models read the old rows, and new code works on them
+    with Session(empty_engine) as session:  # today's models read the old rows, and new code works on them
         prompt = session.exec(orm_select(Prompt)).one()
         assert prompt_messages(prompt) == [{"role": "user", "content": "Write a title about cats"}]
         assert (
             session.exec(orm_select(Annotator).where(Annotator.name == "alice")).one().role.value == "admin"
         )
+        # the base it names resolves, and `--set model.base=tiny` is the config that matches it
+        base = resolve_policy(session, load_config(overrides=["model.base=tiny"]), "base", create=False)
+        assert base.id == 1 and resolve_named(base.base_model) == TINY_DIR
         current = session.exec(orm_select(Judgment).where(Judgment.superseded_at.is_(None))).one()
         assert current.choice == Choice.b
         pairs, dropped = preference_pairs(session)
