@@ -295,25 +295,131 @@ def judged_round(run: Operator, labels: str) -> dict[str, Any]:
     return run.report()
 
 
-def real_round_rows(base: str, workdir: Path, labels: str) -> list[BenchRow]:
-    """One round on the real model: ``labels`` "seed" (the issue's round-time goal) or "oracle"."""
+def real_round_rows(base: str, workdir: Path, labels: str, settings: tuple[str, ...] = ()) -> list[BenchRow]:
+    """One round on the real model: ``labels`` "seed" (the issue's round-time goal) or "oracle".
+
+    Beside the round, in the same run: TRL's defaults on the first ``LEVER_PAIRS`` of the round's own
+    train pairs (1 epoch, LoRA r8 on every layer, torch's default threads: DPOConfig as shipped), for the
+    pairs/s ratio. ``workdir`` keeps the database, the adapter's loss curve and ``titles.md``: base vs
+    round-1 titles for the same held-out ideas.
+    """
     workdir.mkdir(parents=True, exist_ok=True)
-    run = Operator(workdir, [f"model.base={base}", "generation.backend=transformers", *REAL_GENERATION])
+    settings = (f"model.base={base}", "generation.backend=transformers", *REAL_GENERATION, *settings)
+    run = Operator(workdir, list(settings))
     report = judged_round(run, labels)
-    found = [c for c in report["groups"]["simulated"]["comparisons"] if c["model"] == "round-1"]
-    c = found[0]
+    trained = round_training(workdir / "prefloop.db", "round-1")
+    titles = side_by_side(workdir / "prefloop.db", "base", "round-1")
+    (workdir / "titles.md").write_text(titles, encoding="utf-8")
+    export = workdir / "prefloop-work" / "runs" / "round-1" / "export" / "dataset"
+    trl_cfg = load_config(None, [*settings, "train.cpu_threads=null", "train.num_train_epochs=1"])
+    trl_cfg.train = trl_cfg.train.model_copy(update={"lora_layers": 0})
+    subset = lever_dataset(export, workdir / "trl-subset", LEVER_PAIRS, None, validation=False)
+    trl = _train_in_child(
+        workdir, "trl-defaults", subset, trl_cfg, "testkit.trl_defaults", "--validate-after"
+    )
+
+    c = next(c for c in report["groups"]["simulated"]["comparisons"] if c["model"] == "round-1")
     what = (
         "seed's 1,140 human labels" if labels == "seed" else f"{REAL_ORACLE} oracle labels of base's titles"
     )
     flags = "; ".join(report["flags"]) or "none"
-    rows = [
+    health = report["health"]
+    shares = ", ".join(
+        f"{m}: in 30-75 chars {_share(health[m]['in_band_share'])}, "
+        f"ended at newline/end-of-turn {_share(health[m]['eot_share'])}, "
+        f"distinct {_share(health[m]['distinct_share'])}, median {_share(health[m]['median_chars'])} chars"
+        for m in ("base", "round-1")
+        if m in health
+    )
+    final = trained["final"]
+    pairs_s = trained["n_train"] * trained["epochs"] / trained["seconds"]
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in run.seconds.items())
+    return [
         row(AREA, f"real model: train-round on the {what}", run.seconds["train-round"], "s",
-            "target (issue 11)", REAL_ROUND_TARGET_S, note="lower is better; ratio <= 1 meets the target"),
+            "target (issue 11)", REAL_ROUND_TARGET_S,
+            note=f"lower is better; ratio <= 1 meets the target; commands: {stages}; settings: "
+            f"{' '.join(settings)}"),
+        row(AREA, f"real model: DPO in that round ({trained['n_train']} pairs x {trained['epochs']:g} "
+            "epoch(s), whole training stage)", pairs_s, "pairs/s",
+            f"TRL defaults on {trl.n_train} of the same pairs", trl.pairs_per_second,
+            note=f"higher is better; trained {trained['seconds']:.0f} s; TRL defaults {trl.seconds:.0f} s "
+            f"wall, {trl.cpu_seconds:.0f} s CPU"),
+        row(AREA, "real model: validation reward accuracy after the round", final.get(
+            "eval_rewards/accuracies", float("nan")), "", note=f"{trained['n_validation']} validation "
+            f"pairs (held-out train ideas); val loss {final.get('eval_loss', float('nan')):.4f}, "
+            f"margins {final.get('eval_rewards/margins', float('nan')):.3f}"),
         row(AREA, f"real model: round-1 win rate vs base under {REAL_ORACLE} ({what})", c["win_rate"],
             "win rate", note=f"Wilson 95% CI {c['ci95'][0]:.2f}-{c['ci95'][1]:.2f}, n={c['n']}; "
-            f"health flags: {flags}"),
+            f"health flags: {flags}; {shares}"),
     ]  # fmt: skip
-    return rows
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _cell(text: str) -> str:
+    """A stored text as one markdown table cell, shown as written (pipes and asterisks escaped)."""
+    return text.replace("|", "\\|").replace("*", "\\*")
+
+
+def round_training(db_path: Path, version: str) -> dict[str, Any]:
+    """What the round's training run recorded: seconds, pairs, epochs and the last validation figures."""
+    from sqlmodel import select
+
+    from storage.db import session_scope
+    from storage.models import ModelVersion, TrainingRun
+
+    engine = make_engine(f"sqlite:///{db_path}")
+    try:
+        with session_scope(engine) as session:
+            found = session.exec(select(ModelVersion).where(ModelVersion.name == version)).one()
+            run = session.get(TrainingRun, found.training_run_id)
+            resolved, metrics = run.config["resolved"], list(run.metrics)
+            export = run.config["export"]
+    finally:
+        engine.dispose()
+    evals = [m for m in metrics if "eval_rewards/accuracies" in m]
+    return {
+        "seconds": resolved["seconds"],
+        "epochs": resolved["dpo"]["num_train_epochs"],
+        "n_train": export["n_train"],
+        "n_validation": export["n_validation"],
+        "final": evals[-1] if evals else {},
+    }
+
+
+def side_by_side(db_path: Path, left: str, right: str) -> str:
+    """A markdown table: per held-out idea, the first eval samples of ``left`` and ``right``, as stored."""
+    from sqlmodel import select
+
+    from core.words import idea_of
+    from storage.db import session_scope
+    from storage.models import Candidate, ModelVersion, Prompt, Split
+
+    engine = make_engine(f"sqlite:///{db_path}")
+    try:
+        with session_scope(engine) as session:
+            rows = session.exec(
+                select(Prompt.id, Prompt.text, ModelVersion.name, Candidate.text)
+                .join(Candidate, Candidate.prompt_id == Prompt.id)
+                .join(ModelVersion, ModelVersion.id == Candidate.model_version_id)
+                .where(Prompt.split == Split.eval, ModelVersion.name.in_([left, right]))
+                .order_by(Prompt.id, Candidate.id)
+            ).all()
+    finally:
+        engine.dispose()
+    by_prompt: dict[int, dict[str, list[str]]] = {}
+    ideas: dict[int, str] = {}
+    for prompt_id, prompt, name, text in rows:
+        ideas[prompt_id] = idea_of(prompt)
+        by_prompt.setdefault(prompt_id, {left: [], right: []})[name].append(text)
+    lines = [f"| idea | {left} | {right} |", "| --- | --- | --- |"]
+    for k in range(2):  # the first two samples of each model per idea
+        for prompt_id, texts in by_prompt.items():
+            if len(texts[left]) > k and len(texts[right]) > k:
+                lines.append(f"| {ideas[prompt_id]} | {_cell(texts[left][k])} | {_cell(texts[right][k])} |")
+    return "\n".join(lines) + "\n"
 
 
 def oracle_scores(engine, config: Config, new: str, baseline: str) -> dict[str, Any]:
@@ -459,8 +565,9 @@ if __name__ == "__main__":
         at = sys.argv.index("--real-round")
         base, labels = sys.argv[at + 1], sys.argv[at + 2]
         work = Path(tempfile.mkdtemp(prefix=f"bench-real-{labels}-"))
-        print(f"database and var/ kept in {work / 'run'}", file=sys.stderr)
-        found = real_round_rows(base, work / "run", labels)
+        sets = tuple(sys.argv[i + 1] for i, arg in enumerate(sys.argv) if arg == "--set")
+        print(f"database, work folder and titles.md kept in {work / 'run'}", file=sys.stderr)
+        found = real_round_rows(base, work / "run", labels, sets)
     elif "--levers" in sys.argv:
         found = run_levers(sys.argv[sys.argv.index("--levers") + 1], quick="--quick" in sys.argv)
     else:

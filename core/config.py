@@ -133,7 +133,9 @@ class TrainConfig(Section):
     )  # validation loss every N steps; None: once per epoch; 0: never
     lr_scheduler_type: str = "linear"
     warmup_steps: int = Field(0, ge=0)
-    precision: Literal["auto", "bf16", "fp32"] = "auto"  # auto: bf16 on a bf16 GPU, fp32 on CPU (README)
+    # auto: bf16 on a bf16 GPU, and on a CPU with AMX/AVX512-BF16 for models of hidden size >= 512
+    # (training.settings.wants_bf16; README "Training speed on a CPU"); else fp32
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
     precompute_ref_log_probs: bool = True  # the reference pass once per round, not once per epoch
     cpu_threads: int | None = Field(
         1, ge=1

@@ -86,6 +86,13 @@ def sampling_defaults(name: str) -> dict[str, float]:
 
 
 @cache
+def model_config(name: str):
+    """The model's transformers config (its ``config.json``; no weights are read)."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(resolve_model(name))
+
+
 def cpu_has_native_bf16() -> bool:
     """True when the CPU has AVX512-BF16 or AMX (then bf16 matmuls beat fp32 on CPU)."""
     try:

@@ -11,11 +11,35 @@ from pydantic import ValidationError
 from core.config import TrainConfig, load_config
 from core.errors import PrefloopError
 from training.plots import metric_columns, plot_loss_curve, write_metrics_csv
-from training.settings import Hardware, adapted_layers, dpo_settings, lora_settings, lora_targets, loss_terms
+from training.settings import (
+    Hardware,
+    adapted_layers,
+    dpo_settings,
+    lora_settings,
+    lora_targets,
+    loss_terms,
+    wants_bf16,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 QWEN2_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"]
 CPU = Hardware(device="cpu", bf16=False)
+
+
+@pytest.mark.parametrize(
+    ("precision", "cuda", "supported", "hidden", "bf16"),
+    [
+        ("auto", False, True, 576, True),  # SmolLM2 on an AMX / AVX512-BF16 CPU
+        ("auto", False, True, 256, False),  # the tiny model: bf16 autocast lost there
+        ("auto", False, False, 576, False),  # no native bf16: emulated, far slower
+        ("auto", True, True, 256, True),  # a bf16 GPU, any size
+        ("auto", True, False, 896, False),
+        ("fp32", False, True, 576, False),
+        ("bf16", False, True, 256, True),  # asked for: as asked
+    ],
+)
+def test_auto_precision_takes_bf16_where_it_was_measured_faster(precision, cuda, supported, hidden, bf16):
+    assert wants_bf16(precision, cuda=cuda, supported=supported, hidden_size=hidden) is bf16
 
 
 def test_pref_ftx_adds_a_weighted_sft_term() -> None:

@@ -153,9 +153,9 @@ def prepare_dpo(
     """Load the pairs and the model; raises PrefloopError before any training when the LoRA settings
     are not servable by vLLM."""
     from models.adapters import validate_lora_settings
-    from models.loading import load_model, load_tokenizer
+    from models.loading import load_model, load_tokenizer, model_config
 
-    hardware = detect_hardware(train)
+    hardware = detect_hardware(train, hidden_size=model_config(base_model).hidden_size)
     data = load_pairs(dataset_dir)
     has_validation = "validation" in data and len(data["validation"]) > 0
     tokenizer = load_tokenizer(base_model)
