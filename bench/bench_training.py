@@ -268,6 +268,8 @@ class Operator:
         step = " ".join(args[:2])
         self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
         self.outputs[step] = done.stdout
+        with (self.workdir / "commands.log").open("a", encoding="utf-8") as log:  # the session, kept
+            log.write(f"$ prefloop {' '.join(args)}   # {time.perf_counter() - started:.1f} s\n{done.stdout}")
         if done.returncode != 0:
             raise RuntimeError(f"`prefloop {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
