@@ -135,7 +135,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             "tokens/s",
             "float32",
             _tps(one),
-            "ratio < 1: bf16 slower here; model.dtype auto takes bf16 only on a CPU with native bf16",
+            "higher is better; model.dtype auto takes bf16 on a CPU with native bf16 (AMX / AVX512-BF16)",
         ),
         row(
             AREA,
@@ -144,7 +144,7 @@ def run(quick: bool = False) -> list[BenchRow]:
             "tokens/s",
             "1 thread",
             _tps(one),
-            "ratio > 1: a second thread helps here (generation.cpu_threads defaults to 1)",
+            "higher is better; generation.cpu_threads defaults to 1 (shared cores)",
         ),
         row(
             AREA,
