@@ -8,12 +8,14 @@ A decision is bound to what was on screen: each showing of a pair gets a fresh i
 callback arguments carry the pair's id and that showing's id, and a callback whose showing is no longer
 the one on screen (a second click or key before the next pair arrives) is ignored. The storage layer
 then refuses any pair that is not the annotator's live lease, so a stale second tab cannot overwrite a
-decision either. In the browser, a press marks the buttons as saving and swallows further presses until
-the next pair's buttons replace them.
+decision either. In the browser, one gate (``_GATE_JS``) takes every click, tap and shortcut key: a press
+counts only on the live buttons of the pair on screen, once they have stood still for ``READY_MS``; it
+marks them as saving, and any other press is refused on screen.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from dataclasses import dataclass
@@ -56,44 +58,95 @@ FLASH_TEXT = {
     "skip": "Skipped",
 }
 
-# Installed once per page: a press on the live buttons (click or shortcut) marks that showing as saving;
-# while it is, further presses are swallowed before Streamlit's own shortcut listener sees them.
-_SAVING_JS = """<script>
+# Installed once per page: every press (click, tap or shortcut key) goes through one gate. A press counts
+# only on the buttons of the showing on screen, once all of them are there, none stale, and they have
+# stood still for READY_MS: during a rerun Streamlit keeps the previous pair's buttons on screen (stale,
+# still clickable) and shifts them as the new elements arrive, so a second tap on the same spot hit a
+# button of another pair, or of no pair the annotator had read. The gate also owns the shortcut keys
+# (Streamlit binds them only some time after the buttons appear, and a button leaving the page unbinds
+# its key for the one replacing it). A press it refuses is said on screen, never lost silently.
+_GATE_JS = """<script>
 (() => {
-  if (window.__prefloopSaving) return;
-  window.__prefloopSaving = true;
-  const KEYS = new Set(%(keys)s);
-  const live = () => {
-    const box = [...document.querySelectorAll("[class*='st-key-choices_']")]
-      .find((el) => !el.closest("[data-stale='true']"));
-    const m = box && box.className.match(/st-key-choices_([0-9a-f]+)/);
-    return m ? m[1] : null;
+  if (window.__prefloopGate) return;
+  window.__prefloopGate = true;
+  const KEYS = %(keys)s, COUNT = %(count)d, READY_MS = %(ready_ms)d, SAVE_TIMEOUT_MS = 8000;
+  const PATTERN = /st-key-choose_([a-z_]+)_([0-9]+)_([0-9a-f]+)/;
+  let live = null, since = 0, saving = null, savingSince = 0, sawRun = false, passing = false, early = 0;
+  const controls = () => [...document.querySelectorAll("[class*='st-key-choose_']")]
+    .map((el) => { const m = el.className.match(PATTERN); return m && {el, name: m[1], showing: m[3]}; })
+    .filter(Boolean);
+  const running = () => {
+    const app = document.querySelector("[data-testid='stApp']");
+    return !app || app.dataset.testScriptState === "running";
   };
-  const saving = (id) => document.body.classList.contains("prefloop-saving-" + id);
-  const press = (e) => {
-    const id = live();
-    if (!id) return;
-    if (saving(id)) { e.preventDefault(); e.stopImmediatePropagation(); return; }
-    [...document.body.classList].filter((c) => c.startsWith("prefloop-saving-"))
-      .forEach((c) => document.body.classList.remove(c));
-    document.body.classList.add("prefloop-saving-" + id);
+  const ready = () => live !== null && live !== saving && performance.now() - since >= READY_MS;
+  const tick = () => {
+    const now = performance.now(), all = controls();
+    const complete = all.length === COUNT && all.every((c) => c.showing === all[0].showing)
+      && !all.some((c) => c.el.closest("[data-stale='true']"));
+    const showing = complete ? all[0].showing : null;
+    if (showing !== live) {
+      live = showing;
+      since = now;
+      if (showing !== null && showing !== saving) {
+        saving = null;
+        document.querySelector("[data-testid='stMain']")?.scrollTo(0, 0);
+        window.scrollTo(0, 0);
+      }
+    }
+    if (saving !== null) {
+      sawRun = sawRun || running();
+      // the press stored nothing and the same pair stays (refused, or a lost connection): re-arm
+      if ((sawRun && !running() && live === saving) || now - savingSince > SAVE_TIMEOUT_MS) {
+        saving = null;
+        since = now;
+      }
+    }
+    const body = document.body.classList;
+    body.toggle("prefloop-ready", ready());
+    body.toggle("prefloop-saving", saving !== null);
+    body.toggle("prefloop-early", now - early < 1500 && saving === null);
+  };
+  setInterval(tick, 40);
+  const refuse = (e) => {
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    early = performance.now();
+    tick();
+  };
+  const accept = () => {
+    saving = live;
+    savingSince = performance.now();
+    sawRun = false;
+    tick();
   };
   window.addEventListener("keydown", (e) => {
-    if (!KEYS.has(e.key) || e.altKey || e.ctrlKey || e.metaKey) return;
+    if (!(e.key in KEYS) || e.altKey || e.ctrlKey || e.metaKey) return;
     if (e.target.closest && e.target.closest("input, textarea, [contenteditable='true']")) return;
-    if (e.repeat) { e.preventDefault(); e.stopImmediatePropagation(); return; }
-    press(e);
+    if (e.repeat || !ready()) return refuse(e);
+    e.preventDefault();
+    e.stopImmediatePropagation();
+    const target = controls().find((c) => c.name === KEYS[e.key] && c.showing === live);
+    if (!target) return;
+    accept();
+    passing = true;
+    try { target.el.querySelector("button").click(); } finally { passing = false; }
   }, true);
   window.addEventListener("click", (e) => {
-    if (e.target.closest && e.target.closest("[class*='st-key-choices_'] button")) press(e);
+    const box = e.target.closest && e.target.closest("[class*='st-key-choose_']");
+    if (!box || passing) return;
+    const m = box.className.match(PATTERN);
+    if (!m || m[3] !== live || !ready() || box.closest("[data-stale='true']")) return refuse(e);
+    accept();
   }, true);
 })();
 </script>"""
-_SAVING_CSS = """<style>
-.st-key-saving_%(id)s {display: none;}
-body.prefloop-saving-%(id)s .st-key-saving_%(id)s {display: block;}
-body.prefloop-saving-%(id)s .st-key-choices_%(id)s button {opacity: 0.45; pointer-events: none;}
+_GATE_CSS = """<style>
+body:not(.prefloop-ready) [class*='st-key-choose_'] button {opacity: 0.45; cursor: progress;}
+.st-key-gate_saving, .st-key-gate_early {display: none;}
+body.prefloop-saving .st-key-gate_saving, body.prefloop-early .st-key-gate_early {display: block;}
 </style>"""
+READY_MS = 300  # nobody reads two answers faster: a press sooner after a new pair is not about it
 
 
 @dataclass(frozen=True)
@@ -185,8 +238,7 @@ def _render_pair(user: User, pair: Assigned) -> None:
         _plain_box("A", pair.left_text, "candidate_a", BOX_HEIGHT_PX)
     with right_col:
         _plain_box("B", pair.right_text, "candidate_b", BOX_HEIGHT_PX)
-    st.html(_SAVING_CSS % {"id": showing.id})
-    with st.container(key=f"choices_{showing.id}"):
+    with st.container(key="choices"):
         for col, (label, shortcut, action) in zip(st.columns(len(BUTTONS)), BUTTONS, strict=True):
             col.button(
                 label,
@@ -197,8 +249,10 @@ def _render_pair(user: User, pair: Assigned) -> None:
                 type="primary" if action in ("left", "right") else "secondary",
                 width="stretch",
             )
-    with st.container(key=f"saving_{showing.id}"):
+    with st.container(key="gate_saving"):
         st.caption("Saving your decision… further presses are ignored until the next pair appears.")
+    with st.container(key="gate_early"):
+        st.caption("Too soon: that press came before this pair was ready, so it was ignored.")
     st.text_input(
         "Note (optional, one line)",
         key=NOTE_KEY,
@@ -210,7 +264,9 @@ def _render_pair(user: User, pair: Assigned) -> None:
 def render() -> None:
     user = current_user()
     settings = config().annotate
-    st.html(_SAVING_JS % {"keys": [shortcut for _, shortcut, _ in BUTTONS]}, unsafe_allow_javascript=True)
+    keys = {shortcut: action for _, shortcut, action in BUTTONS}
+    gate = {"keys": json.dumps(keys), "count": len(BUTTONS), "ready_ms": READY_MS}
+    st.html(_GATE_JS % gate + _GATE_CSS, unsafe_allow_javascript=True)
     _render_progress(user)
     pair = next_pair(engine(), user.id, settings)
     if pair is None:
