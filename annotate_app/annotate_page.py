@@ -167,6 +167,7 @@ body.prefloop-saving .st-key-gate_saving, body.prefloop-early .st-key-gate_early
 .st-key-subject_box [data-testid='stText'] {font-size: 1.15rem; font-weight: 600;}
 .st-key-candidate_a, .st-key-candidate_b {max-height: 45vh; overflow-y: auto;}
 .st-key-choices button {min-width: 6.5rem;}
+[data-testid='stMainBlockContainer'] {padding-top: 3rem;}
 </style>"""
 
 
@@ -317,19 +318,23 @@ def _render_pair(user: User, pair: Assigned) -> None:
 
 
 @st.fragment(run_every=_QUEUE_POLL_S)
-def _end_of_queue(user: User, prog: Progress) -> None:
+def _end_of_queue(user: User) -> None:
     """Nothing to show: say why, and look again every few seconds; new pairs bring the page back."""
     now = progress(engine(), user.id, config().annotate)
     if now.left_for_me > 0:
         st.session_state[_FLASH] = "New pairs arrived: here is the next one."
         st.rerun(scope="app")
+    _render_progress(now)
     if now.held_by_others:
         st.info(
             f"Nothing for you right now: the last {now.held_by_others:,} open pair(s) are being labelled by "
             "others. If they leave them, they come back here; this page checks every few seconds."
         )
     elif now.total and now.done >= now.total:
-        st.success(f"All {now.total:,} pairs are done. Thank you! New pairs appear here when generated.")
+        st.success(
+            f"Nothing left to label: all {now.total:,} pairs are done. Thank you! New pairs appear here "
+            "when generated."
+        )
     else:
         st.success(
             "Nothing left to label for you right now: you have judged every open pair; others complete "
@@ -354,12 +359,11 @@ def render() -> None:
     st.subheader("Which answer is better?")
     st.caption("Read the input and both answers, then press a button (or its key). Guidelines: side panel.")
     pair = next_pair(engine(), user.id, settings)
-    prog = progress(engine(), user.id, settings)
-    _render_progress(prog)
     if pair is None:
         st.session_state.pop(_ON_SCREEN, None)
-        _end_of_queue(user, prog)
+        _end_of_queue(user)
     else:
+        _render_progress(progress(engine(), user.id, settings))
         _render_pair(user, pair)
     last = undoable(engine(), user.id, settings)
     undo_col, flash_col = st.columns([1, 4], vertical_alignment="center")
