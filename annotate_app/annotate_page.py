@@ -363,8 +363,10 @@ def render() -> None:
         st.session_state.pop(_ON_SCREEN, None)
         _end_of_queue(user)
     else:
-        _render_progress(progress(engine(), user.id, settings))
+        counts = st.empty()  # filled after the pair: the browser shows the pair before the counts arrive
         _render_pair(user, pair)
+        with counts:
+            _render_progress(progress(engine(), user.id, settings))
     last = undoable(engine(), user.id, settings)
     undo_col, flash_col = st.columns([1, 4], vertical_alignment="center")
     undo_col.button(
