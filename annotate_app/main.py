@@ -14,6 +14,12 @@ from annotate_app import annotate_page
 from annotate_app.signin import ensure_user, render_sign_in, render_user_badge, run_cookie_script
 
 
+def review() -> None:
+    from annotate_app import review_page
+
+    review_page.render()
+
+
 def dashboard() -> None:
     from annotate_app import dashboard_page  # pandas and the statistics: only when an admin asks
 
@@ -48,6 +54,7 @@ else:
             url_path="annotate",
             default=True,
         ),
+        st.Page(review, title="My work", icon=":material/history:", url_path="review"),
         st.Page(
             dashboard,
             title="Dashboard",

@@ -20,6 +20,8 @@ from core.errors import PrefloopError
 
 COOKIE_NAME = "prefloop_session"
 LIFETIME_S = 12 * 3600  # one working day
+# set by signing out on localhost: this browser stays signed out instead of becoming the local user again
+LOCAL_DECLINED_COOKIE = "prefloop_local_declined"
 
 
 MIN_SECRET_BYTES = 32
@@ -78,12 +80,12 @@ def verify(secret: bytes, value: str, token_hash: str | None, epoch: int, now: f
     return hmac.compare_digest(mac, _mac(secret, annotator_id_int, expires_int, token_hash, epoch))
 
 
-def _cookie_script(value: str, max_age: int) -> str:
+def _cookie_script(value: str, max_age: int, name: str = COOKIE_NAME) -> str:
     """The browser sets the cookie itself; ``Secure`` whenever the page came over https (directly or
     through a TLS proxy), so it is never sent back over plain http."""
     return (
         "<script>document.cookie = "
-        f"'{COOKIE_NAME}={value}; path=/; max-age={max_age}; SameSite=Strict'"
+        f"'{name}={value}; path=/; max-age={max_age}; SameSite=Strict'"
         " + (location.protocol === 'https:' ? '; Secure' : '');</script>"
     )
 
@@ -94,3 +96,12 @@ def set_cookie_script(value: str) -> str:
 
 def clear_cookie_script() -> str:
     return _cookie_script("", 0)
+
+
+def local_declined_script(declined: bool) -> str:
+    """Remember (or forget) in this browser that its user signed out of the token-free local user."""
+    return (
+        _cookie_script("1", LIFETIME_S, LOCAL_DECLINED_COOKIE)
+        if declined
+        else _cookie_script("", 0, LOCAL_DECLINED_COOKIE)
+    )

@@ -95,7 +95,10 @@ def ensure_user() -> User | None:
         if user is None:
             st.session_state[_ENDED] = "Your session has ended (signed out, or your access changed)."
             st.session_state[_COOKIE_SCRIPT] = session_cookie.clear_cookie_script()
-    if user is None and not st.session_state.get(_DECLINED_LOCAL):
+    declined = st.session_state.get(
+        _DECLINED_LOCAL, st.context.cookies.get(session_cookie.LOCAL_DECLINED_COOKIE) == "1"
+    )
+    if user is None and not declined:
         user = _from_cookie()
         if user is None and local_user_allowed():
             user = _local_user()
@@ -110,7 +113,9 @@ def sign_out() -> None:
         with session_scope(engine(), write=True) as session:
             end_sessions(session, user.id)
     st.session_state[_DECLINED_LOCAL] = True
-    st.session_state[_COOKIE_SCRIPT] = session_cookie.clear_cookie_script()
+    st.session_state[_COOKIE_SCRIPT] = session_cookie.clear_cookie_script() + (
+        session_cookie.local_declined_script(True) if local_user_allowed() else ""
+    )
     st.session_state.pop(_ENDED, None)
     set_user(None)
 
@@ -124,6 +129,7 @@ def run_cookie_script() -> None:
 
 def continue_as_local() -> None:
     st.session_state[_DECLINED_LOCAL] = False
+    st.session_state[_COOKIE_SCRIPT] = session_cookie.local_declined_script(False)
 
 
 def render_sign_in() -> None:
@@ -136,8 +142,10 @@ def render_sign_in() -> None:
         token = st.text_input("Token", type="password", key="signin_token")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        if not (name.strip() and token.strip()):
-            st.error("Enter your name and the token the operator gave you (`prefloop annotators add NAME`).")
+        if not name.strip():
+            st.error("Enter your name: the one the operator added you as.")
+        elif not token.strip():
+            st.error("Enter your token: the operator printed it with `prefloop annotators add NAME`.")
         else:
             result = _sign_in(name, token)
             if isinstance(result, SignInRefused):

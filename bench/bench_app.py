@@ -256,7 +256,7 @@ def browser_rows(folder: Path, quick: bool) -> list[BenchRow]:
 
             def press_app(before: tuple[str, str]) -> None:
                 page.keyboard.press("1")
-                shown_pair(page, other_than=before)
+                shown_pair(page, other_than=before, ready=False)  # the next pair on screen
 
             app_clicks = _click_ms(clicks, lambda: shown_pair(page), press_app)
         finally:
@@ -356,7 +356,7 @@ def under_training_rows(folder: Path, quick: bool) -> list[BenchRow]:
 
             def press(before: tuple[str, str]) -> None:
                 page.keyboard.press("1")
-                shown_pair(page, other_than=before)
+                shown_pair(page, other_than=before, ready=False)  # the next pair on screen
 
             settle = lambda: shown_pair(page)  # noqa: E731
             quiet = _click_ms(clicks, settle, press)

@@ -85,6 +85,9 @@ class AnnotateConfig(Section):
     # offer "A much / slightly better, tie, B slightly / much better" (labelling.assignment.GRADED_SCALE);
     # the strength is stored beside the pairwise choice and exported in judgments.jsonl
     graded_choices: bool = False
+    # render candidates as Markdown (chat-style answers with lists and code): no raw HTML, no images
+    # (nothing is fetched); off: plain text, as titles should be
+    markdown_candidates: bool = False
     guidelines: str = (
         "Pick the title you would rather click on for this video idea.\n\n"
         "- **Tie**: equally good. **Both bad**: neither is usable (off-topic, broken, too long).\n"

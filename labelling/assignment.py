@@ -41,6 +41,7 @@ from storage.models import (
     utcnow,
 )
 from storage.queries import current
+from storage.templates import subject_of
 
 Side = Literal["a", "b"]
 NOTE_MAX_CHARS = 500
@@ -58,6 +59,8 @@ class Assigned:
     comparison_id: int
     round_id: int | None
     prompt: str
+    subject: str | None  # the raw input the prompt was made from by a template (e.g. the video idea)
+    subject_label: str  # what that input is ("Video idea")
     system: str | None
     history: list[dict[str, str]]  # earlier turns of a multi-turn prompt ([] for a single turn)
     left: Side  # which comparison candidate ("a" or "b") is displayed on the left
@@ -68,10 +71,14 @@ class Assigned:
 
 @dataclass(frozen=True)
 class Progress:
+    """One annotator's view of the queue: their own work and what is left for them, beside the team's."""
+
     round_id: int | None  # the current round: the newest round that has pairs
-    done: int  # pairs of that round whose overlap is met
+    done: int  # pairs of that round whose overlap is met (the team's)
     total: int  # pairs in that round
-    mine_today: int  # this annotator's decisions (skips excluded) since local midnight
+    mine: int  # this annotator's current decisions (skips excluded) in that round
+    left_for_me: int  # pairs ``next_pair`` could still hand them, any round (their own lease included)
+    held_by_others: int  # open pairs kept from them only by others' live leases (may come back)
 
 
 _CANDIDATE_A = aliased(Candidate, name="candidate_a")  # built once: a fresh alias per call costs ~1 ms
@@ -141,7 +148,7 @@ def _live_leases_on(comparison_id_col, now: datetime, other_than: int):
 
 def _assigned(conn: Connection, annotator_id: int, comparison_id: int, expires_at: datetime) -> Assigned:
     """The pair as the page shows it, read in one query."""
-    round_id, prompt_text, system, history, a_text, b_text = conn.execute(
+    round_id, prompt_text, raw, template, system, history, a_text, b_text = conn.execute(
         _SQL_PAIR_TEXTS, {"comparison": comparison_id}
     ).one()
     left = left_side(annotator_id, comparison_id)
@@ -149,6 +156,8 @@ def _assigned(conn: Connection, annotator_id: int, comparison_id: int, expires_a
         comparison_id=comparison_id,
         round_id=round_id,
         prompt=prompt_text,
+        subject=raw if template and raw else None,
+        subject_label=subject_of(template),
         system=system,
         history=list(history or []),
         left=left,
@@ -239,7 +248,14 @@ _SQL_MY_CURRENT = select(Judgment.id).where(
 )
 _SQL_PAIR_TEXTS = (
     select(
-        Comparison.round_id, Prompt.text, Prompt.system, Prompt.history, _CANDIDATE_A.text, _CANDIDATE_B.text
+        Comparison.round_id,
+        Prompt.text,
+        Prompt.raw,
+        Prompt.template,
+        Prompt.system,
+        Prompt.history,
+        _CANDIDATE_A.text,
+        _CANDIDATE_B.text,
     )
     .join(Prompt, Prompt.id == Comparison.prompt_id)
     .join(_CANDIDATE_A, _CANDIDATE_A.id == Comparison.candidate_a_id)
@@ -552,35 +568,86 @@ def undo_last(
         return last
 
 
+@dataclass(frozen=True)
+class Decision:
+    """One of an annotator's current decisions, as "review your work" lists it."""
+
+    judgment_id: int
+    comparison_id: int
+    prompt: str
+    subject: str | None  # the template's raw input (the video idea), when there is one
+    choice: Choice
+    left: Side
+    strength: int | None
+    note: str | None
+    created_at: datetime
+
+
+def recent_decisions(engine: Engine, annotator_id: int, limit: int = 50) -> list[Decision]:
+    """The annotator's current decisions, newest first (withdrawn ones are not listed)."""
+    with session_scope(engine) as session:
+        rows = session.exec(
+            select(
+                Judgment.id,
+                Judgment.comparison_id,
+                Prompt.text,
+                Prompt.raw,
+                Prompt.template,
+                Judgment.choice,
+                Judgment.left,
+                Judgment.strength,
+                Judgment.note,
+                Judgment.created_at,
+            )
+            .join(Comparison, Comparison.id == Judgment.comparison_id)
+            .join(Prompt, Prompt.id == Comparison.prompt_id)
+            .where(_current(annotator_id))
+            .order_by(Judgment.id.desc())
+            .limit(limit)
+        ).all()
+    return [
+        Decision(jid, cid, text, raw if template else None, Choice(choice), left, strength, note, at)
+        for jid, cid, text, raw, template, choice, left, strength, note, at in rows
+    ]
+
+
 def progress(
     engine: Engine, annotator_id: int, settings: AnnotateConfig, *, now: datetime | None = None
 ) -> Progress:
-    """Done/total pairs in the current round (team-wide, against the overlap) and today's own count."""
+    """The annotator's decisions and open pairs, and the team's done/total pairs in the current round
+    (against each pair's overlap)."""
     now = now or utcnow()
-    midnight = now.astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    wanted = case((Comparison.purpose == Purpose.eval, settings.overlap_eval), else_=settings.overlap_train)
+    decisions = _decisions_on(Comparison.id)
+    others = _live_leases_on(Comparison.id, now, annotator_id)
+    not_mine = (
+        ~select(literal(1)).where(Judgment.comparison_id == Comparison.id, _current(annotator_id)).exists()
+    )
+    count_if = lambda cond: func.coalesce(func.sum(case((cond, 1), else_=0)), 0)  # noqa: E731
     with session_scope(engine) as session:
-        mine_today = session.exec(
-            select(func.count(Judgment.id)).where(
-                _current(annotator_id), Judgment.choice != Choice.skip, Judgment.created_at >= midnight
-            )
-        ).one()
         round_id = session.exec(select(func.max(Comparison.round_id))).one()
         in_round = Comparison.round_id == round_id if round_id is not None else Comparison.round_id.is_(None)
-        wanted = case(
-            (Comparison.purpose == Purpose.eval, settings.overlap_eval), else_=settings.overlap_train
-        )
-        decisions = _decisions_on(Comparison.id)
         total, done = session.exec(
-            select(
-                func.count(Comparison.id), func.coalesce(func.sum(case((decisions >= wanted, 1), else_=0)), 0)
-            ).where(in_round)
+            select(func.count(Comparison.id), count_if(decisions >= wanted)).where(in_round)
         ).one()
-    return Progress(round_id=round_id, done=int(done), total=int(total), mine_today=int(mine_today))
+        left, held = session.exec(
+            select(
+                count_if(decisions + others < wanted),
+                count_if(and_(decisions < wanted, decisions + others >= wanted)),
+            ).where(not_mine)
+        ).one()
+        mine = session.exec(
+            select(func.count(Judgment.id))
+            .join(Comparison, Comparison.id == Judgment.comparison_id)
+            .where(_current(annotator_id), Judgment.choice != Choice.skip, in_round)
+        ).one()
+    return Progress(round_id, int(done), int(total), int(mine), int(left), int(held))
 
 
 __all__ = [
     "GRADED_SCALE",
     "Assigned",
+    "Decision",
     "DecisionRefused",
     "Progress",
     "Undoable",
@@ -589,6 +656,7 @@ __all__ = [
     "open_pair_count",
     "overlap_for",
     "progress",
+    "recent_decisions",
     "record_judgment",
     "side_to_choice",
     "undo_last",

@@ -19,6 +19,7 @@ PLACEHOLDER = "{idea}"
 class Template:
     text: str  # the user turn, with {idea} where the raw input goes
     system: str | None = None
+    subject: str = "Input"  # what the raw input is, as the Annotate page names it above the input
 
 
 TEMPLATES: dict[str, Template] = {
@@ -32,6 +33,7 @@ TEMPLATES: dict[str, Template] = {
             "- Only return the title idea, nothing else!"
         ),
         system="You write YouTube video titles. Answer with one title on one line.",
+        subject="Video idea",
     ),
 }
 
@@ -44,6 +46,11 @@ def template_of(spec: str) -> Template:
         return Template(text=spec)
     known = ", ".join(sorted(TEMPLATES))
     raise PrefloopError(f"unknown template {spec!r}: use one of {known}, or a text containing {PLACEHOLDER}")
+
+
+def subject_of(spec: str | None) -> str:
+    """The name of a template's raw input ("Video idea"); "Input" for a literal or unknown template."""
+    return TEMPLATES[spec].subject if spec in TEMPLATES else "Input"
 
 
 def render(spec: str, raw: str) -> str:

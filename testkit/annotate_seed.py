@@ -20,6 +20,7 @@ from storage.repo import (
     get_or_create_round,
     get_or_create_version,
 )
+from storage.templates import render
 
 
 def seed_pairs(
@@ -29,16 +30,21 @@ def seed_pairs(
     eval: int = 0,
     round_id: int = 0,
     texts: tuple[str, str] | None = None,
+    template: str | None = None,
 ) -> list[int]:
-    """``train`` + ``eval`` comparisons, one prompt each; returns their ids in creation order."""
+    """``train`` + ``eval`` comparisons, one prompt each; returns their ids in creation order. With
+    ``template``, each prompt is that template around a video idea, as ``prompts import`` stores it."""
     ids: list[int] = []
     with session_scope(engine, write=True) as session:
         get_or_create_round(session, round_id)
         version = get_or_create_version(session, "base", VersionKind.base, "tiny")
         for i, purpose in enumerate([Purpose.train] * train + [Purpose.eval] * eval):
-            text = f"Given the idea write a title.\n\nIdea {round_id}-{i}: *bold* {purpose.value}"
+            raw = f"Idea {round_id}-{i}: *bold* {purpose.value}"
+            text = render(template, raw) if template else f"Given the idea write a title.\n\n{raw}"
             split = Split.eval if purpose == Purpose.eval else Split.train
             prompt = Prompt(text=text, normalized_hash=text_hash(prompt_key(text)), split=split)
+            if template:
+                prompt.raw, prompt.template = raw, template
             session.add(prompt)
             session.flush()
             first, second = texts or (f"Title one for {i}", f"Title two for {i}")

@@ -17,9 +17,10 @@ def sign_in(page: Page, url: str, name: str, token: str) -> None:
     expect(page.get_by_text("Signed in as " + name)).to_be_visible(timeout=TIMEOUT_MS)
 
 
-_PAIR_JS = """([selLeft, selRight, before]) => {
+_PAIR_JS = """([selLeft, selRight, before, ready]) => {
     const app = document.querySelector("[data-testid='stApp']");
     if (!app || app.dataset.testScriptState !== "notRunning") return null;
+    if (ready && !document.body.classList.contains("prefloop-ready")) return null;
     const settled = (sel) => {
         const texts = [...document.querySelectorAll(sel + " [data-testid='stText']")]
             .filter((el) => !el.closest("[data-stale='true']"));
@@ -33,12 +34,17 @@ _PAIR_JS = """([selLeft, selRight, before]) => {
 
 
 def shown_pair(
-    page: Page, *, other_than: tuple[str, str] | None = None, timeout_ms: int = TIMEOUT_MS
+    page: Page,
+    *,
+    other_than: tuple[str, str] | None = None,
+    ready: bool = True,
+    timeout_ms: int = TIMEOUT_MS,
 ) -> tuple[str, str]:
     """The two candidate texts once the script run has finished and both boxes hold exactly one fresh
-    (non-stale) text, and, with ``other_than``, once they differ from that pair. (A key pressed while the
-    page is still being rebuilt can hit a button whose shortcut is not bound yet.)"""
-    handle = page.wait_for_function(_PAIR_JS, arg=[LEFT_BOX, RIGHT_BOX, other_than], timeout=timeout_ms)
+    (non-stale) text, and, with ``other_than``, once they differ from that pair; with ``ready``, once the
+    buttons are live too (the page ignores a press in its first moments on a new pair, and says so)."""
+    arg = [LEFT_BOX, RIGHT_BOX, other_than, ready]
+    handle = page.wait_for_function(_PAIR_JS, arg=arg, timeout=timeout_ms)
     left, right = handle.json_value()
     return left, right
 

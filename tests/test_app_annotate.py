@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import select
 from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
+from annotate_app.context import ENV_SET
 from storage.auth import create_annotator
 from storage.db import session_scope
-from storage.models import Candidate, Choice, Comparison, Judgment
-from testkit.annotate_seed import app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
+from storage.models import Candidate, Choice, Comparison, Judgment, Lease, Strength
+from testkit.annotate_seed import add_annotator, app_env, seed_pairs  # noqa: F401  (app_env is a fixture)
 
 MAIN = str(Path(__file__).resolve().parent.parent / "annotate_app" / "main.py")
 HEAVY = ("torch", "transformers", "trl", "peft")
@@ -62,7 +65,7 @@ def test_a_pair_shows_as_plain_text_with_progress(engine):
     shown = texts(at)
     assert "<script>alert(1)</script>" in shown and "![x](http://example.com/x.png)" in shown
     assert any(t.startswith("Given the idea write a title.") for t in shown), "prompt shown as text"
-    assert "0 of 3 in round 0" in at.get("progress")[0].proto.text
+    assert at.get("progress")[0].proto.text == "you: 0 done · 3 left for you · team 0 / 3 in round 0"
     labels = {b.label: b.proto.shortcut for b in at.button}
     assert labels["A is better"] == "1" and labels["B is better"] == "2" and labels["Skip"] == "0"
     assert labels["Tie"] == "3" and labels["Both bad"] == "4"
@@ -93,7 +96,7 @@ def test_choosing_left_records_the_left_candidate_and_shows_the_next_pair(engine
     assert judgment.note == "left is punchier"
     assert at.text_input(key="annotate_note").value == "", "the note is cleared for the next pair"
     assert {at.text[1].value, at.text[2].value}.isdisjoint({left_text, right_text}), "next pair on screen"
-    assert "1 of 2" in at.get("progress")[0].proto.text
+    assert at.get("progress")[0].proto.text == "you: 1 done · 1 left for you · team 1 / 2 in round 0"
 
 
 def test_tie_both_bad_skip_and_undo(engine):
@@ -168,3 +171,65 @@ def test_annotate_path_does_not_import_the_training_stack(engine):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1:] in ([], [""]), f"imported: {done.stdout.strip()}"
+
+
+def test_graded_choices_store_the_strength_beside_the_choice(engine, monkeypatch):
+    monkeypatch.setenv(ENV_SET, json.dumps(["annotate.eval_share=0", "annotate.graded_choices=true"]))
+    seed_pairs(engine, train=2)
+    at = run_app(engine)
+    labels = [b.label for b in at.button if b.key and b.key.startswith("choose_")]
+    assert labels == [
+        "A much better",
+        "A slightly better",
+        "Tie",
+        "B slightly better",
+        "B much better",
+        "Both bad",
+        "Skip",
+    ]
+    right_text = at.text[2].value
+    choose(at, "right_much")
+    (judgment,) = current(engine)
+    assert judgment.strength == Strength.much
+    with session_scope(engine) as session:
+        comp = session.get(Comparison, judgment.comparison_id)
+        chosen = comp.candidate_a_id if judgment.choice == Choice.a else comp.candidate_b_id
+        assert session.get(Candidate, chosen).text == right_text
+
+
+def test_the_subject_of_a_templated_prompt_stands_out_and_the_full_prompt_is_one_click_away(engine):
+    seed_pairs(engine, train=1, template="youtube-title")
+    at = run_app(engine)
+    assert at.text[0].value == "Idea 0-0: *bold* train", "the video idea first, as plain text"
+    assert "Video idea" in [c.value for c in at.caption]
+    (full,) = [e for e in at.expander if e.label == "Full prompt"]
+    assert any(t.value.startswith("Given the YouTube video idea") for t in full.text)
+
+
+def test_an_empty_queue_says_when_others_hold_the_last_pairs(engine):
+    seed_pairs(engine, train=1)
+    at = run_app(engine)  # ann leases the only pair...
+    other = add_annotator(engine, "other")
+    with session_scope(engine, write=True) as session:  # ...and it is someone else's now
+        session.exec(update(Lease).values(annotator_id=other))
+    at.run()
+    assert "being labelled by others" in at.info[0].value
+
+
+@pytest.mark.parametrize(
+    ("name", "token", "message"),
+    [
+        ("", "x", "Enter your name"),
+        ("ann", "", "Enter your token"),
+        ("ann", "wrong", "Unknown name or wrong token"),
+    ],
+)
+def test_a_missing_name_a_missing_token_and_a_wrong_token_say_different_things(engine, name, token, message):
+    with session_scope(engine, write=True) as session:
+        create_annotator(session, "ann")
+    at = run_app()
+    at.text_input(key="signin_name").input(name)
+    at.text_input(key="signin_token").input(token)
+    at.button[0].click().run()
+    (error,) = at.error
+    assert error.value.startswith(message), error.value

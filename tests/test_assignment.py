@@ -11,12 +11,14 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import update
 from sqlmodel import select
 
 from core.config import AnnotateConfig
 from core.errors import PrefloopError
 from labelling.assignment import (
     DecisionRefused,
+    Progress,
     left_side,
     next_pair,
     progress,
@@ -251,13 +253,13 @@ def test_undo_brings_the_pair_back_and_releases_the_open_one(any_engine):
     assert current_judgments(any_engine) == []
 
 
-def test_progress_counts_round_and_today(any_engine):
+def test_progress_counts_mine_what_is_left_for_me_and_the_team(any_engine):
     seed_pairs(any_engine, train=2, round_id=0)
     seed_pairs(any_engine, train=3, eval=1, round_id=1)
     ann, other = add_annotator(any_engine, "ann"), add_annotator(any_engine, "other")
     assert progress(any_engine, ann, SETTINGS) == progress(any_engine, ann, SETTINGS)
     start = progress(any_engine, ann, SETTINGS)
-    assert (start.round_id, start.done, start.total, start.mine_today) == (1, 0, 4, 0)
+    assert start == Progress(round_id=1, done=0, total=4, mine=0, left_for_me=6, held_by_others=0)
     for _ in range(4):
         got = next_pair(any_engine, ann, SETTINGS)
         assert got.round_id == 1, "the newest round is served first"
@@ -265,10 +267,19 @@ def test_progress_counts_round_and_today(any_engine):
     got = next_pair(any_engine, ann, SETTINGS)
     record_judgment(any_engine, ann, got.comparison_id, Choice.skip, left=got.left, settings=SETTINGS)
     mine = progress(any_engine, ann, SETTINGS)
-    assert (mine.done, mine.total, mine.mine_today) == (3, 4, 4), "the eval pair wants 2; skips don't count"
+    assert (mine.done, mine.total, mine.mine) == (3, 4, 4), "the eval pair wants 2; skips don't count"
+    assert mine.left_for_me == 1, "the skipped pair is not offered to them again; one round-0 pair is"
     got = next_pair(any_engine, other, SETTINGS.model_copy(update={"eval_share": 1.0}))
     record_judgment(any_engine, other, got.comparison_id, Choice.b, left=got.left, settings=SETTINGS)
     assert progress(any_engine, other, SETTINGS).done == 4
+    last = next_pair(any_engine, ann, SETTINGS)
+    with session_scope(any_engine, write=True) as session:  # the other holds ann's last open pair now
+        session.exec(
+            update(Lease).where(Lease.comparison_id == last.comparison_id).values(annotator_id=other)
+        )
+    held = progress(any_engine, ann, SETTINGS)
+    assert (held.left_for_me, held.held_by_others) == (0, 1), "the last pair is someone else's lease"
+    assert progress(any_engine, other, SETTINGS).left_for_me == 2, "their lease and ann's skip"
 
 
 def test_bad_input_is_refused(any_engine):

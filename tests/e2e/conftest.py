@@ -3,7 +3,7 @@ headless Chromium through Playwright. Never ``playwright install``: the system b
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,17 +39,31 @@ def add_people(engine: Engine) -> dict[str, str]:
         return {name: create_annotator(session, name, role) for name, role in people.items()}
 
 
+SIGN_IN_REQUIRED = ("annotate.allow_local_user=false", "annotate.eval_share=0", "model.base=tiny")
+
+
 @pytest.fixture
-def app(engine: Engine, sqlite_url: str) -> Iterator[App]:
-    """A fresh database with people, served with sign-in required (local user off)."""
+def app_with(engine: Engine, sqlite_url: str) -> Iterator[Callable[..., App]]:
+    """Starts the app on a fresh database with people, sign-in required, and these extra settings."""
     tokens = add_people(engine)
-    proc, url = start_app(
-        sqlite_url, "annotate.allow_local_user=false", "annotate.eval_share=0", "model.base=tiny"
-    )
+    procs = []
+
+    def start(*overrides: str) -> App:
+        proc, url = start_app(sqlite_url, *SIGN_IN_REQUIRED, *overrides)
+        procs.append(proc)
+        return App(url, engine, tokens)
+
     try:
-        yield App(url, engine, tokens)
+        yield start
     finally:
-        stop_app(proc)
+        for proc in procs:
+            stop_app(proc)
+
+
+@pytest.fixture
+def app(app_with) -> App:
+    """A fresh database with people, served with sign-in required (local user off)."""
+    return app_with()
 
 
 @pytest.fixture(scope="session")

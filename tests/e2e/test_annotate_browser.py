@@ -51,7 +51,9 @@ def test_sign_in_then_label_with_the_keyboard(app, browser, artifacts):
     assert chosen_text(app.engine, first) == left, "key 1 chose the left candidate"
     assert chosen_text(app.engine, second) == right2, "key 2 chose the right candidate"
     assert first.ms_to_decide is not None and 0 <= first.ms_to_decide < 60_000
-    expect(page.get_by_text("2 of 4 in round 0")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.get_by_text("you: 2 done · 2 left for you · team 2 / 4 in round 0")).to_be_visible(
+        timeout=TIMEOUT_MS
+    )
     before_reload = shown_pair(page)
     page.reload()  # the session cookie keeps alice signed in, and her leased pair stays on screen
     expect(page.get_by_text("Signed in as alice")).to_be_visible(timeout=TIMEOUT_MS)
