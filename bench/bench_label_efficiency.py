@@ -1,300 +1,352 @@
-"""Label efficiency: win rate vs base under an oracle, against the number of labels, per pair selection.
+"""Label efficiency: win rate vs base against the number of train labels, per pair selection and schedule.
 
-One round 0 is generated for the seed's ideas with the tiny model (``prefloop generate``), as an
-operator would. Then for every (oracle, selection, budget): a copy of that database gets ``budget`` oracle
-labels on the selected pairs, the real export (``storage.exports.export_trl``) and DPO training
-(``training.dpo.train_dpo``, default TrainConfig) make an adapter, and the adapter's titles on the held-out
-eval ideas meet the base's titles (same sampling, same seeds) before the same oracle: win rate with ties as
-½ and a Wilson 95% interval. The seed needed 1,140 human labels for 68% (n = 50, CI 54-79%).
+Every arm is the loop an operator runs, each step a real ``prefloop`` command (its own process, one torch
+thread), on the tiny model: import the seed's ideas, ``generate --round 0 --labels L`` (pairs ranked by
+``labelling.pair_selection``, the first L queued), then per round ``simulate --purpose train`` (the oracle,
+with ``--noise`` of its answers flipped, labels exactly the L queued pairs), ``train-round --labels L``
+(train on every train label so far, queue the new adapter's first L pairs: fresh on-policy candidates),
+the noiseless oracle judging the round's blind eval pairs (``simulate --purpose eval``), and ``report``
+(win rate vs base with ties ½ and its Wilson 95% interval, n = 120 blind pairs on the 9 held-out ideas,
+10 titles per model per idea; and the health flags). Schedules at equal total labels: 1 round of 300 and
+3 rounds of 100 (whose rounds give the 100- and 200-label points too).
+
+``python -m bench.bench_label_efficiency --out FILE`` runs the sweep two arms at a time, appending each
+finished arm to FILE (JSON lines) and skipping arms already there; ``--table FILE`` prints the README
+table and draws the plot. ``make bench`` runs ``QUICK``/``FULL`` through ``run``.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import random
-import shutil
+import re
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-from sqlalchemy import Engine
-from sqlmodel import select
 
 from bench.common import BenchRow, row
 from core.paths import REPO_ROOT
-from evaluation.stats import wilson_interval, win_rate
-from labelling.oracles import Oracle, load_oracle
-from labelling.pairs import PairTexts, select_pairs
-from labelling.simulate import simulated_annotator_id, stored_choice
-from storage.db import make_engine, session_scope
 
 AREA = "label-efficiency"
-SEED_LABELS, SEED_WIN_RATE = 1140, 0.68
+SEED_LABELS, TARGET = 1140, 0.68
 IDEAS = REPO_ROOT / "data" / "youtube-titles" / "ideas.csv"
+UNSEEN = "bench/unseen_rules.py:no_colon"  # through the FILE.py:FUNC path, as a user's own rule
+RULES = {"shorter": "length", "keywords": "content words", "number": "format", UNSEEN: "style"}
+STRATEGIES = ("random", "most-different", "uncertain")
+WORKERS = 2  # every step runs on one torch thread: two arms use the two cores
 
 
 @dataclass(frozen=True)
-class Plan:
-    oracles: tuple[str, ...]
-    strategies: tuple[str, ...]
-    budgets: tuple[int, ...]
-    eval_samples: int  # titles per model per held-out idea
-
-
-# the oracles the tiny model can learn in one round (README section `simulate`)
-FULL = Plan(("shorter", "number"), ("random", "most-different"), (50, 100, 200, 400, 800), 20)
-QUICK = Plan(("shorter",), ("random", "most-different"), (100, 300), 10)
-
-
-@dataclass
 class Arm:
     oracle: str
     strategy: str
-    budget: int
-    decisive_labels: int
-    wins: int
-    losses: int
-    ties: int
-    seconds: float
+    noise: float
+    rounds: int
+    labels_per_round: int
+    seed: int = 0
 
     @property
-    def n(self) -> int:
-        return self.wins + self.losses + self.ties
-
-    @property
-    def win_rate(self) -> float:
-        return win_rate(self.wins, self.losses, self.ties)
-
-    @property
-    def ci95(self) -> tuple[float, float]:
-        return wilson_interval(self.wins + 0.5 * self.ties, self.n)
+    def id(self) -> str:
+        return (
+            f"{rule_name(self.oracle)}|{self.strategy}|noise{self.noise:g}|"
+            f"{self.rounds}x{self.labels_per_round}|seed{self.seed}"
+        )
 
 
 @dataclass
-class EvalSetup:
-    """What every arm shares: the model, the held-out prompts and the base's titles on them."""
-
-    base_model: str
-    train: object  # core.config.TrainConfig (imported lazily with the config)
-    backend: object  # a generation Backend
-    prompts: list[tuple[str, list[dict[str, str]]]]  # (prompt text, chat messages) of the eval split
-    base_titles: list[list[str]]
-
-
-def labels_needed(curve: Sequence[tuple[int, float]], target: float) -> int | None:
-    """The smallest budget whose win rate reaches ``target`` (None if none does)."""
-    return next((budget for budget, rate in sorted(curve) if rate >= target), None)
+class RoundResult:
+    labels: int  # train labels given so far (all rounds)
+    decisive: int  # of them, not ties
+    win_rate: float
+    ci95: tuple[float, float]
+    n: int
+    flags: list[str]
+    selection_seconds: float | None  # scoring + ranking the round's new pairs (train-round's stage 4)
 
 
-def _prefloop(db_url: str, *args: str) -> None:
-    env = {**os.environ, "PREFLOOP_DB": db_url, "HF_HUB_OFFLINE": "1"}
-    subprocess.run(
-        [sys.executable, "-m", "prefloop.cli", "--set", "model.base=tiny", *args],
-        check=True,
-        env=env,
-        cwd=REPO_ROOT,
-    )
+@dataclass
+class ArmResult:
+    arm: Arm
+    rounds: list[RoundResult] = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
 
 
-def build_round_zero(workdir: Path) -> Path:
-    """The seed's ideas imported and round 0 generated (5 titles each, all pairs), as an operator would."""
-    db = workdir / "round0.db"
-    url = f"sqlite:///{db}"
-    _prefloop(url, "prompts", "import", str(IDEAS), "--column", "Idea", "--template", "youtube-title")
-    _prefloop(url, "generate", "--round", "0", "--n", "5")
-    engine = make_engine(url)
-    with engine.connect() as conn:  # fold the WAL into the file so a plain copy is complete
-        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-    engine.dispose()
-    return db
+def rule_name(oracle: str) -> str:
+    return oracle.rpartition(":")[2].replace("_", "-")
 
 
-def train_pool(engine: Engine) -> list[PairTexts]:
-    """Every train pair of round 0 with its two texts (what a selection strategy may look at)."""
-    from storage.models import Candidate, Comparison, Purpose
-
-    with session_scope(engine) as session:
-        texts = dict(session.exec(select(Candidate.id, Candidate.text)).all())
-        comps = session.exec(select(Comparison).where(Comparison.purpose == Purpose.train)).all()
-        return [PairTexts(c.id, c.prompt_id, texts[c.candidate_a_id], texts[c.candidate_b_id]) for c in comps]
-
-
-def label(engine: Engine, pairs: Sequence[PairTexts], oracle: Oracle, oracle_name: str) -> int:
-    """Record the oracle's judgment of each selected pair (as shown to a person: stable random side)."""
-    from core.config import AnnotateConfig
-    from labelling.assignment import left_side, record_judgment
-
-    settings = AnnotateConfig()  # one judgment per pair, by one simulated annotator: overlap 1 is met once
-
-    annotator_id = simulated_annotator_id(engine, f"sim:{oracle_name}")
-    prompts = _prompt_texts(engine)
-    decisive = 0
-    for pair in pairs:
-        left = left_side(annotator_id, pair.key)
-        shown = (pair.text_a, pair.text_b) if left == "a" else (pair.text_b, pair.text_a)
-        choice = stored_choice(oracle(prompts[pair.prompt_key], *shown), left)
-        record_judgment(engine, annotator_id, pair.key, choice, left=left, settings=settings)
-        decisive += choice != "tie"
-    return decisive
+def plan(quick: bool) -> list[Arm]:
+    """The arms, most informative first (a sweep cut short still answers the main question)."""
+    if quick:
+        return [Arm("shorter", s, 0.0, 3, 100) for s in ("random", "most-different")]
+    arms = [Arm(o, s, 0.0, 3, 100) for o in RULES for s in STRATEGIES]
+    arms += [Arm(o, s, 0.0, 1, 300) for o in RULES for s in STRATEGIES]
+    arms += [Arm(o, s, 0.2, 3, 100) for o in RULES for s in STRATEGIES]
+    return arms
 
 
-def _prompt_texts(engine: Engine) -> dict[int, str]:
-    from storage.models import Prompt
+# -- one arm: the operator's commands ------------------------------------------------------------------
 
-    with session_scope(engine) as session:
-        return dict(session.exec(select(Prompt.id, Prompt.text)).all())
-
-
-def eval_prompts(engine: Engine) -> list[tuple[str, list[dict[str, str]]]]:
-    from storage.models import Prompt, Split, prompt_messages
-
-    with session_scope(engine) as session:
-        prompts = session.exec(select(Prompt).where(Prompt.split == Split.eval).order_by(Prompt.id)).all()
-        return [(p.text, prompt_messages(p)) for p in prompts]
+_SELECTION_SECONDS = re.compile(r"pair selection\s*│\s*\S+ \(([\d.]+) s\)")
+_DECISIVE = re.compile(r"— a (\d+), b (\d+), tie (\d+)")
 
 
-def sample_titles(backend, base_model: str, adapter: str | None, prompts, n: int) -> list[list[str]]:
-    from generation.backends.base import Policy, SamplingParams
+def play(arm: Arm, workdir: Path) -> ArmResult:
+    """Run ``arm`` in ``workdir`` (its own database and work folder)."""
+    env = {
+        **os.environ,
+        "PREFLOOP_DB": f"sqlite:///{workdir / 'prefloop.db'}",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    settings = [
+        "--set",
+        "model.base=tiny",
+        "--set",
+        f"labelling.pair_selection={arm.strategy}",
+        "--set",
+        f"generation.seed={arm.seed}",
+        "--set",
+        f"train.seed={arm.seed}",
+    ]
 
-    name = "adapter" if adapter else "base"
-    policy = Policy(name, base_model, adapter_path=adapter, lora_id=1 if adapter else 0)
-    out = backend.generate([m for _, m in prompts], policy, SamplingParams(n=n, seed=1234))
-    return [[g.text for g in group] for group in out]
+    def prefloop(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "prefloop.cli", *settings, *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"prefloop {' '.join(args)}: {done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+        return done.stdout
 
-
-def head_to_head(oracle: Oracle, prompts, new: list[list[str]], base: list[list[str]], seed: int = 0):
-    """Sample i of the new model vs sample i of base, per prompt, in a random display order."""
-    rng = random.Random(seed)
-    wins = losses = ties = 0
-    for (prompt, _), new_titles, base_titles in zip(prompts, new, base, strict=True):
-        for mine, theirs in zip(new_titles, base_titles, strict=True):
-            flipped = rng.random() < 0.5
-            verdict = oracle(prompt, theirs, mine) if flipped else oracle(prompt, mine, theirs)
-            if verdict == "tie":
-                ties += 1
-            elif (verdict == "a") != flipped:
-                wins += 1
-            else:
-                losses += 1
-    return wins, losses, ties
-
-
-def run_arm(
-    round0: Path,
-    workdir: Path,
-    plan: Plan,
-    setup: EvalSetup,
-    oracle_name: str,
-    strategy: str,
-    budget: int,
-) -> Arm:
-    """Label ``budget`` selected pairs with the oracle, train, and judge the adapter with the same oracle."""
-    from storage.exports import export_trl
-    from training.dpo import train_dpo
-
-    started = time.perf_counter()
-    arm_dir = workdir / f"{oracle_name}-{strategy}-{budget}"
-    arm_dir.mkdir()
-    db = arm_dir / "labels.db"
-    shutil.copyfile(round0, db)
-    engine = make_engine(f"sqlite:///{db}")
-    oracle = load_oracle(oracle_name)
-    chosen = select_pairs(strategy, train_pool(engine), budget, seed=budget)
-    decisive = label(engine, chosen, oracle, oracle_name)
-    train = setup.train
-    export = export_trl(engine, arm_dir / "export", validation_share=train.validation_share, seed=train.seed)
-    engine.dispose()
-    adapter = arm_dir / "adapter"
-    train_dpo(
-        base_model=setup.base_model, dataset_dir=export.paths["dataset"], output_dir=adapter, train=train
-    )
-    new = sample_titles(setup.backend, setup.base_model, str(adapter), setup.prompts, plan.eval_samples)
-    wins, losses, ties = head_to_head(oracle, setup.prompts, new, setup.base_titles)
-    return Arm(oracle_name, strategy, budget, decisive, wins, losses, ties, time.perf_counter() - started)
-
-
-def _budget_row(mine: Arm, ref: Arm) -> BenchRow:
-    (lo, hi), (rlo, rhi) = mine.ci95, ref.ci95
-    return row(
-        AREA,
-        f"{mine.oracle}: win rate vs base after {mine.budget} labels, {mine.strategy} pairs",
-        round(mine.win_rate, 3),
-        "win rate",
-        f"{ref.strategy} pairs",
-        round(ref.win_rate, 3),
-        note=f"95% CI [{lo:.2f}, {hi:.2f}] vs [{rlo:.2f}, {rhi:.2f}]; eval pairs {mine.n}/{ref.n}; "
-        f"decisive labels {mine.decisive_labels}/{ref.decisive_labels}; higher is better",
-    )
+    result, started = ArmResult(arm), time.perf_counter()
+    budget = str(arm.labels_per_round)
+    labeller = ["--oracle", arm.oracle, "--noise", str(arm.noise), "--seed", str(arm.seed)]
+    judge = ["--oracle", arm.oracle, "--annotator", "judge", "--purpose", "eval"]
+    labels = decisive = 0
+    try:
+        prefloop("prompts", "import", str(IDEAS), "--column", "Idea", "--template", "youtube-title")
+        prefloop("generate", "--round", "0", "--n", "5", "--labels", budget)
+        for number in range(1, arm.rounds + 1):
+            out = prefloop("simulate", *labeller, "--purpose", "train")
+            a, b, tie = map(int, _DECISIVE.search(out).groups())
+            labels, decisive = labels + a + b + tie, decisive + a + b
+            trained = prefloop("train-round", "--labels", budget)
+            prefloop("simulate", *judge)
+            report_dir = workdir / f"report-{number}"
+            prefloop("report", "--out", str(report_dir))
+            report = json.loads((report_dir / "report.json").read_text())
+            vs_base = next(
+                c
+                for c in report["groups"]["simulated"]["comparisons"]
+                if (c["model"], c["baseline"]) == (f"round-{number}", "base")
+            )
+            found = _SELECTION_SECONDS.search(trained)
+            result.rounds.append(
+                RoundResult(
+                    labels,
+                    decisive,
+                    vs_base["win_rate"],
+                    tuple(vs_base["ci95"]),
+                    vs_base["n"],
+                    list(report["flags"]),
+                    float(found.group(1)) if found else None,
+                )
+            )
+    except (RuntimeError, AttributeError, StopIteration, KeyError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"[-1500:]
+    result.seconds = time.perf_counter() - started
+    return result
 
 
-def _needed_row(arms: list[Arm], oracle: str, strategy: str, baseline: str, max_budget: int) -> BenchRow:
-    """Labels needed for the seed's 68%, this selection vs the baseline selection."""
-    what = f"{oracle}: labels needed for the seed's 68%, {strategy} pairs"
-    needed = labels_needed(_curve(arms, oracle, strategy), SEED_WIN_RATE)
-    reference = labels_needed(_curve(arms, oracle, baseline), SEED_WIN_RATE)
-    if needed is None:
-        return row(AREA, what, float("nan"), "labels", note=f"not reached within {max_budget} labels")
-    lo, hi = next(a for a in arms if (a.oracle, a.strategy, a.budget) == (oracle, strategy, needed)).ci95
-    return row(
-        AREA,
-        what,
-        needed,
-        "labels",
-        f"{baseline} pairs",
-        reference,
-        note=f"win rate CI there [{lo:.2f}, {hi:.2f}]; seed: {SEED_LABELS:,} human labels; "
-        + (f"no baseline: {baseline} did not reach it within {max_budget}; " if reference is None else "")
-        + "lower is better",
-    )
+# -- the sweep and its reading --------------------------------------------------------------------------
 
 
-def rows_for(arms: list[Arm], plan: Plan) -> list[BenchRow]:
-    """Per oracle: each budget's win rate (smarter selection vs random), then labels needed for 68%."""
-    baseline, *others = plan.strategies
-    by_key = {(a.oracle, a.strategy, a.budget): a for a in arms}
-    out: list[BenchRow] = []
-    for oracle in plan.oracles:
-        for strategy in others:
-            out += [
-                _budget_row(by_key[(oracle, strategy, b)], by_key[(oracle, baseline, b)])
-                for b in plan.budgets
-            ]
-            out.append(_needed_row(arms, oracle, strategy, baseline, max(plan.budgets)))
+def read_results(path: Path) -> list[ArmResult]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        raw = json.loads(line)
+        rounds = [RoundResult(**{**r, "ci95": tuple(r["ci95"])}) for r in raw["rounds"]]
+        out.append(ArmResult(Arm(**raw["arm"]), rounds, raw["seconds"], raw["error"]))
     return out
 
 
-def _curve(arms: list[Arm], oracle: str, strategy: str) -> list[tuple[int, float]]:
-    return [(a.budget, a.win_rate) for a in arms if (a.oracle, a.strategy) == (oracle, strategy)]
+def sweep(arms: Sequence[Arm], out: Path, workers: int = WORKERS) -> list[ArmResult]:
+    """Play the arms not yet in ``out``, ``workers`` at a time, appending each as it finishes."""
+    done = {r.arm.id for r in read_results(out) if r.error is None}
+    todo = [a for a in arms if a.id not in done]
+
+    def one(arm: Arm) -> ArmResult:
+        with tempfile.TemporaryDirectory(prefix="prefloop-label-eff-") as tmp:
+            result = play(arm, Path(tmp))
+        with out.open("a") as f:
+            f.write(json.dumps(asdict(result)) + "\n")
+        last = result.rounds[-1] if result.rounds else None
+        print(
+            f"{AREA}: {arm.id}: "
+            + (f"{last.win_rate:.3f} {last.ci95} n={last.n} " if last else "")
+            + f"{result.seconds:.0f}s load {os.getloadavg()[0]:.1f}"
+            + (f" ERROR {result.error[:300]}" if result.error else ""),
+            flush=True,
+        )
+        return result
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(one, todo))
+    return [r for r in read_results(out) if r.arm in set(arms)]
+
+
+def arms_of(results: Sequence[ArmResult], oracle: str, strategy: str, noise: float) -> list[ArmResult]:
+    return [r for r in results if (r.arm.oracle, r.arm.strategy, r.arm.noise) == (oracle, strategy, noise)]
+
+
+def meets_bar(point: RoundResult) -> bool:
+    """The issue's bar: win rate ≥ 0.68 with the Wilson lower bound above 0.5 and no health flag."""
+    return point.win_rate >= TARGET and point.ci95[0] > 0.5 and not point.flags
+
+
+def curve(results: Sequence[ArmResult]) -> list[RoundResult]:
+    """Every measured point of these arms, by labels (a 3×100 arm gives 100, 200, 300)."""
+    return sorted((p for r in results if r.error is None for p in r.rounds), key=lambda p: p.labels)
+
+
+def labels_to_target(points: Sequence[RoundResult]) -> int | None:
+    """The fewest labels at which a point meets the bar (None if none does)."""
+    return next((p.labels for p in sorted(points, key=lambda p: p.labels) if meets_bar(p)), None)
+
+
+def _cell(point: RoundResult | None) -> str:
+    if point is None:
+        return "—"
+    lo, hi = point.ci95
+    text = f"{point.win_rate:.2f} [{lo:.2f}, {hi:.2f}]" + (" ⚑" if point.flags else "")
+    return f"**{text}**" if meets_bar(point) else text
+
+
+def markdown_table(results: Sequence[ArmResult], noise: float) -> str:
+    """Per rule and strategy: win rate after 100/200/300 labels over 3 rounds, 300 in one round, and the
+    fewest labels meeting the bar."""
+    lines = [
+        "| rule | selection | 100 (round 1) | 200 (round 2) | 300 (round 3) | 300 in 1 round "
+        "| labels to 68% |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for oracle, kind in RULES.items():
+        for strategy in STRATEGIES:
+            mine = arms_of(results, oracle, strategy, noise)
+            if not mine:
+                continue
+            staged = next((r for r in mine if r.arm.rounds == 3 and r.error is None), None)
+            single = next((r for r in mine if r.arm.rounds == 1 and r.error is None), None)
+            staged_points = staged.rounds if staged else []
+            cells = [_cell(staged_points[i] if i < len(staged_points) else None) for i in range(3)]
+            cells.append(_cell(single.rounds[0] if single and single.rounds else None))
+            needed = labels_to_target(curve(mine))
+            lines.append(
+                f"| `{rule_name(oracle)}` ({kind}) | {strategy} | "
+                + " | ".join(cells)
+                + f" | {needed if needed is not None else 'not within 300'} |"
+            )
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[ArmResult], path: Path, noise: float) -> Path:
+    """One panel per rule: labels on x, win rate vs base with its Wilson 95% interval on y, one line per
+    strategy (3 rounds of 100), the 1-round-of-300 point offset beside 300."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(RULES), figsize=(4 * len(RULES), 3.6), sharey=True)
+    for ax, oracle in zip(axes, RULES, strict=True):
+        for k, strategy in enumerate(STRATEGIES):
+            mine = arms_of(results, oracle, strategy, noise)
+            for r in mine:
+                if r.error or not r.rounds:
+                    continue
+                xs = [p.labels + (k - 1) * 6 + (12 if r.arm.rounds == 1 else 0) for p in r.rounds]
+                ys = [p.win_rate for p in r.rounds]
+                err = [[p.win_rate - p.ci95[0] for p in r.rounds], [p.ci95[1] - p.win_rate for p in r.rounds]]
+                style = {"marker": "o", "linestyle": "-"} if r.arm.rounds > 1 else {"marker": "s", "ls": ""}
+                label = strategy if r.arm.rounds > 1 else f"{strategy}, 1 round"
+                ax.errorbar(xs, ys, yerr=err, capsize=3, color=f"C{k}", label=label, **style)
+        ax.axhline(TARGET, color="grey", linestyle="--", linewidth=1)
+        ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"{rule_name(oracle)} ({RULES[oracle]})")
+        ax.set_xlabel("train labels")
+        ax.set_xticks([100, 200, 300])
+    axes[0].set_ylabel("win rate vs base (Wilson 95%)")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"tiny model, label noise {noise:.0%}: 3 rounds of 100 (lines) vs 1 round of 300 (squares)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def rows_for(results: Sequence[ArmResult]) -> list[BenchRow]:
+    """Per (rule, noise, strategy): labels to the bar, vs the random selection's."""
+    out = []
+    for noise in sorted({r.arm.noise for r in results}):
+        for oracle in RULES:
+            group = {s: arms_of(results, oracle, s, noise) for s in STRATEGIES}
+            reference = labels_to_target(curve(group["random"]))
+            for strategy in STRATEGIES[1:]:
+                if not group[strategy]:
+                    continue
+                points = curve(group[strategy])
+                needed = labels_to_target(points)
+                best = max(points, key=lambda p: p.win_rate, default=None)
+                what = f"{rule_name(oracle)}, noise {noise:.0%}: labels to 68% (Wilson low > 0.5), {strategy}"
+                note = (
+                    f"best {best.win_rate:.2f} [{best.ci95[0]:.2f}, {best.ci95[1]:.2f}] n={best.n} at "
+                    f"{best.labels}; "
+                    if best
+                    else ""
+                ) + f"random: {reference or 'not within 300'}; seed: {SEED_LABELS:,}; lower is better"
+                value = float("nan") if needed is None else needed
+                out.append(row(AREA, what, value, "labels", "random pairs", reference, note=note))
+    return out
 
 
 def run(quick: bool = False) -> list[BenchRow]:
-    from core.config import load_config
-    from generation.backends.transformers_backend import TransformersBackend
-
-    plan = QUICK if quick else FULL
-    config = load_config()
     with tempfile.TemporaryDirectory(prefix="prefloop-label-eff-") as tmp:
-        workdir = Path(tmp)
-        round0 = build_round_zero(workdir)
-        engine = make_engine(f"sqlite:///{round0}")
-        prompts = eval_prompts(engine)
-        engine.dispose()
-        backend = TransformersBackend(batch_size=config.generation.batch_size)
-        base_titles = sample_titles(backend, config.model.base, None, prompts, plan.eval_samples)
-        setup = EvalSetup(config.model.base, config.train, backend, prompts, base_titles)
-        arms = []
-        for oracle in plan.oracles:
-            for strategy in plan.strategies:
-                for budget in plan.budgets:
-                    arm = run_arm(round0, workdir, plan, setup, oracle, strategy, budget)
-                    print(
-                        f"{AREA}: {oracle} {strategy} {budget}: {arm.win_rate:.3f} {arm.ci95} "
-                        f"n={arm.n} decisive={arm.decisive_labels} {arm.seconds:.0f}s",
-                        flush=True,
-                    )
-                    arms.append(arm)
-    return rows_for(arms, plan)
+        return rows_for(sweep(plan(quick), Path(tmp) / "arms.jsonl"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.bench_label_efficiency")
+    parser.add_argument("--out", type=Path, help="run the full sweep, appending arms to this JSON-lines file")
+    parser.add_argument("--quick", action="store_true", help="with --out: the quick plan")
+    parser.add_argument("--table", type=Path, help="print the README tables, draw the plots from this file")
+    parser.add_argument("--plot-dir", type=Path, default=REPO_ROOT / "docs" / "label-efficiency")
+    args = parser.parse_args(argv)
+    if args.out:
+        sweep(plan(args.quick), args.out)
+    if args.table:
+        results = read_results(args.table)
+        for noise in sorted({r.arm.noise for r in results}):
+            print(f"\nnoise {noise:.0%}\n\n{markdown_table(results, noise)}")
+            print(plot(results, args.plot_dir / f"noise-{round(noise * 100)}.png", noise))
+        for r in results:
+            if r.error:
+                print(f"ERROR {r.arm.id}: {r.error[:400]}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

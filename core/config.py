@@ -62,14 +62,36 @@ class GenerationConfig(Section):
     batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
     # torch threads while generating on CPU; None = torch's default, all cores (why 1: README "Generation")
     cpu_threads: int | None = Field(1, ge=1)
-    pairs_per_prompt: int | None = Field(None, ge=1)  # None: all C(n, 2) pairs
-    # which pairs fill a pairs_per_prompt budget: "balanced" (every candidate compared evenly) or
-    # "most-different" (the pairs that differ most in words and length: fewer ties; README "Benchmarks")
-    pair_selection: Literal["balanced", "most-different"] = "balanced"
+    pairs_per_prompt: int | None = Field(
+        None, ge=1, description="Train pairs queued per prompt at most, the selection's first (None: all)."
+    )
     vllm_url: str | None = None  # an already running OpenAI-compatible vLLM server
     vllm_python: str = ".venv-vllm/bin/python"  # the separate environment `serve-model` starts vLLM from
     vllm_port: int = Field(8000, ge=1, le=65535)
     vllm_max_lora_rank: int = Field(16, ge=1)
+
+
+PairSelection = Literal["random", "most-different", "uncertain"]  # labelling.pairs.STRATEGIES
+
+
+class LabellingConfig(Section):
+    """Which train pairs people label, in which order (labelling.pairs.select_pairs; README "Benchmarks")."""
+
+    pair_selection: PairSelection = Field(
+        "most-different",
+        description="random: a seeded shuffle; most-different: round-robin over prompts, pairs whose texts "
+        "differ most first; uncertain: the same, weighted by the policy's DPO margin (pairs the latest "
+        "adapter cannot tell apart first; round 0, with no adapter, is most-different).",
+    )
+    labels_per_round: int | None = Field(
+        None,
+        ge=1,
+        description="Train pairs queued per round, the selection's first N (None: every pair, ranked). "
+        "`train-round --labels N` sets it for one run.",
+    )
+    score_batch_size: int = Field(
+        32, ge=1, description="Sequences per forward pass when `uncertain` scores a round's candidates."
+    )
 
 
 class AnnotateConfig(Section):
@@ -190,6 +212,7 @@ class Config(Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     generation: GenerationConfig = GenerationConfig()
+    labelling: LabellingConfig = LabellingConfig()
     annotate: AnnotateConfig = AnnotateConfig()
     train: TrainConfig = TrainConfig()
     round: RoundConfig = RoundConfig()

@@ -15,11 +15,11 @@ from dataclasses import dataclass, replace
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from core.config import Config, GenerationConfig
+from core.config import Config
 from core.errors import PrefloopError
 from generation.backends import get_backend, resolve_backend_name
 from generation.backends.base import Backend, Generated, Messages, Policy, SamplingParams
-from labelling.pairs import all_pairs, budget_pairs, different_pairs
+from labelling.pairs import PairTexts, all_pairs, select_pairs
 from storage.db import session_scope
 from storage.models import Candidate, ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
@@ -43,6 +43,8 @@ class GenerationSummary:
     seconds: float  # sampling time
     tokens_per_s: float
     candidates_per_s: float
+    selection: str = ""  # labelling.pair_selection that ranked the pairs
+    selection_seconds: float = 0.0  # scoring the candidates with the policy (``uncertain``) and ranking
 
 
 def resolve_policy(session: Session, config: Config, policy: str, *, create: bool = True) -> ModelVersion:
@@ -165,13 +167,57 @@ def _sample(
     return results, time.perf_counter() - started
 
 
-def _pairs_for(gen: GenerationConfig, texts: dict[int, str], seed: int) -> list[tuple[int, int]]:
-    """The pairs to queue for one prompt's candidates (id -> text), per ``generation.pairs_per_prompt``."""
-    if gen.pairs_per_prompt is None:
-        return all_pairs(list(texts))
-    if gen.pair_selection == "most-different":
-        return different_pairs(texts, gen.pairs_per_prompt)
-    return budget_pairs(list(texts), gen.pairs_per_prompt, seed)
+def _rewards(
+    config: Config, policy: Policy, results: list[tuple[Prompt, SamplingParams, list[Generated]]]
+) -> dict[tuple[int, str], float]:
+    """The policy's implicit reward of every sampled text, by (prompt id, text), when the selection uses it:
+    ``uncertain`` with an adapter (round 0's base policy has none: every margin is 0)."""
+    if config.labelling.pair_selection != "uncertain" or not policy.adapter_path:
+        return {}
+    from labelling.uncertainty import implicit_rewards
+
+    keys = list(dict.fromkeys((p.id, g.text) for p, _, outs in results for g in outs if g.text.strip()))
+    messages = {p.id: prompt_messages(p) for p, _, _ in results}
+    values = implicit_rewards(
+        policy.base_model,
+        policy.adapter_path,
+        [(messages[pid], text) for pid, text in keys],
+        beta=config.train.pref_beta,
+        batch_size=config.labelling.score_batch_size,
+        cpu_threads=config.generation.cpu_threads,
+    )
+    return dict(zip(keys, values, strict=True))
+
+
+def ranked_pairs(
+    config: Config,
+    candidates: dict[int, dict[int, Candidate]],
+    rewards: dict[tuple[int, str], float],
+    *,
+    purpose: Purpose,
+    seed: int,
+) -> list[tuple[Candidate, Candidate]]:
+    """Every candidate pair per prompt (prompt id -> candidate id -> candidate), in the order of
+    ``labelling.pair_selection``: a train round's first ``labelling.labels_per_round`` only."""
+    pool = [
+        PairTexts(
+            (a, b),
+            prompt_id,
+            kept[a].text,
+            kept[b].text,
+            margin=rewards.get((prompt_id, kept[a].text), 0.0) - rewards.get((prompt_id, kept[b].text), 0.0),
+        )
+        for prompt_id, kept in candidates.items()
+        for a, b in all_pairs(sorted(kept))
+    ]
+    chosen = select_pairs(
+        config.labelling.pair_selection,
+        pool,
+        budget=config.labelling.labels_per_round if purpose == Purpose.train else None,
+        per_prompt=config.generation.pairs_per_prompt,
+        seed=seed,
+    )
+    return [(candidates[p.prompt_key][p.key[0]], candidates[p.prompt_key][p.key[1]]) for p in chosen]
 
 
 def generate_candidates(
@@ -191,8 +237,9 @@ def generate_candidates(
 ) -> GenerationSummary:
     """Sample ``n`` candidates per prompt of ``split`` with ``policy`` and store them for round ``round_id``.
 
-    Pairs: all C(n, 2) per prompt, or ``generation.pairs_per_prompt`` chosen by ``generation.pair_selection``
-    (``pairs.budget_pairs`` or ``pairs.different_pairs``).
+    Pairs: every pair of a prompt's candidates, ranked over all prompts by ``labelling.pair_selection``
+    (``labelling.pairs.select_pairs``; rank stored as ``Comparison.queue_rank``), at most
+    ``generation.pairs_per_prompt`` per prompt and, for train pairs, ``labelling.labels_per_round`` in all.
     Seeds: ``generation.seed + round_id * 1000 + group index``, stored with each candidate.
     ``missing_only``: skip the prompts that already have candidates of ``policy`` in this round (finish an
     interrupted run, or the rest of ``prefloop demo``'s first prompts).
@@ -227,7 +274,11 @@ def generate_candidates(
     finally:
         engine_backend.close()
 
+    selection_started = time.perf_counter()
+    rewards = _rewards(config, pol, results) if make_pairs else {}
+    selection_seconds = time.perf_counter() - selection_started
     added = duplicates = empty = pairs = 0
+    by_prompt: dict[int, dict[int, Candidate]] = {}
     with session_scope(engine, write=True) as session:
         get_or_create_round(session, round_id)
         version = resolve_policy(session, config, policy)
@@ -251,12 +302,13 @@ def generate_candidates(
                 added += created
                 duplicates += cand.id in kept or not created
                 kept[cand.id] = cand
-            if make_pairs:
-                chosen = _pairs_for(
-                    config.generation, {i: c.text for i, c in kept.items()}, params.seed + prompt.id
-                )
-                for a, b in chosen:
-                    pairs += get_or_create_comparison(session, kept[a], kept[b], purpose, round_id)[1]
+            by_prompt[prompt.id] = kept
+        if make_pairs:
+            started = time.perf_counter()
+            chosen = ranked_pairs(config, by_prompt, rewards, purpose=purpose, seed=sampling.seed)
+            for rank, (a, b) in enumerate(chosen):
+                pairs += get_or_create_comparison(session, a, b, purpose, round_id, queue_rank=rank)[1]
+            selection_seconds += time.perf_counter() - started
     generated = sum(len(outs) for _, _, outs in results)
     tokens = sum(g.n_tokens for _, _, outs in results for g in outs)
     return GenerationSummary(
@@ -273,6 +325,8 @@ def generate_candidates(
         seconds=seconds,
         tokens_per_s=tokens / seconds if seconds else 0.0,
         candidates_per_s=generated / seconds if seconds else 0.0,
+        selection=config.labelling.pair_selection if make_pairs else "",
+        selection_seconds=selection_seconds,
     )
 
 

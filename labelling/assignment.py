@@ -48,6 +48,7 @@ NOTE_MAX_CHARS = 500
 _CANDIDATES_PER_PICK = 16  # eligible pairs fetched at once; on PostgreSQL the locked ones are skipped
 _SHUFFLE_MULTIPLIER = 2654435761  # Knuth's multiplicative hash: a fixed, prompt-mixing serving order
 _SHUFFLE_MODULUS = 2**32
+_UNRANKED = 2**31 - 1  # pairs queued without a selection rank (imports, older rounds) come after ranked ones
 _CONTENDED_RETRIES = 200  # PostgreSQL: all open pairs locked by others -> look again (about 2 s at most)
 _CONTENDED_SLEEP_S = 0.01
 
@@ -190,7 +191,8 @@ def _eligible(annotator_id, purpose, overlap, now):
 
 def _eligible_statement():
     """Pairs an annotator may get, best first: newest round, nearly-full pairs (so overlapping
-    judgments arrive together), then a fixed pseudo-random order that mixes prompts."""
+    judgments arrive together), the pair selection's rank (``Comparison.queue_rank``: its first choices
+    first, unranked pairs last), then a fixed pseudo-random order that mixes prompts."""
     annotator, now = bindparam("annotator"), bindparam("now")
     decisions = _decisions_on(Comparison.id)
     leases = _live_leases_on(Comparison.id, now, annotator)
@@ -200,6 +202,7 @@ def _eligible_statement():
         .order_by(
             func.coalesce(Comparison.round_id, -1).desc(),
             (decisions + leases).desc(),
+            func.coalesce(Comparison.queue_rank, _UNRANKED),
             (Comparison.id * _SHUFFLE_MULTIPLIER) % _SHUFFLE_MODULUS,
         )
         .limit(_CANDIDATES_PER_PICK)

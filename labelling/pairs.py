@@ -1,26 +1,31 @@
-"""Which candidates to compare: pure functions over candidate ids and texts (no database, no model).
+"""Which candidates to compare, and in which order people label them: pure functions (no database, no model).
 
-Two rules for a budget of pairs per prompt (``generation.pair_selection``):
+Eval pairs (``cross_pairs``): one candidate of each model per pair, each candidate used evenly
+(``balanced_pick``: the pair whose two candidates were used least so far, ties by a seeded shuffle).
 
-- ``balanced`` (``budget_pairs``, ``cross_pairs``): pairs are taken one at a time, each time the pair whose
-  two candidates have so far been used least (lowest sum of uses, then lowest max), ties broken by a seeded
-  shuffle. So every candidate is compared before any is compared twice, uses differ by at most one where
-  the budget allows, and the same seed gives the same pairs.
-- ``most-different`` (``different_pairs``): the pairs whose texts differ most (``difference``). A
-  near-identical pair mostly earns a tie or a coin flip that teaches DPO nothing.
+Train pairs (``select_pairs``, config ``labelling.pair_selection``): every candidate pair of a round,
+ranked; the rank is stored (``Comparison.queue_rank``) and the assignment queue serves rank 0 first, so
+the first N labels are the N pairs the selection put first. ``labelling.labels_per_round`` queues only the
+first N; ``generation.pairs_per_prompt`` caps each prompt. Strategies (``STRATEGIES``):
 
-``bench/bench_label_efficiency.py`` measures the most-different rule on a labelling budget spread over
-prompts (``select_pairs``): ``most_different_pairs`` takes every prompt's pairs in the order
-``different_pairs`` ranks them, one layer at a time, so a budget of k pairs per prompt picks exactly the
-pairs production queues with ``pairs_per_prompt = k``. Its baseline ``random`` is what the seed did.
+- ``random``: a seeded uniform shuffle (what the seed did).
+- ``most-different``: round-robin over prompts, so a budget covers many topics; within a prompt and within
+  a pass, pairs whose texts differ more (``difference``) first. A near-identical pair mostly earns a tie
+  or a coin flip that teaches DPO nothing.
+- ``uncertain``: the same round-robin, ranked by ``difference × 4·σ(m)·σ(−m)`` where m is the current
+  policy's DPO implicit reward margin of the pair (``labelling.uncertainty``). 4σ(m)σ(−m) is the DPO
+  gradient weight expected when the label is drawn from the policy's own belief σ(m): 1 at m = 0 (the
+  policy cannot tell the two apart), → 0 for a pair it already ranks confidently. Without an adapter
+  (round 0) every m is 0 and the rule is exactly ``most-different``.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from itertools import combinations, product
 from typing import TypeVar
@@ -54,11 +59,6 @@ def balanced_pick(pairs: list[tuple[T, T]], budget: int, seed: int) -> list[tupl
     return chosen
 
 
-def budget_pairs(ids: Sequence[T], budget: int, seed: int) -> list[tuple[T, T]]:
-    """At most ``budget`` pairs of one prompt's candidates, every candidate covered before repeats."""
-    return balanced_pick(all_pairs(ids), budget, seed)
-
-
 def cross_pairs(ids_a: Sequence[T], ids_b: Sequence[T], k: int, seed: int) -> list[tuple[T, T]]:
     """``k`` pairs (one of model A's candidates, one of model B's) for one prompt, each candidate used
     evenly; at most len(a) × len(b) pairs. The first element always comes from ``ids_a``."""
@@ -74,64 +74,77 @@ def difference(a: str, b: str) -> float:
     return jaccard_distance + (abs(len(a) - len(b)) / longest if longest else 0.0)
 
 
-def most_different_first(pairs: Sequence[P], texts: Callable[[P], tuple[str, str]]) -> list[P]:
-    """``pairs`` by ``difference`` of their two texts, largest first; ties keep input order."""
-    return sorted(pairs, key=lambda pair: -difference(*texts(pair)))
-
-
-def different_pairs(texts: Mapping[T, str], budget: int) -> list[tuple[T, T]]:
-    """The ``budget`` pairs of one prompt's candidates (id -> text) differing most; ties keep input order."""
-    ranked = most_different_first(all_pairs(list(texts)), lambda pair: (texts[pair[0]], texts[pair[1]]))
-    return ranked[: max(0, budget)]
-
-
-# -- a labelling budget over many prompts (the label-efficiency benchmark) ------------------------------
+# -- train pairs: one ranked selection over a round's prompts -------------------------------------------
 
 
 @dataclass(frozen=True)
 class PairTexts:
-    """A candidate pair as selection sees it: no labels, no model names (nothing it could cheat with)."""
+    """A candidate pair as selection sees it: texts and the policy's margin; no labels, no model names
+    (nothing a strategy could cheat with)."""
 
-    key: int  # e.g. the comparison id
+    key: int | tuple[int, int]  # the stored pair: a comparison id, or its (candidate_a_id, candidate_b_id)
     prompt_key: int
     text_a: str
     text_b: str
+    margin: float = 0.0  # the policy's DPO implicit reward r(a) − r(b) (labelling.uncertainty); 0: none
 
 
-def random_pairs(pairs: Sequence[PairTexts], budget: int, rng: random.Random) -> list[PairTexts]:
-    """``budget`` pairs drawn uniformly without replacement (all of them if fewer)."""
-    return rng.sample(list(pairs), min(budget, len(pairs)))
+STRATEGIES = ("random", "most-different", "uncertain")
 
 
-def most_different_pairs(pairs: Sequence[PairTexts], budget: int) -> list[PairTexts]:
-    """The most different pair of every prompt first, then every prompt's second, and so on.
+def expected_gradient_weight(margin: float) -> float:
+    """4·σ(m)·σ(−m) = 1 / cosh²(m/2): 1 at m = 0, falling to 0 as |m| grows (the module docstring)."""
+    half = abs(margin) / 2
+    return 0.0 if half > 350 else 1.0 / math.cosh(half) ** 2
 
-    Round-robin over prompts keeps the budget spread across topics (a policy must generalise to new
-    prompts); within a pass, more different pairs come first. Ties in difference keep input order.
-    """
+
+def pair_score(strategy: str, pair: PairTexts) -> float:
+    """How early ``pair`` is worth a label under ``strategy`` (higher first); ``random`` has no score."""
+    if strategy == "most-different":
+        return difference(pair.text_a, pair.text_b)
+    if strategy == "uncertain":
+        return difference(pair.text_a, pair.text_b) * expected_gradient_weight(pair.margin)
+    raise ValueError(f"pair selection {strategy!r} does not score pairs")
+
+
+def round_robin(pairs: Sequence[PairTexts], score: Callable[[PairTexts], float]) -> list[PairTexts]:
+    """Every prompt's best pair first, then every prompt's second, and so on; within a prompt and
+    within a pass, higher ``score`` first (ties keep input order)."""
     by_prompt: dict[int, list[PairTexts]] = defaultdict(list)
     for pair in pairs:
         by_prompt[pair.prompt_key].append(pair)
-    ranked = [most_different_first(group, _texts) for group in by_prompt.values()]
-    chosen: list[PairTexts] = []
-    depth = 0
-    while len(chosen) < budget and any(depth < len(group) for group in ranked):
-        layer = most_different_first([group[depth] for group in ranked if depth < len(group)], _texts)
-        chosen += layer[: budget - len(chosen)]
-        depth += 1
-    return chosen
+    ranked = [sorted(group, key=lambda p: -score(p)) for group in by_prompt.values()]
+    ordered: list[PairTexts] = []
+    for depth in range(max((len(group) for group in ranked), default=0)):
+        ordered += sorted((group[depth] for group in ranked if depth < len(group)), key=lambda p: -score(p))
+    return ordered
 
 
-def _texts(pair: PairTexts) -> tuple[str, str]:
-    return pair.text_a, pair.text_b
-
-
-STRATEGIES = ("random", "most-different")
-
-
-def select_pairs(strategy: str, pairs: Sequence[PairTexts], budget: int, seed: int = 0) -> list[PairTexts]:
+def select_pairs(
+    strategy: str,
+    pairs: Sequence[PairTexts],
+    *,
+    budget: int | None = None,
+    per_prompt: int | None = None,
+    seed: int = 0,
+) -> list[PairTexts]:
+    """``pairs`` in the order people should label them under ``strategy``: at most ``per_prompt`` of a
+    prompt, at most ``budget`` in all (None: no cap). The input order does not matter (pairs are taken
+    by key first); the same pairs and seed give the same order."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown pair selection {strategy!r}; known: {', '.join(STRATEGIES)}")
+    pool = sorted(pairs, key=lambda p: p.key)
     if strategy == "random":
-        return random_pairs(pairs, budget, random.Random(seed))
-    if strategy == "most-different":
-        return most_different_pairs(pairs, budget)
-    raise ValueError(f"unknown pair selection {strategy!r}; known: {', '.join(STRATEGIES)}")
+        random.Random(seed).shuffle(pool)
+        ordered = pool
+    else:
+        ordered = round_robin(pool, lambda p: pair_score(strategy, p))
+    if per_prompt is not None:
+        seen: Counter[int] = Counter()
+        kept = []
+        for pair in ordered:
+            seen[pair.prompt_key] += 1
+            if seen[pair.prompt_key] <= per_prompt:
+                kept.append(pair)
+        ordered = kept
+    return ordered if budget is None else ordered[: max(0, budget)]

@@ -8,6 +8,9 @@
    new-vs-base, and new-vs-previous from round 2 on;
 6. summarise (labels used/dropped, metrics, pairs queued, seconds per stage).
 
+Stage 4 ranks the new pairs by ``labelling.pair_selection`` (``uncertain`` scores them with the new adapter)
+and queues ``labelling.labels_per_round`` of them: a budget of on-policy labels per round.
+
 Idempotent: each stage checks what the database already holds, so a run killed anywhere is completed by
 the next one without duplicates, and a run with no new labels since the last round changes nothing.
 One at a time: both commands hold the database's round lock (``storage.locks``, in its work folder) from
@@ -53,6 +56,7 @@ class RoundSummary:
     final_metrics: dict[str, float] = field(default_factory=dict)
     pairs_per_second: float | None = None
     train_pairs_queued: int = 0
+    selection: tuple[str, float] | None = None  # labelling.pair_selection and its seconds (scoring, ranking)
     eval_pairs: dict[str, int] = field(default_factory=dict)  # baseline version name -> pairs queued
     stage_seconds: dict[str, float] = field(default_factory=dict)
     adapter_path: str | None = None
@@ -208,7 +212,7 @@ def generate_stage(engine: Engine, config: Config, version: ModelVersion, clock:
     with clock("generate-train", f"generating round {number} train candidates with {version.name}"):
         train_ids = _read(engine, queries.prompt_ids, Split.train)
         if train_ids and not _read(engine, queries.candidates_by_prompt, version.id, train_ids):
-            _generate(
+            generated = _generate(
                 engine,
                 config,
                 round_id=number,
@@ -219,6 +223,7 @@ def generate_stage(engine: Engine, config: Config, version: ModelVersion, clock:
                 make_pairs=True,
                 prompt_ids=None,
             )
+            summary.selection = (generated.selection, generated.selection_seconds)
         summary.train_pairs_queued = _read(engine, queries.comparison_count, number, Purpose.train)
 
 
@@ -350,7 +355,7 @@ def base_version(engine: Engine, config: Config) -> ModelVersion:
         return resolve_policy(session, config, BASE)
 
 
-def _generate(engine: Engine, config: Config, **kwargs: Any) -> None:
+def _generate(engine: Engine, config: Config, **kwargs: Any):
     from generation.api import generate_candidates
 
-    generate_candidates(engine, config, backend=config.generation.backend, progress=True, **kwargs)
+    return generate_candidates(engine, config, backend=config.generation.backend, progress=True, **kwargs)

@@ -153,6 +153,9 @@ class Comparison(SQLModel, table=True):
     candidate_b_id: int = Field(foreign_key="candidate.id")
     purpose: Purpose = Field(index=True)
     round_id: int | None = Field(default=None, foreign_key="round.id", index=True)
+    # position in its round's pair selection (labelling.pairs.select_pairs): the queue serves rank 0 first,
+    # so the first N labels of a round are the N pairs the selection chose; None: unranked (served last)
+    queue_rank: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -73,9 +73,15 @@ def get_or_create_candidate(
 
 
 def get_or_create_comparison(
-    session: Session, first: Candidate, second: Candidate, purpose: Purpose, round_id: int | None = None
+    session: Session,
+    first: Candidate,
+    second: Candidate,
+    purpose: Purpose,
+    round_id: int | None = None,
+    queue_rank: int | None = None,
 ) -> tuple[Comparison, bool]:
-    """A pair is stored once per purpose, with the lower candidate id as ``a``."""
+    """A pair is stored once per purpose, with the lower candidate id as ``a``; an existing pair keeps
+    its ``queue_rank``."""
     if first.prompt_id != second.prompt_id or first.id == second.id:
         raise ValueError("a comparison needs two different candidates of the same prompt")
     a_id, b_id = sorted((first.id, second.id))
@@ -94,6 +100,7 @@ def get_or_create_comparison(
         candidate_b_id=b_id,
         purpose=purpose,
         round_id=round_id,
+        queue_rank=queue_rank,
     )
     session.add(comp)
     session.flush()

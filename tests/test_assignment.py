@@ -50,6 +50,22 @@ def test_reload_returns_the_same_pair_in_the_same_order(any_engine):
     assert again.left == left_side(ann, first.comparison_id)
 
 
+def test_train_pairs_are_served_in_the_selections_rank_order(any_engine):
+    """The first N labels of a round are the N pairs the selection ranked first; unranked ones come last."""
+    ids = seed_pairs(any_engine, train=8)
+    ranks = {ids[5]: 0, ids[2]: 1, ids[7]: 2, ids[0]: 3}  # ids[1], 3, 4, 6: unranked (an import, say)
+    with session_scope(any_engine, write=True) as session:
+        for comparison_id, rank in ranks.items():
+            session.get(Comparison, comparison_id).queue_rank = rank
+    ann = add_annotator(any_engine, "ranked")
+    served = []
+    while (pair := next_pair(any_engine, ann, SETTINGS)) is not None:
+        served.append(pair.comparison_id)
+        record_judgment(any_engine, ann, pair.comparison_id, Choice.a, left=pair.left, settings=SETTINGS)
+    assert served[:4] == [ids[5], ids[2], ids[7], ids[0]]
+    assert sorted(served[4:]) == [ids[1], ids[3], ids[4], ids[6]]
+
+
 def test_left_text_is_the_candidate_named_by_left(any_engine):
     seed_pairs(any_engine, train=12)
     anns = [add_annotator(any_engine, f"a{i}") for i in range(6)]

@@ -17,7 +17,7 @@ from core.errors import PrefloopError
 from generation.api import answer, generate_candidates, resolve_policy
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
-from labelling.pairs import different_pairs
+from labelling.pairs import PairTexts, select_pairs
 from models.catalog import TINY_DIR
 from models.loading import load_model, resolve_model
 from storage.db import session_scope
@@ -161,17 +161,49 @@ def test_pair_budget_and_no_pairs(prompts_engine) -> None:
     assert bare.pairs_queued == 0
 
 
-def test_most_different_selection_queues_the_pairs_that_differ_most(prompts_engine) -> None:
-    cfg = config(pairs_per_prompt=2, pair_selection="most-different")
+def config_with(labelling: dict, **generation) -> Config:
+    cfg = config(**generation)
+    return cfg.model_copy(update={"labelling": cfg.labelling.model_validate(labelling)})
+
+
+def test_pairs_are_ranked_by_the_selection_and_a_budget_queues_its_head(prompts_engine) -> None:
+    cfg = config_with({"pair_selection": "most-different", "labels_per_round": 7})
     summary = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False)
+    assert summary.pairs_queued == 7 and summary.selection == "most-different"
     with session_scope(prompts_engine) as s:
-        for prompt_id in s.exec(select(Prompt.id)).all():
-            texts = {c.id: c.text for c in s.exec(select(Candidate).where(Candidate.prompt_id == prompt_id))}
-            queued = s.exec(select(Comparison).where(Comparison.prompt_id == prompt_id)).all()
-            assert {(q.candidate_a_id, q.candidate_b_id) for q in queued} == {
-                tuple(sorted(pair)) for pair in different_pairs(texts, 2)
-            }
-    assert summary.pairs_queued == 2 * len(IDEAS)
+        texts = {c.id: c.text for c in s.exec(select(Candidate))}
+        by_prompt: dict[int, list[int]] = {}
+        for c in s.exec(select(Candidate).order_by(Candidate.id)):
+            by_prompt.setdefault(c.prompt_id, []).append(c.id)
+        every = [
+            PairTexts((a, b), pid, texts[a], texts[b])
+            for pid, ids in by_prompt.items()
+            for i, a in enumerate(ids)
+            for b in ids[i + 1 :]
+        ]
+        queued = s.exec(select(Comparison).order_by(Comparison.queue_rank)).all()
+    expected = select_pairs("most-different", every, budget=7)
+    assert [(q.candidate_a_id, q.candidate_b_id) for q in queued] == [p.key for p in expected]
+    assert [q.queue_rank for q in queued] == list(range(7))
+    assert len({q.prompt_id for q in queued[: len(IDEAS)]}) == len(IDEAS)  # every idea before a second pair
+
+
+def test_uncertain_selection_scores_an_adapters_candidates(prompts_engine, adapter_dir: Path) -> None:
+    """With an adapter the margins are the policy's, so the order differs from text difference alone."""
+    with session_scope(prompts_engine, write=True) as s:
+        get_or_create_version(s, "round-1", VersionKind.adapter, "tiny", adapter_path=str(adapter_dir))
+    cfg = config_with({"pair_selection": "uncertain"})
+    summary = generate_candidates(prompts_engine, cfg, round_id=1, policy="round-1", n=5, progress=False)
+    assert summary.selection == "uncertain" and summary.selection_seconds > 0
+    with session_scope(prompts_engine) as s:
+        texts = {c.id: (c.prompt_id, c.text) for c in s.exec(select(Candidate))}
+        ranked = s.exec(select(Comparison).order_by(Comparison.queue_rank)).all()
+    assert [c.queue_rank for c in ranked] == list(range(summary.pairs_queued)) and ranked
+    pool = [
+        PairTexts(c.id, c.prompt_id, texts[c.candidate_a_id][1], texts[c.candidate_b_id][1]) for c in ranked
+    ]
+    by_text = select_pairs("most-different", pool)
+    assert [c.id for c in ranked] != [p.key for p in by_text]
 
 
 def test_failure_midway_stores_nothing(prompts_engine, monkeypatch) -> None:

@@ -1,4 +1,4 @@
-"""Pair selection: counts, coverage before repeats, even use, determinism, most-different first."""
+"""Pairs of candidates: all pairs, even use of candidates (balanced_pick, eval pairs), text difference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from math import comb
 
 import pytest
 
-from labelling.pairs import all_pairs, budget_pairs, cross_pairs, difference, different_pairs
+from labelling.pairs import PairTexts, all_pairs, balanced_pick, cross_pairs, difference, select_pairs
 
 
 def test_all_pairs_is_every_unordered_pair_once() -> None:
@@ -19,9 +19,9 @@ def test_all_pairs_is_every_unordered_pair_once() -> None:
 
 
 @pytest.mark.parametrize("n, budget", [(5, 3), (5, 4), (6, 3), (7, 5), (10, 12)])
-def test_budget_covers_every_candidate_before_repeating(n: int, budget: int) -> None:
+def test_balanced_pick_covers_every_candidate_before_repeating(n: int, budget: int) -> None:
     ids = list(range(100, 100 + n))
-    pairs = budget_pairs(ids, budget, seed=1)
+    pairs = balanced_pick(all_pairs(ids), budget, seed=1)
     assert len(pairs) == budget
     assert len({frozenset(p) for p in pairs}) == budget
     uses = Counter(x for p in pairs for x in p)
@@ -30,14 +30,16 @@ def test_budget_covers_every_candidate_before_repeating(n: int, budget: int) -> 
     assert max(uses.values()) - min(uses[i] for i in ids) <= 1
 
 
-def test_budget_is_seeded_and_capped() -> None:
+def test_balanced_pick_is_seeded_and_capped() -> None:
     ids = list(range(6))
-    assert budget_pairs(ids, 4, seed=3) == budget_pairs(ids, 4, seed=3)
-    assert {frozenset(p) for s in range(5) for p in budget_pairs(ids, 4, seed=s)} != {
-        frozenset(p) for p in budget_pairs(ids, 4, seed=0)
+    assert balanced_pick(all_pairs(ids), 4, seed=3) == balanced_pick(all_pairs(ids), 4, seed=3)
+    assert {frozenset(p) for s in range(5) for p in balanced_pick(all_pairs(ids), 4, seed=s)} != {
+        frozenset(p) for p in balanced_pick(all_pairs(ids), 4, seed=0)
     }
-    assert sorted(map(sorted, budget_pairs(ids, 99, seed=0))) == sorted(map(sorted, all_pairs(ids)))
-    assert budget_pairs(ids, 0, seed=0) == []
+    assert sorted(map(sorted, balanced_pick(all_pairs(ids), 99, seed=0))) == sorted(
+        map(sorted, all_pairs(ids))
+    )
+    assert balanced_pick(all_pairs(ids), 0, seed=0) == []
 
 
 def test_cross_pairs_use_each_model_evenly() -> None:
@@ -58,16 +60,16 @@ def test_difference_grows_with_word_and_length_differences():
     assert difference("", "") == 0
 
 
-def test_different_pairs_takes_the_most_different_first() -> None:
+def test_one_prompts_pairs_go_most_different_first() -> None:
     texts = {
         1: "Fine-Tune LLMs Fast",
         2: "Fine-Tune LLMs fast!",  # near-duplicate of 1
         3: "5 Steps to Your First Local Model",
         4: "Fine-Tune LLMs Fast Today",
     }
-    ranked = different_pairs(texts, 6)
-    assert sorted(map(sorted, ranked)) == sorted(map(sorted, all_pairs(list(texts))))  # all, when they fit
+    pool = [PairTexts((a, b), 0, texts[a], texts[b]) for a, b in all_pairs(list(texts))]
+    ranked = [p.key for p in select_pairs("most-different", pool)]
+    assert sorted(ranked) == sorted(all_pairs(list(texts)))  # all of them
     gaps = [difference(texts[a], texts[b]) for a, b in ranked]
     assert gaps == sorted(gaps, reverse=True)
     assert ranked[-1] == (1, 2)  # the near-duplicate pair is the last worth a label
-    assert different_pairs(texts, 2) == ranked[:2] and different_pairs(texts, 0) == []

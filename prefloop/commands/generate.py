@@ -46,6 +46,15 @@ def generate(
     pairs: Annotated[
         bool, typer.Option("--pairs/--no-pairs", help="Queue pairs of the new candidates for labelling.")
     ] = True,
+    labels: Annotated[
+        int | None,
+        typer.Option(
+            "--labels",
+            min=1,
+            help="Queue this many train pairs, the pair selection's first (default: "
+            "labelling.labels_per_round; unset: every pair, ranked).",
+        ),
+    ] = None,
     missing_only: Annotated[
         bool,
         typer.Option(
@@ -55,9 +64,11 @@ def generate(
     ] = False,
 ) -> None:
     """Sample candidates with the policy, store them (deduplicated per prompt and policy) and queue
-    all C(n,2) pairs per prompt (or generation.pairs_per_prompt). Nothing is stored if it fails."""
+    their pairs in the order of labelling.pair_selection (the app serves the first first); at most
+    generation.pairs_per_prompt per prompt and --labels in all. Nothing is stored if it fails."""
     from core.errors import PrefloopError
     from generation.api import generate_candidates
+    from prefloop.commands.train import with_label_budget
     from prefloop.state import state
     from storage.models import Purpose, Split
 
@@ -66,7 +77,7 @@ def generate(
     if purpose not in (None, "train", "eval"):
         raise PrefloopError(f"--purpose {purpose!r}: use train or eval")
     st = state(ctx)
-    config = st.config
+    config = with_label_budget(st.config, labels)
     if model:
         config = config.model_copy(update={"model": config.model.model_copy(update={"base": model})})
     summary = generate_candidates(
@@ -88,7 +99,9 @@ def generate(
         f"{s.duplicates_dropped} duplicates dropped"
         + (f", {s.empty_dropped} empty dropped" if s.empty_dropped else "")
         + "\n"
-        f"  {s.pairs_queued} pairs queued; {s.tokens} tokens in {s.seconds:.1f} s "
+        f"  {s.pairs_queued} pairs queued"
+        + (f" ({s.selection} selection, {s.selection_seconds:.1f} s)" if s.selection else "")
+        + f"; {s.tokens} tokens in {s.seconds:.1f} s "
         f"({s.tokens_per_s:.0f} tokens/s, {s.candidates_per_s:.1f} candidates/s)"
         + (f"; {s.truncated} cut at max_new_tokens" if s.truncated else ""),
         highlight=False,

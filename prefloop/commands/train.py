@@ -57,6 +57,8 @@ def print_summary(summary: RoundSummary) -> None:
         table.add_row("adapter", summary.adapter_path)
     if summary.stage_seconds.get("generate-train") is not None:
         table.add_row("train pairs queued", f"{summary.train_pairs_queued} (round {summary.round_number})")
+    if summary.selection:
+        table.add_row("pair selection", f"{summary.selection[0]} ({summary.selection[1]:.1f} s)")
     for baseline, count in summary.eval_pairs.items():
         table.add_row(f"eval pairs vs {baseline}", str(count))
     stages = ", ".join(f"{stage} {sec:.1f}" for stage, sec in summary.stage_seconds.items())
@@ -76,14 +78,31 @@ def train(
     print_summary(train_only(st.engine, st.config, echo=console.print))
 
 
+LABELS_OPTION = typer.Option(
+    "--labels",
+    min=1,
+    help="Queue this many train pairs for the next round, the pair selection's first "
+    "(default: labelling.labels_per_round; unset: every pair, ranked).",
+)
+
+
+def with_label_budget(config, labels: int | None):
+    """``config`` with ``labelling.labels_per_round`` = ``labels`` (unchanged when None)."""
+    if labels is None:
+        return config
+    labelling = config.labelling.model_copy(update={"labels_per_round": labels})
+    return config.model_copy(update={"labelling": labelling})
+
+
 def train_round(
     ctx: typer.Context,
     config_file: Annotated[Path | None, CONFIG_OPTION] = None,
+    labels: Annotated[int | None, LABELS_OPTION] = None,
 ) -> None:
     from loop.round import train_round as run_round
 
     st = _config_for(ctx, config_file)
-    print_summary(run_round(st.engine, st.config, echo=console.print))
+    print_summary(run_round(st.engine, with_label_budget(st.config, labels), echo=console.print))
 
 
 def register(app: typer.Typer) -> None:
