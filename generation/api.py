@@ -306,9 +306,9 @@ def generate_candidates(
         if make_pairs:
             started = time.perf_counter()
             chosen = ranked_pairs(config, by_prompt, rewards, purpose=purpose, seed=sampling.seed)
+            selection_seconds += time.perf_counter() - started
             for rank, (a, b) in enumerate(chosen):
                 pairs += get_or_create_comparison(session, a, b, purpose, round_id, queue_rank=rank)[1]
-            selection_seconds += time.perf_counter() - started
     generated = sum(len(outs) for _, _, outs in results)
     tokens = sum(g.n_tokens for _, _, outs in results for g in outs)
     return GenerationSummary(
