@@ -170,3 +170,18 @@ def test_cli_labels_and_summarises_and_fails_in_one_line(engine, sqlite_url, tmp
         "error: --oracle longest: unknown oracle; use one of length-band, keywords, shorter, number, "
         "clean-title, MODULE:FUNC or FILE.py:FUNC"
     ]
+
+
+def test_cli_limit_labels_the_pairs_the_selection_ranked_first(engine, sqlite_url):
+    """`simulate --limit N` (like a person's first N decisions) judges the N pairs of rank 0..N-1."""
+    seed(engine)
+    with session_scope(engine, write=True) as session:
+        train = session.exec(select(Comparison).where(Comparison.purpose == Purpose.train)).all()
+        order = random.Random(5).sample([c.id for c in train], len(train))
+        for rank, comparison_id in enumerate(order):
+            session.get(Comparison, comparison_id).queue_rank = rank
+    done = _prefloop(sqlite_url, "simulate", "--oracle", "shorter", "--purpose", "train", "--limit", "5")
+    assert done.returncode == 0, done.stderr
+    with session_scope(engine) as session:
+        judged = session.exec(select(Judgment.comparison_id).order_by(Judgment.id)).all()
+    assert judged == order[:5]
