@@ -1,49 +1,71 @@
-"""The label-efficiency bench's arithmetic: curve reading, blind head-to-head scoring, table rows."""
+"""The label-efficiency bench's reading of its arms: the bar, labels-to-68%, the table, the rows, the file."""
 
 from __future__ import annotations
 
+import json
 import math
+from dataclasses import asdict
 
-from bench.bench_label_efficiency import Arm, Plan, head_to_head, labels_needed, rows_for
-from labelling.oracles import shorter
-
-
-def test_labels_needed_is_the_first_budget_reaching_the_target():
-    curve = [(400, 0.71), (50, 0.55), (100, 0.69), (200, 0.66)]
-    assert labels_needed(curve, 0.68) == 100
-    assert labels_needed(curve, 0.9) is None
-
-
-def test_head_to_head_scores_the_new_model_whichever_side_it_is_shown_on():
-    prompts = [("p1", []), ("p2", [])]
-    new = [["short", "a tie!"], ["tiny", "much much longer"]]
-    base = [["a long base title", "a tie?"], ["a long base title", "mid"]]
-    assert head_to_head(shorter, prompts, new, base, seed=0) == (2, 1, 1)
-    assert head_to_head(shorter, prompts, new, base, seed=99) == (2, 1, 1)  # display order does not matter
+from bench.bench_label_efficiency import (
+    Arm,
+    ArmResult,
+    RoundResult,
+    labels_to_target,
+    markdown_table,
+    meets_bar,
+    plan,
+    read_results,
+    rows_for,
+)
 
 
-def test_rows_compare_each_budget_with_random_and_report_labels_needed():
-    plan = Plan(("keywords",), ("random", "most-different"), (50, 100), 10)
-    arms = [
-        Arm("keywords", "random", 50, 30, 50, 50, 0, 1.0),
-        Arm("keywords", "random", 100, 60, 60, 40, 0, 1.0),
-        Arm("keywords", "most-different", 50, 40, 70, 30, 0, 1.0),
-        Arm("keywords", "most-different", 100, 80, 80, 20, 0, 1.0),
+def point(labels: int, win: float, lo: float, hi: float, flags: list[str] | None = None) -> RoundResult:
+    return RoundResult(labels, labels // 2, win, (lo, hi), 120, flags or [], None)
+
+
+def test_the_bar_needs_the_rate_the_lower_bound_and_clean_health():
+    assert meets_bar(point(100, 0.70, 0.61, 0.78))
+    assert not meets_bar(point(100, 0.67, 0.58, 0.75))  # below 0.68
+    assert not meets_bar(point(100, 0.70, 0.49, 0.85))  # interval reaches 0.5
+    assert not meets_bar(point(100, 0.90, 0.84, 0.94, ["round-1: median length -60%"]))  # health flagged
+
+
+def test_labels_to_target_is_the_fewest_labels_meeting_the_bar_in_any_order():
+    points = [point(300, 0.80, 0.72, 0.86), point(100, 0.60, 0.51, 0.68), point(200, 0.71, 0.62, 0.78)]
+    assert labels_to_target(points) == 200
+    assert labels_to_target(points[::-1]) == 200
+    assert labels_to_target([point(100, 0.60, 0.51, 0.68)]) is None
+
+
+def results() -> list[ArmResult]:
+    staged = [point(100, 0.55, 0.46, 0.63), point(200, 0.72, 0.63, 0.79), point(300, 0.81, 0.73, 0.87)]
+    return [
+        ArmResult(Arm("shorter", "random", 0.0, 3, 100), [point(100, 0.5, 0.41, 0.59)] * 3, 10.0),
+        ArmResult(Arm("shorter", "most-different", 0.0, 3, 100), staged, 10.0),
+        ArmResult(Arm("shorter", "most-different", 0.0, 1, 300), [point(300, 0.75, 0.67, 0.82)], 10.0),
+        ArmResult(Arm("shorter", "uncertain", 0.0, 3, 100), [], 3.0, error="RuntimeError: boom"),
     ]
-    rows = rows_for(arms, plan)
-    assert [r.name for r in rows] == [
-        "keywords: win rate vs base after 50 labels, most-different pairs",
-        "keywords: win rate vs base after 100 labels, most-different pairs",
-        "keywords: labels needed for the seed's 68%, most-different pairs",
-    ]
-    assert (rows[0].value, rows[0].baseline, rows[0].ratio) == (0.7, 0.5, 1.4)
-    assert "decisive labels 40/30" in rows[0].note and "95% CI [0.60, 0.78]" in rows[0].note
-    assert rows[2].value == 50 and rows[2].baseline is None  # random never reached 68%
-    assert "no baseline: random did not reach it within 100" in rows[2].note
-    arms[1] = Arm("keywords", "random", 100, 60, 70, 30, 0, 1.0)  # now random reaches 70% at 100 labels
-    reached = rows_for(arms, plan)[2]
-    assert (reached.value, reached.baseline, reached.ratio) == (50, 100, 0.5)
-    assert "no baseline" not in reached.note
-    plan_short = Plan(("keywords",), ("random", "most-different"), (50,), 10)
-    weak = [Arm("keywords", s, 50, 10, 5, 5, 0, 1.0) for s in ("random", "most-different")]
-    assert math.isnan(rows_for(weak, plan_short)[-1].value)
+
+
+def test_table_rows_and_the_results_file_agree(tmp_path):
+    table = markdown_table(results(), noise=0.0)
+    line = next(row for row in table.splitlines() if "most-different" in row)
+    assert "**0.72 [0.63, 0.79]**" in line and "0.55 [0.46, 0.63]" in line
+    assert line.rstrip(" |").endswith("200")
+    assert "not within 300" in next(row for row in table.splitlines() if "| random |" in row)
+    rows = {r.name: r for r in rows_for(results())}
+    md = rows["shorter, noise 0%: labels to 68% (Wilson low > 0.5), most-different"]
+    assert md.value == 200 and md.baseline is None and "random: not within 300" in md.note
+    assert math.isnan(rows["shorter, noise 0%: labels to 68% (Wilson low > 0.5), uncertain"].value)
+    file = tmp_path / "arms.jsonl"
+    file.write_text("".join(json.dumps(asdict(r)) + "\n" for r in results()))
+    assert read_results(file) == results()
+
+
+def test_the_full_plan_compares_schedules_and_noise_at_equal_labels():
+    arms = plan(quick=False)
+    assert len({a.id for a in arms}) == len(arms)
+    assert {a.rounds * a.labels_per_round for a in arms} == {300}
+    assert {a.noise for a in arms} == {0.0, 0.2}
+    assert len({a.oracle for a in arms}) >= 4
+    assert any(a.oracle.endswith(".py:no_colon") for a in arms)  # an unseen rule, through FILE.py:FUNC
