@@ -104,3 +104,12 @@ def test_round_robin_spreads_a_budget_over_prompts():
     pairs = [PairTexts(k, k % 4, f"a{k}", f"b {k} longer") for k in range(40)]
     first = round_robin(pairs, lambda p: 0.0)[:4]
     assert sorted(p.prompt_key for p in first) == [0, 1, 2, 3]
+
+
+def test_the_config_offers_exactly_the_strategies_select_pairs_knows():
+    from typing import get_args
+
+    from core.config import LabellingConfig, PairSelection
+
+    assert get_args(PairSelection) == STRATEGIES
+    assert LabellingConfig().pair_selection in STRATEGIES
