@@ -86,9 +86,12 @@ def plan(quick: bool) -> list[Arm]:
     """The arms, most informative first (a sweep cut short still answers the main question)."""
     if quick:
         return [Arm("shorter", s, 0.0, 3, 100) for s in ("random", "most-different")]
-    arms = [Arm(o, s, noise, 3, 100) for noise in (0.0, 0.2) for o in RULES for s in STRATEGIES]
+    # the rules the tiny model is known to learn first; `keywords` was not learnable at 300 labels
+    by_promise = ("shorter", "number", UNSEEN, "keywords")
+    arms = [Arm(o, s, 0.0, 3, 100) for o in by_promise for s in STRATEGIES]
+    arms += [Arm(o, s, 0.2, 3, 100) for o in by_promise for s in STRATEGIES]
     # one round from round 0: `uncertain` has no adapter to ask, so it equals `most-different` there
-    return arms + [Arm(o, s, 0.0, 1, 300) for o in RULES for s in ("random", "most-different")]
+    return arms + [Arm(o, s, 0.0, 1, 300) for o in by_promise for s in ("random", "most-different")]
 
 
 # -- one arm: the operator's commands ------------------------------------------------------------------
@@ -114,6 +117,8 @@ def play(arm: Arm, workdir: Path) -> ArmResult:
         f"generation.seed={arm.seed}",
         "--set",
         f"train.seed={arm.seed}",
+        "--set",
+        "report.bootstrap_rounds=100",  # the win rate's interval is Wilson's; the bootstrap is for ranks
     ]
 
     def prefloop(*args: str) -> str:

@@ -32,16 +32,10 @@ class Scenario:
     oracle: str
     noise: float = 0.0  # share of the labeller's decisive train answers flipped
     rounds: int = 1
-    labels: int | None = None  # train labels per round, the pair selection's first (None: every pair)
 
     @property
     def id(self) -> str:
-        budget = f"-{self.labels}labels" if self.labels else ""
-        return f"{self.oracle}{'+noise' if self.noise else ''}-{self.rounds}round{budget}"
-
-    @property
-    def budget(self) -> list[str]:
-        return ["--labels", str(self.labels)] if self.labels else []
+        return f"{self.oracle}{'+noise' if self.noise else ''}-{self.rounds}round"
 
     @property
     def labeller(self) -> list[str]:
@@ -108,10 +102,10 @@ def play(scenario: Scenario, tmp: Path) -> Outcome:
     judge = ["--oracle", scenario.oracle, "--annotator", f"judge:{scenario.oracle}", "--purpose", "eval"]
     try:
         run("prompts", "import", str(IDEAS), "--column", "Idea", "--template", "youtube-title")
-        run("generate", "--round", "0", "--n", "5", *scenario.budget)
+        run("generate", "--round", "0", "--n", "5")
         for number in range(1, scenario.rounds + 1):
             run("simulate", *scenario.labeller, "--purpose", "train")
-            run("train-round", *scenario.budget)
+            run("train-round")
             run("simulate", *judge)
             outcome.reports[f"round-{number}"] = run.report(f"report-{number}")
     except RuntimeError as exc:
