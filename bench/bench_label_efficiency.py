@@ -1,32 +1,31 @@
 """Label efficiency: win rate vs base against the number of train labels, per pair selection and schedule.
 
-Every arm is the loop an operator runs, each step a real ``prefloop`` command (its own process, one torch
-thread), on the tiny model: import the seed's ideas, ``generate --round 0 --labels L`` (pairs ranked by
-``labelling.pair_selection``, the first L queued), then per round ``simulate --purpose train`` (the oracle,
-with ``--noise`` of its answers flipped, labels exactly the L queued pairs), ``train-round --labels L``
-(train on every train label so far, queue the new adapter's first L pairs: fresh on-policy candidates),
-the noiseless oracle judging the round's blind eval pairs (``simulate --purpose eval``), and ``report``
-(win rate vs base with ties ½ and its Wilson 95% interval, n = 120 blind pairs on the 9 held-out ideas,
-10 titles per model per idea; and the health flags). Schedules at equal total labels: 1 round of 300 and
-3 rounds of 100 (whose rounds give the 100- and 200-label points too).
+Every arm is the loop an operator runs on the tiny model, through the library calls the commands make
+(one process per arm at a time, one torch thread): import the seed's ideas (`prompts import`), round 0
+(`generate --labels L`: pairs ranked by ``labelling.pair_selection``, the first L queued), then per round
+the oracle labels exactly the L queued pairs (`simulate --purpose train`, with ``noise`` of its decisive
+answers flipped), `train-round --labels L` (train on every train label so far, then queue the new
+adapter's first L pairs: fresh on-policy candidates), the noiseless oracle judges the round's blind eval
+pairs (`simulate --purpose eval`) and `report` reads the win rate vs base (ties ½, Wilson 95% over the
+eval pairs: about 136 on the 9 held-out ideas, 10 titles per model per idea) and the health flags.
+Schedules at equal total labels: 1 round of 300, and 3 rounds of 100 (whose rounds also give the 100- and
+200-label points).
 
 ``python -m bench.bench_label_efficiency --out FILE`` runs the sweep two arms at a time, appending each
 finished arm to FILE (JSON lines) and skipping arms already there; ``--table FILE`` prints the README
-table and draws the plot. ``make bench`` runs ``QUICK``/``FULL`` through ``run``.
+tables and draws the plots. ``make bench`` runs the plan through ``run``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
-import re
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -39,7 +38,7 @@ IDEAS = REPO_ROOT / "data" / "youtube-titles" / "ideas.csv"
 UNSEEN = "bench/unseen_rules.py:no_colon"  # through the FILE.py:FUNC path, as a user's own rule
 RULES = {"shorter": "length", "keywords": "content words", "number": "format", UNSEEN: "style"}
 STRATEGIES = ("random", "most-different", "uncertain")
-WORKERS = 2  # every step runs on one torch thread: two arms use the two cores
+WORKERS = 2  # processes; every step runs on one torch thread: two arms use the two cores
 
 
 @dataclass(frozen=True)
@@ -94,83 +93,101 @@ def plan(quick: bool) -> list[Arm]:
     return arms + [Arm(o, s, 0.0, 1, 300) for o in by_promise for s in ("random", "most-different")]
 
 
-# -- one arm: the operator's commands ------------------------------------------------------------------
+# -- one arm: the operator's steps, through the library calls the commands make ------------------------
 
-_SELECTION_SECONDS = re.compile(r"pair selection\s*│\s*\S+ \(([\d.]+) s\)")
-_DECISIVE = re.compile(r"— a (\d+), b (\d+), tie (\d+)")
+
+def arm_config(arm: Arm, db: str):
+    from core.config import load_config
+
+    return load_config(
+        overrides=[
+            "model.base=tiny",
+            f"labelling.pair_selection={arm.strategy}",
+            f"labelling.labels_per_round={arm.labels_per_round}",
+            f"generation.seed={arm.seed}",
+            f"train.seed={arm.seed}",
+            "report.bootstrap_rounds=100",  # the win rate's interval is Wilson's; the bootstrap is for ranks
+        ],
+        db=db,
+    )
 
 
 def play(arm: Arm, workdir: Path) -> ArmResult:
-    """Run ``arm`` in ``workdir`` (its own database and work folder)."""
-    env = {
-        **os.environ,
-        "PREFLOOP_DB": f"sqlite:///{workdir / 'prefloop.db'}",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
-    settings = [
-        "--set",
-        "model.base=tiny",
-        "--set",
-        f"labelling.pair_selection={arm.strategy}",
-        "--set",
-        f"generation.seed={arm.seed}",
-        "--set",
-        f"train.seed={arm.seed}",
-        "--set",
-        "report.bootstrap_rounds=100",  # the win rate's interval is Wilson's; the bootstrap is for ranks
-    ]
+    """Run ``arm`` in ``workdir`` (its own database and work folder): what `prefloop prompts import`,
+    `generate`, `simulate`, `train-round` and `report` call, in one process (a command's start-up, about
+    6 CPU-seconds of imports, is paid once per worker instead of 14 times per arm)."""
+    import random
 
-    def prefloop(*args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "prefloop.cli", *settings, *args],
-            cwd=REPO_ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"prefloop {' '.join(args)}: {done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-        return done.stdout
+    from evaluation.report import build_report
+    from generation.api import generate_candidates
+    from labelling.oracles import load_oracle, with_noise
+    from labelling.simulate import default_annotator_name, simulate
+    from loop.round import train_round
+    from storage.db import make_engine, migrate
+    from storage.imports import import_prompts
+    from storage.models import Purpose
 
     result, started = ArmResult(arm), time.perf_counter()
-    budget = str(arm.labels_per_round)
-    labeller = ["--oracle", arm.oracle, "--noise", str(arm.noise), "--seed", str(arm.seed)]
-    judge = ["--oracle", arm.oracle, "--annotator", "judge", "--purpose", "eval"]
+    config = arm_config(arm, f"sqlite:///{workdir / 'prefloop.db'}")
+    engine = make_engine(config.db)
+    oracle = load_oracle(arm.oracle)
+    labeller = with_noise(oracle, arm.noise, random.Random(arm.seed))
+    labeller_name = default_annotator_name(arm.oracle, arm.noise)
     labels = decisive = 0
     try:
-        prefloop("prompts", "import", str(IDEAS), "--column", "Idea", "--template", "youtube-title")
-        prefloop("generate", "--round", "0", "--n", "5", "--labels", budget)
+        migrate(engine)
+        import_prompts(
+            engine, IDEAS, column="Idea", template="youtube-title", eval_share=config.data.eval_share
+        )
+        generate_candidates(engine, config, round_id=0, n=5, progress=False)
         for number in range(1, arm.rounds + 1):
-            out = prefloop("simulate", *labeller, "--purpose", "train")
-            a, b, tie = map(int, _DECISIVE.search(out).groups())
-            labels, decisive = labels + a + b + tie, decisive + a + b
-            trained = prefloop("train-round", "--labels", budget)
-            prefloop("simulate", *judge)
-            report_dir = workdir / f"report-{number}"
-            prefloop("report", "--out", str(report_dir))
-            report = json.loads((report_dir / "report.json").read_text())
+            given = simulate(
+                engine,
+                labeller,
+                arm.oracle,
+                annotator=labeller_name,
+                settings=config.annotate,
+                purpose=Purpose.train,
+            )
+            labels += given.judged
+            decisive += given.choices["a"] + given.choices["b"]
+            summary = train_round(engine, config, echo=lambda _: None)
+            simulate(
+                engine, oracle, arm.oracle, annotator="judge", settings=config.annotate, purpose=Purpose.eval
+            )
+            data = build_report(engine, config.report).data
             vs_base = next(
                 c
-                for c in report["groups"]["simulated"]["comparisons"]
-                if (c["model"], c["baseline"]) == (f"round-{number}", "base")
+                for c in data.groups["simulated"].comparisons
+                if (c.model, c.baseline) == (f"round-{number}", "base")
             )
-            found = _SELECTION_SECONDS.search(trained)
             result.rounds.append(
                 RoundResult(
                     labels,
                     decisive,
-                    vs_base["win_rate"],
-                    tuple(vs_base["ci95"]),
-                    vs_base["n"],
-                    list(report["flags"]),
-                    float(found.group(1)) if found else None,
+                    vs_base.win_rate,
+                    tuple(vs_base.ci95),
+                    vs_base.items,
+                    list(data.flags),
+                    summary.selection[1] if summary.selection else None,
                 )
             )
-    except (RuntimeError, AttributeError, StopIteration, KeyError) as exc:
+    except Exception as exc:  # an arm that fails is recorded as such; the sweep goes on
         result.error = f"{type(exc).__name__}: {exc}"[-1500:]
+    finally:
+        engine.dispose()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _play_in_tmp(arm: Arm) -> ArmResult:
+    with tempfile.TemporaryDirectory(prefix="prefloop-label-eff-") as tmp:
+        return play(arm, Path(tmp))
+
+
+def _one_thread() -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"  # numpy/scipy in the report too: one core per worker
+    os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 # -- the sweep and its reading --------------------------------------------------------------------------
@@ -192,23 +209,20 @@ def sweep(arms: Sequence[Arm], out: Path, workers: int = WORKERS) -> list[ArmRes
     done = {r.arm.id for r in read_results(out) if r.error is None}
     todo = [a for a in arms if a.id not in done]
 
-    def one(arm: Arm) -> ArmResult:
-        with tempfile.TemporaryDirectory(prefix="prefloop-label-eff-") as tmp:
-            result = play(arm, Path(tmp))
-        with out.open("a") as f:
-            f.write(json.dumps(asdict(result)) + "\n")
-        last = result.rounds[-1] if result.rounds else None
-        print(
-            f"{AREA}: {arm.id}: "
-            + (f"{last.win_rate:.3f} {last.ci95} n={last.n} " if last else "")
-            + f"{result.seconds:.0f}s load {os.getloadavg()[0]:.1f}"
-            + (f" ERROR {result.error[:300]}" if result.error else ""),
-            flush=True,
-        )
-        return result
-
-    with ThreadPoolExecutor(workers) as pool:
-        list(pool.map(one, todo))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_one_thread) as pool:
+        for future in as_completed([pool.submit(_play_in_tmp, arm) for arm in todo]):
+            result = future.result()
+            with out.open("a") as f:
+                f.write(json.dumps(asdict(result)) + "\n")
+            last = result.rounds[-1] if result.rounds else None
+            print(
+                f"{AREA}: {result.arm.id}: "
+                + (f"{last.win_rate:.3f} {last.ci95} n={last.n} " if last else "")
+                + f"{result.seconds:.0f}s load {os.getloadavg()[0]:.1f}"
+                + (f" ERROR {result.error[:300]}" if result.error else ""),
+                flush=True,
+            )
     return [r for r in read_results(out) if r.arm in set(arms)]
 
 
