@@ -306,8 +306,15 @@ def plot(results: Sequence[ArmResult], path: Path, noise: float) -> Path:
         ax.set_title(f"{rule_name(oracle)} ({RULES[oracle]})")
         ax.set_xlabel("train labels")
         ax.set_xticks([100, 200, 300])
+        ax.set_xlim(60, 340)
+        if not ax.lines:
+            ax.text(200, 0.6, "not run", ha="center", color="grey")
     axes[0].set_ylabel("win rate vs base (Wilson 95%)")
-    axes[-1].legend(fontsize=7, loc="lower right")
+    handles = {}
+    for ax in axes:
+        handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
+    if handles:
+        axes[0].legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
     fig.suptitle(f"tiny model, label noise {noise:.0%}: 3 rounds of 100 (lines) vs 1 round of 300 (squares)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
