@@ -64,7 +64,7 @@ class RoundResult:
     decisive: int  # of them, not ties
     win_rate: float
     ci95: tuple[float, float]
-    n: int
+    n: int  # eval judgments (the report's intervals are over its items: held-out prompts)
     flags: list[str]
     selection_seconds: float | None  # scoring + ranking the round's new pairs (train-round's stage 4)
 
@@ -82,15 +82,21 @@ def rule_name(oracle: str) -> str:
 
 
 def plan(quick: bool) -> list[Arm]:
-    """The arms, most informative first (a sweep cut short still answers the main question)."""
+    """The arms, most informative first, so a sweep cut short still answers the main questions: `shorter`
+    under every strategy, then the default strategy on every rule, schedule and noise, then the rest."""
     if quick:
         return [Arm("shorter", s, 0.0, 3, 100) for s in ("random", "most-different")]
-    # the rules the tiny model is known to learn first; `keywords` was not learnable at 300 labels
-    by_promise = ("shorter", "number", UNSEEN, "keywords")
-    arms = [Arm(o, s, 0.0, 3, 100) for o in by_promise for s in STRATEGIES]
-    arms += [Arm(o, s, 0.2, 3, 100) for o in by_promise for s in STRATEGIES]
+    # `keywords` last: it was not learnable at 300 labels before
+    rules = ("shorter", "number", UNSEEN, "keywords")
+    default = "most-different"
+    arms = [Arm("shorter", s, 0.0, 3, 100) for s in STRATEGIES]
+    arms += [Arm("number", default, 0.0, 3, 100), Arm("shorter", default, 0.0, 1, 300)]
+    arms += [Arm("shorter", default, 0.2, 3, 100), Arm(UNSEEN, default, 0.0, 3, 100)]
+    arms += [Arm(o, default, noise, 3, 100) for noise in (0.0, 0.2) for o in rules]
+    arms += [Arm(o, s, noise, 3, 100) for noise in (0.0, 0.2) for o in rules for s in STRATEGIES]
     # one round from round 0: `uncertain` has no adapter to ask, so it equals `most-different` there
-    return arms + [Arm(o, s, 0.0, 1, 300) for o in by_promise for s in ("random", "most-different")]
+    arms += [Arm(o, s, 0.0, 1, 300) for o in rules for s in ("random", "most-different")]
+    return list(dict.fromkeys(arms))
 
 
 # -- one arm: the operator's steps, through the library calls the commands make ------------------------
@@ -167,7 +173,7 @@ def play(arm: Arm, workdir: Path) -> ArmResult:
                     decisive,
                     vs_base.win_rate,
                     tuple(vs_base.ci95),
-                    vs_base.items,
+                    vs_base.n,
                     list(data.flags),
                     summary.selection[1] if summary.selection else None,
                 )
