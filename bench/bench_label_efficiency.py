@@ -313,7 +313,7 @@ def plot(results: Sequence[ArmResult], path: Path, noise: float) -> Path:
         ax.set_xlabel("train labels")
         ax.set_xticks([100, 200, 300])
         ax.set_xlim(60, 340)
-        if not ax.lines:
+        if not ax.containers:
             ax.text(200, 0.6, "not run", ha="center", color="grey")
     axes[0].set_ylabel("win rate vs base (Wilson 95%)")
     handles = {}
