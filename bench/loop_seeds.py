@@ -4,7 +4,8 @@
     python -m bench.loop_seeds --seeds 0 --scenario shorter+noise-1round --set train.pref_ftx=0.1 --out DIR
     python -m bench.loop_seeds --table DIR                                    # the markdown table only
 
-Each run (scenario, seed) is ``testkit.loop_learns.play``: the real commands from an empty database; its
+Each run (scenario, seed) is ``testkit.loop_learns.play``: the real commands from an empty database (the
+import and round 0 made once per seed in ``DIR/round-0``, as the test shares them); its
 report.json files, step seconds, CPU seconds and the load average are written to ``DIR/<id>-s<seed>.json``
 as soon as it ends, so an interrupted sweep keeps what it finished and a re-run skips it. Not part of
 ``make bench`` (a sweep is ~9 trainings): run it after a change to the model, the recipe or the locks.
@@ -13,25 +14,43 @@ as soon as it ends, so an interrupted sweep keeps what it finished and a re-run 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import statistics
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench.common import machine
-from testkit.loop_learns import SCENARIOS, Scenario, comparison, play
+from testkit.loop_learns import SCENARIOS, Scenario, comparison, operator, play, round_zero
+
+_STARTS_LOCK = threading.Lock()
+
+
+def start_of(seed: int, settings: tuple[str, ...], out: Path) -> Path:
+    """Round 0 of this seed (and settings), made once and copied by every scenario of the seed."""
+    folder = out / "round-0" / f"s{seed}-{hashlib.sha256(' '.join(settings).encode()).hexdigest()[:8]}"
+    with _STARTS_LOCK:
+        if not (folder / "done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            round_zero(operator(folder, seed, settings))
+            (folder / "done").write_text(" ".join(settings) + "\n")
+    return folder
 
 
 def run_one(scenario: Scenario, seed: int, settings: tuple[str, ...], out: Path) -> Path:
     path = out / f"{scenario.id}-s{seed}.json"
     started = datetime.now(UTC)
     load_before = os.getloadavg()
+    start = start_of(seed, settings, out)
     with tempfile.TemporaryDirectory(prefix=f"loop-{scenario.id}-s{seed}-") as tmp:
-        outcome = play(scenario, Path(tmp), seed, settings)
+        outcome = play(scenario, Path(tmp), seed, settings, start=start)
     record = {
         "scenario": scenario.id,
         "seed": seed,

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,23 +70,27 @@ class Operator:
 
     def __call__(self, *args: str) -> str:
         started = time.perf_counter()
-        before = os.times()
-        done = subprocess.run(
-            [sys.executable, "-m", "prefloop.cli", *self.settings, *args],
-            cwd=self.tmp,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
-        after = os.times()
-        self.cpu_seconds += (after.children_user - before.children_user) + (
-            after.children_system - before.children_system
-        )
+        # output to files and the child reaped with wait4: its own CPU time, even with other threads'
+        # commands running at once (the process-wide children times would mix them)
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "prefloop.cli", *self.settings, *args],
+                cwd=self.tmp,
+                env=self.env,
+                stdout=out,
+                stderr=err,
+                text=True,
+            )
+            _, status, usage = os.wait4(child.pid, 0)
+            child.returncode = os.waitstatus_to_exitcode(status)
+            out.seek(0), err.seek(0)
+            stdout, stderr = out.read(), err.read()
+        self.cpu_seconds += usage.ru_utime + usage.ru_stime
         step = " ".join(args[:2])
         self.seconds[step] = self.seconds.get(step, 0.0) + time.perf_counter() - started
-        if done.returncode != 0:
-            raise RuntimeError(f"`prefloop {' '.join(args)}` failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
+        if child.returncode != 0:
+            raise RuntimeError(f"`prefloop {' '.join(args)}` failed:\n{stdout}\n{stderr}")
+        return stdout
 
     def report(self, name: str) -> dict[str, Any]:
         out = self.tmp / name
