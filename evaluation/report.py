@@ -102,21 +102,29 @@ def gather(session: Session, title_templates: tuple[str, ...] = ()) -> EvalData:
 def _health_samples(
     session: Session, version_rows: dict[int, ModelVersion], title_templates: tuple[str, ...]
 ) -> tuple[dict[str, list[Sample]], dict[str, dict[int, int]]]:
-    """Every candidate that appears in an eval pair on an eval prompt (judged or not), per model version."""
+    """Per model version, every sample it has on an eval prompt where it is in an eval pair (judged or
+    not): all of its draws there, not only the ones the pair budget used, so that the distinct share
+    (stored texts against ``sampling["n"]`` drawn) reads 100% for a model whose samples all differ even
+    when a prompt gets fewer pairs than samples (120 pairs over 17 prompts: 8 of 10 samples)."""
     in_eval = (
         select(Comparison.candidate_a_id)
         .where(Comparison.purpose == Purpose.eval)
         .union(select(Comparison.candidate_b_id).where(Comparison.purpose == Purpose.eval))
     )
+    paired = set(
+        session.exec(select(Candidate.model_version_id, Candidate.prompt_id).where(Candidate.id.in_(in_eval)))
+    )
     query = (
         select(Candidate, Prompt)
         .join(Prompt, Candidate.prompt_id == Prompt.id)
-        .where(Candidate.id.in_(in_eval), Prompt.split == Split.eval)
+        .where(Prompt.split == Split.eval, Candidate.model_version_id.in_({v for v, _ in paired}))
     )
     samples: dict[str, list[Sample]] = defaultdict(list)
     sampling: dict[str, list[tuple[int, dict]]] = defaultdict(list)
     title_like: dict[int, bool] = {}
     for cand, prompt in session.exec(query):
+        if (cand.model_version_id, cand.prompt_id) not in paired:
+            continue
         name = version_rows[cand.model_version_id].name
         if prompt.id not in title_like:
             title_like[prompt.id] = asks_for_title(prompt.text, prompt.template, title_templates)

@@ -23,7 +23,8 @@ from evaluation.analysis import JudgmentRecord, ReportData, VersionInfo, analyse
 from evaluation.report import build_report, write_report
 from evaluation.stats import ItemOutcomes, judgments_needed, krippendorff_alpha_nominal
 from storage.db import make_engine, migrate, session_scope
-from storage.models import Candidate, ModelVersion
+from storage.models import Candidate, ModelVersion, Prompt
+from storage.repo import get_or_create_candidate
 from testkit.eval_seed import build_eval_db
 
 FAST = ReportConfig(bootstrap_rounds=200)
@@ -286,6 +287,21 @@ def test_distinct_share_counts_samples_storage_deduplicated(eval_db):
     data = build_report(eval_db, FAST).data.to_json()
     assert data["health"]["round-1"]["distinct_share"] == 0.25  # 1 stored text of 4 drawn, per prompt
     assert any(f.startswith("round-1: 25% of samples per prompt are distinct") for f in data["flags"])
+
+
+def test_distinct_share_counts_every_draw_not_only_the_paired_ones(eval_db):
+    """A prompt with fewer eval pairs than samples (120 pairs over 17 prompts: 8 of 10 samples in pairs):
+    the samples left out of pairs still count, so all-different samples read 100% distinct."""
+    with session_scope(eval_db, write=True) as session:
+        round_1 = session.exec(select(ModelVersion).where(ModelVersion.name == "round-1")).one()
+        for cand in session.exec(select(Candidate).where(Candidate.model_version_id == round_1.id)).all():
+            cand.sampling = {"n": 2, "temperature": 1.0}
+            session.add(cand)
+            prompt = session.get(Prompt, cand.prompt_id)
+            second = cand.text + " (second draw)"
+            get_or_create_candidate(session, prompt, round_1, second, sampling=cand.sampling)
+    health = build_report(eval_db, FAST).data.to_json()["health"]["round-1"]
+    assert health["distinct_share"] == 1.0 and health["samples"] == 20  # 2 per prompt, one of them paired
 
 
 # --- synthetic data built to expose each defect ------------------------------------------------------
