@@ -1,7 +1,7 @@
 """The loop-learns scenarios on several seeds: the README's seeds table (README "Across seeds").
 
     python -m bench.loop_seeds --seeds 0,1,2 --out bench/results/loop-seeds   # every scenario, 2 at a time
-    python -m bench.loop_seeds --seeds 0 --scenario shorter+noise-1round --set train.pref_ftx=0.1 --out DIR
+    python -m bench.loop_seeds --seeds 0 --scenario shorter+noise-1round --set train.pref_ftx=0.2 --out DIR
     python -m bench.loop_seeds --table DIR                                    # the markdown table only
 
 Each run (scenario, seed) is ``testkit.loop_learns.play``: the real commands from an empty database (the
