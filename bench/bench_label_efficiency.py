@@ -127,6 +127,7 @@ def play(arm: Arm, workdir: Path) -> ArmResult:
     from evaluation.report import build_report
     from generation.api import generate_candidates
     from labelling.oracles import load_oracle, with_noise
+    from labelling.selection import rank_pairs
     from labelling.simulate import default_annotator_name, simulate
     from loop.round import train_round
     from storage.db import make_engine, migrate
@@ -145,7 +146,7 @@ def play(arm: Arm, workdir: Path) -> ArmResult:
         import_prompts(
             engine, IDEAS, column="Idea", template="youtube-title", eval_share=config.data.eval_share
         )
-        generate_candidates(engine, config, round_id=0, n=5, progress=False)
+        generate_candidates(engine, config, round_id=0, n=5, progress=False, pairs=rank_pairs)
         for number in range(1, arm.rounds + 1):
             given = simulate(
                 engine,

@@ -19,7 +19,6 @@ from core.config import Config
 from core.errors import PrefloopError
 from generation.backends import get_backend, resolve_backend_name
 from generation.backends.base import Backend, Generated, Messages, Policy, SamplingParams
-from labelling.pairs import PairTexts, all_pairs, select_pairs
 from storage.db import session_scope
 from storage.models import Candidate, ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
@@ -167,57 +166,11 @@ def _sample(
     return results, time.perf_counter() - started
 
 
-def _rewards(
-    config: Config, policy: Policy, results: list[tuple[Prompt, SamplingParams, list[Generated]]]
-) -> dict[tuple[int, str], float]:
-    """The policy's implicit reward of every sampled text, by (prompt id, text), when the selection uses it:
-    ``uncertain`` with an adapter (round 0's base policy has none: every margin is 0)."""
-    if config.labelling.pair_selection != "uncertain" or not policy.adapter_path:
-        return {}
-    from labelling.uncertainty import implicit_rewards
-
-    keys = list(dict.fromkeys((p.id, g.text) for p, _, outs in results for g in outs if g.text.strip()))
-    messages = {p.id: prompt_messages(p) for p, _, _ in results}
-    values = implicit_rewards(
-        policy.base_model,
-        policy.adapter_path,
-        [(messages[pid], text) for pid, text in keys],
-        beta=config.train.pref_beta,
-        batch_size=config.labelling.score_batch_size,
-        cpu_threads=config.generation.cpu_threads,
-    )
-    return dict(zip(keys, values, strict=True))
-
-
-def ranked_pairs(
-    config: Config,
-    candidates: dict[int, dict[int, Candidate]],
-    rewards: dict[tuple[int, str], float],
-    *,
-    purpose: Purpose,
-    seed: int,
-) -> list[tuple[Candidate, Candidate]]:
-    """Every candidate pair per prompt (prompt id -> candidate id -> candidate), in the order of
-    ``labelling.pair_selection``: a train round's first ``labelling.labels_per_round`` only."""
-    pool = [
-        PairTexts(
-            (a, b),
-            prompt_id,
-            kept[a].text,
-            kept[b].text,
-            margin=rewards.get((prompt_id, kept[a].text), 0.0) - rewards.get((prompt_id, kept[b].text), 0.0),
-        )
-        for prompt_id, kept in candidates.items()
-        for a, b in all_pairs(sorted(kept))
-    ]
-    chosen = select_pairs(
-        config.labelling.pair_selection,
-        pool,
-        budget=config.labelling.labels_per_round if purpose == Purpose.train else None,
-        per_prompt=config.generation.pairs_per_prompt,
-        seed=seed,
-    )
-    return [(candidates[p.prompt_key][p.key[0]], candidates[p.prompt_key][p.key[1]]) for p in chosen]
+# A round's pairs to queue, best first: (config, prompt id -> (its messages, its distinct texts), the
+# policy's base model and adapter, purpose, seed) -> (prompt id, index a, index b) into those texts.
+# ``labelling.selection.rank_pairs`` is the production one; the caller passes it, so generation does not
+# depend on labelling.
+PairRanker = Callable[..., list[tuple[int, int, int]]]
 
 
 def generate_candidates(
@@ -229,7 +182,7 @@ def generate_candidates(
     split: Split = Split.train,
     n: int | None = None,
     purpose: Purpose = Purpose.train,
-    make_pairs: bool = True,
+    pairs: PairRanker | None = None,
     prompt_ids: list[int] | None = None,
     backend: str | None = None,
     progress: bool = True,
@@ -237,9 +190,8 @@ def generate_candidates(
 ) -> GenerationSummary:
     """Sample ``n`` candidates per prompt of ``split`` with ``policy`` and store them for round ``round_id``.
 
-    Pairs: every pair of a prompt's candidates, ranked over all prompts by ``labelling.pair_selection``
-    (``labelling.pairs.select_pairs``; rank stored as ``Comparison.queue_rank``), at most
-    ``generation.pairs_per_prompt`` per prompt and, for train pairs, ``labelling.labels_per_round`` in all.
+    Pairs (only with a ``pairs`` ranker, e.g. ``labelling.selection.rank_pairs``): the pairs of a prompt's
+    candidates it chooses, each stored with its rank (``Comparison.queue_rank``, the order people get them).
     Seeds: ``generation.seed + round_id * 1000 + group index``, stored with each candidate.
     ``missing_only``: skip the prompts that already have candidates of ``policy`` in this round (finish an
     interrupted run, or the rest of ``prefloop demo``'s first prompts).
@@ -274,16 +226,28 @@ def generate_candidates(
     finally:
         engine_backend.close()
 
+    texts = {p.id: (prompt_messages(p), _distinct_texts(outs)) for p, _, outs in results}
     selection_started = time.perf_counter()
-    rewards = _rewards(config, pol, results) if make_pairs else {}
+    ranked = (
+        pairs(
+            config,
+            texts,
+            base_model=pol.base_model,
+            adapter_path=pol.adapter_path,
+            purpose=purpose,
+            seed=sampling.seed,
+        )
+        if pairs is not None
+        else []
+    )
     selection_seconds = time.perf_counter() - selection_started
-    added = duplicates = empty = pairs = 0
-    by_prompt: dict[int, dict[int, Candidate]] = {}
+    added = duplicates = empty = queued = 0
+    by_text: dict[int, dict[str, Candidate]] = {}
     with session_scope(engine, write=True) as session:
         get_or_create_round(session, round_id)
         version = resolve_policy(session, config, policy)
         for prompt, params, outs in results:
-            kept = {}
+            kept = by_text.setdefault(prompt.id, {})
             for g in outs:
                 if not g.text.strip():
                     empty += 1
@@ -300,15 +264,12 @@ def generate_candidates(
                     finish_reason=g.finish_reason,
                 )
                 added += created
-                duplicates += cand.id in kept or not created
-                kept[cand.id] = cand
-            by_prompt[prompt.id] = kept
-        if make_pairs:
-            started = time.perf_counter()
-            chosen = ranked_pairs(config, by_prompt, rewards, purpose=purpose, seed=sampling.seed)
-            selection_seconds += time.perf_counter() - started
-            for rank, (a, b) in enumerate(chosen):
-                pairs += get_or_create_comparison(session, a, b, purpose, round_id, queue_rank=rank)[1]
+                duplicates += g.text in kept or not created
+                kept[g.text] = cand
+        for rank, (prompt_id, a, b) in enumerate(ranked):
+            texts_of = texts[prompt_id][1]
+            first, second = by_text[prompt_id][texts_of[a]], by_text[prompt_id][texts_of[b]]
+            queued += get_or_create_comparison(session, first, second, purpose, round_id, queue_rank=rank)[1]
     generated = sum(len(outs) for _, _, outs in results)
     tokens = sum(g.n_tokens for _, _, outs in results for g in outs)
     return GenerationSummary(
@@ -319,15 +280,20 @@ def generate_candidates(
         candidates_added=added,
         duplicates_dropped=duplicates,
         empty_dropped=empty,
-        pairs_queued=pairs,
+        pairs_queued=queued,
         truncated=sum(g.finish_reason == "length" for _, _, outs in results for g in outs),
         tokens=tokens,
         seconds=seconds,
         tokens_per_s=tokens / seconds if seconds else 0.0,
         candidates_per_s=generated / seconds if seconds else 0.0,
-        selection=config.labelling.pair_selection if make_pairs else "",
+        selection=config.labelling.pair_selection if pairs is not None else "",
         selection_seconds=selection_seconds,
     )
+
+
+def _distinct_texts(outs: list[Generated]) -> list[str]:
+    """A prompt's non-empty texts, each once, in the order sampled (the order its candidates are stored)."""
+    return list(dict.fromkeys(g.text for g in outs if g.text.strip()))
 
 
 _shared_backends: dict[str, Backend] = {}

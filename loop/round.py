@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from core.config import Config
+from labelling.selection import rank_pairs
 from storage import queries
 from storage.db import session_scope
 from storage.locks import Lock, exclusive
@@ -220,7 +221,7 @@ def generate_stage(engine: Engine, config: Config, version: ModelVersion, clock:
                 split=Split.train,
                 n=config.generation.n,
                 purpose=Purpose.train,
-                make_pairs=True,
+                pairs=rank_pairs,
                 prompt_ids=None,
             )
             summary.selection = (generated.selection, generated.selection_seconds)
@@ -267,7 +268,6 @@ def ensure_samples(
             split=Split.eval,
             n=n,
             purpose=Purpose.eval,
-            make_pairs=False,
             prompt_ids=missing,
         )
         have = _read(engine, queries.candidates_by_prompt, version.id, prompt_ids)

@@ -18,6 +18,7 @@ from generation.api import answer, generate_candidates, resolve_policy
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
 from labelling.pairs import PairTexts, select_pairs
+from labelling.selection import rank_pairs
 from models.catalog import TINY_DIR
 from models.loading import load_model, resolve_model
 from storage.db import session_scope
@@ -125,7 +126,7 @@ def test_adapter_changes_output_merged_or_not(backend: TransformersBackend, adap
 
 def test_generate_candidates_stores_round_with_pairs_and_dedupes(prompts_engine) -> None:
     cfg = config()
-    summary = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False)
+    summary = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False, pairs=rank_pairs)
     assert summary.prompts == len(IDEAS) and summary.generated == 5 * len(IDEAS)
     assert summary.candidates_added + summary.duplicates_dropped + summary.empty_dropped == summary.generated
     assert summary.tokens > 0 and summary.tokens_per_s > 0
@@ -146,18 +147,20 @@ def test_generate_candidates_stores_round_with_pairs_and_dedupes(prompts_engine)
             pairs = s.exec(select(Comparison).where(Comparison.prompt_id == p.id)).all()
             assert len(pairs) == comb(k, 2) and all(c.round_id == 0 for c in pairs)
         assert summary.pairs_queued == expected_pairs
-    again = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False)
+    again = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False, pairs=rank_pairs)
     assert again.candidates_added == 0 and again.pairs_queued == 0
     assert again.duplicates_dropped == again.generated - again.empty_dropped
 
 
 def test_pair_budget_and_no_pairs(prompts_engine) -> None:
-    summary = generate_candidates(prompts_engine, config(pairs_per_prompt=3), round_id=1, n=5, progress=False)
+    summary = generate_candidates(
+        prompts_engine, config(pairs_per_prompt=3), round_id=1, n=5, progress=False, pairs=rank_pairs
+    )
     assert summary.pairs_queued <= 3 * len(IDEAS)
     with session_scope(prompts_engine) as s:
         per_prompt = s.exec(select(Comparison.prompt_id, func.count()).group_by(Comparison.prompt_id)).all()
     assert all(n <= 3 for _, n in per_prompt)
-    bare = generate_candidates(prompts_engine, config(), round_id=2, n=2, make_pairs=False, progress=False)
+    bare = generate_candidates(prompts_engine, config(), round_id=2, n=2, progress=False)
     assert bare.pairs_queued == 0
 
 
@@ -168,7 +171,7 @@ def config_with(labelling: dict, **generation) -> Config:
 
 def test_pairs_are_ranked_by_the_selection_and_a_budget_queues_its_head(prompts_engine) -> None:
     cfg = config_with({"pair_selection": "most-different", "labels_per_round": 7})
-    summary = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False)
+    summary = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False, pairs=rank_pairs)
     assert summary.pairs_queued == 7 and summary.selection == "most-different"
     with session_scope(prompts_engine) as s:
         texts = {c.id: c.text for c in s.exec(select(Candidate))}
@@ -193,7 +196,9 @@ def test_uncertain_selection_scores_an_adapters_candidates(prompts_engine, adapt
     with session_scope(prompts_engine, write=True) as s:
         get_or_create_version(s, "round-1", VersionKind.adapter, "tiny", adapter_path=str(adapter_dir))
     cfg = config_with({"pair_selection": "uncertain"})
-    summary = generate_candidates(prompts_engine, cfg, round_id=1, policy="round-1", n=5, progress=False)
+    summary = generate_candidates(
+        prompts_engine, cfg, round_id=1, policy="round-1", n=5, progress=False, pairs=rank_pairs
+    )
     assert summary.selection == "uncertain" and summary.selection_seconds > 0
     with session_scope(prompts_engine) as s:
         texts = {c.id: (c.prompt_id, c.text) for c in s.exec(select(Candidate))}

@@ -141,9 +141,10 @@ def demo(
         console.print(f"candidates: {n_candidates} already there; nothing to generate")
         return
     from generation.api import generate_candidates  # heavy: torch + the base model
+    from labelling.selection import rank_pairs
 
     now = None if wait else train_ids[:first]
-    summary = generate_candidates(engine, st.config, round_id=0, prompt_ids=now)
+    summary = generate_candidates(engine, st.config, round_id=0, prompt_ids=now, pairs=rank_pairs)
     console.print(
         f"round 0: {summary.candidates_added} candidates from {summary.prompts} prompts ({summary.policy}, "
         f"{summary.backend}), {summary.pairs_queued} pairs to label, {summary.seconds:.1f} s",

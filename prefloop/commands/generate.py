@@ -68,6 +68,7 @@ def generate(
     generation.pairs_per_prompt per prompt and --labels in all. Nothing is stored if it fails."""
     from core.errors import PrefloopError
     from generation.api import generate_candidates
+    from labelling.selection import rank_pairs
     from prefloop.commands.train import with_label_budget
     from prefloop.state import state
     from storage.models import Purpose, Split
@@ -88,7 +89,7 @@ def generate(
         split=Split(split),
         n=n,
         purpose=Purpose(purpose or split),
-        make_pairs=pairs,
+        pairs=rank_pairs if pairs else None,
         backend=backend,
         missing_only=missing_only,
     )
