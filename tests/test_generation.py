@@ -16,7 +16,14 @@ from core.config import Config
 from core.errors import PrefloopError
 from generation.api import answer, generate_candidates, resolve_policy
 from generation.backends.base import Policy, SamplingParams
-from generation.backends.transformers_backend import TransformersBackend, shared_prompt_cache
+from generation.backends.transformers_backend import (
+    TransformersBackend,
+    newline_token_ids,
+    nucleus,
+    sample_shrinking,
+    shared_prompt_cache,
+    stop_token_ids,
+)
 from labelling.pairs import PairTexts, select_pairs
 from labelling.selection import rank_pairs
 from models.catalog import TINY_DIR
@@ -98,6 +105,54 @@ def test_prompt_run_once_samples_what_plain_generate_samples(backend: Transforme
             **shared_prompt_cache(model, batch["input_ids"], batch["attention_mask"], 4), **settings
         )
     assert torch.equal(plain, shared)
+
+
+@pytest.mark.parametrize("temperature", [0.7, 1.0, 0.0])
+def test_finished_rows_leave_the_batch_and_the_tokens_stay_generates(
+    backend: TransformersBackend, temperature: float
+) -> None:
+    """``sample_shrinking`` drops ended rows from the forward pass; same seed, same tokens as
+    ``generate`` (sampled and greedy), and rows really end at different steps."""
+    import torch
+
+    model, tok = backend._model_for(BASE)
+    texts_in = [tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in MESSAGES]
+    batch = tok(texts_in, return_tensors="pt", padding=True, add_special_tokens=False)
+    ends = stop_token_ids(model, tok) + newline_token_ids(tok, ("\n",))
+    sampling = SamplingParams(n=4, temperature=temperature, top_p=0.9, max_new_tokens=24)
+    with torch.inference_mode():
+        torch.manual_seed(5)
+        plain = model.generate(
+            **shared_prompt_cache(model, batch["input_ids"], batch["attention_mask"], 4),
+            do_sample=temperature > 0,
+            temperature=temperature if temperature > 0 else None,
+            top_p=0.9 if temperature > 0 else None,
+            top_k=None,
+            max_new_tokens=24,
+            eos_token_id=ends,
+            pad_token_id=tok.pad_token_id,
+        )[:, batch["input_ids"].shape[1] :]
+        torch.manual_seed(5)
+        shrunk = sample_shrinking(
+            model,
+            shared_prompt_cache(model, batch["input_ids"], batch["attention_mask"], 4),
+            sampling,
+            ends=ends,
+            pad_id=tok.pad_token_id,
+        )
+    assert torch.equal(plain, shrunk)
+    ended_at = {int((row != tok.pad_token_id).sum()) for row in shrunk}
+    assert len(ended_at) > 1  # rows of different lengths: some left the batch early
+
+
+@pytest.mark.parametrize("spread", [3.0, 0.01])  # peaked rows; rows so flat the nucleus leaves the head
+def test_nucleus_is_top_p_warpers_filter(spread: float) -> None:
+    import torch
+    from transformers import TopPLogitsWarper
+
+    scores = torch.randn(16, 5000, generator=torch.Generator().manual_seed(0)) * spread
+    for top_p in (0.5, 0.9, 0.99):
+        assert torch.equal(nucleus(scores, top_p, head=64), TopPLogitsWarper(top_p)(None, scores))
 
 
 def test_batched_equals_one_prompt_at_a_time_when_greedy(backend: TransformersBackend) -> None:
