@@ -18,6 +18,7 @@ import time
 
 from bench.common import BenchRow, machine, row
 from generation.backends.base import Generated, Policy, SamplingParams
+from models.loading import torch_threads
 
 AREA = "generation-smollm2"
 
@@ -32,6 +33,45 @@ def _timed(
     for start in range(0, len(prompts), group):
         out += backend.generate(prompts[start : start + group], policy, sampling)
     return time.perf_counter() - started, sum(len(c) for c in out), sum(g.n_tokens for c in out for g in c)
+
+
+def _timed_generate(hf, prompts, policy: Policy, sampling: SamplingParams) -> tuple[float, int, int]:
+    """The same groups and seeds through ``model.generate`` itself (every row computed until the longest
+    ends, top-p by the warper): the baseline of ``sample_shrinking``, which must give the same tokens."""
+    import torch
+
+    from generation.backends.transformers_backend import (
+        decode_completion,
+        newline_token_ids,
+        sampling_kwargs,
+        shared_prompt_cache,
+        stop_token_ids,
+    )
+
+    model, tok = hf._model_for(policy)
+    stop_ids = stop_token_ids(model, tok)
+    ends = stop_ids + newline_token_ids(tok, sampling.stop)
+    per_group = max(1, hf.batch_size // sampling.n)
+    out: list[Generated] = []
+    started = time.perf_counter()
+    for index, start in enumerate(range(0, len(prompts), per_group)):
+        texts = [
+            tok.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+            for m in prompts[start : start + per_group]
+        ]
+        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        torch.manual_seed(sampling.seed + index)
+        with torch.inference_mode(), torch_threads(hf.cpu_threads):
+            seqs = model.generate(
+                **shared_prompt_cache(model, batch["input_ids"], batch["attention_mask"], sampling.n),
+                **sampling_kwargs(sampling),
+                max_new_tokens=sampling.max_new_tokens,
+                eos_token_id=ends,
+                pad_token_id=tok.pad_token_id,
+            )
+        new = seqs[:, batch["input_ids"].shape[1] :].tolist()
+        out += [decode_completion(tok, ids, stop_ids, sampling.stop) for ids in new]
+    return time.perf_counter() - started, len(out), sum(g.n_tokens for g in out)
 
 
 def _tps(result: tuple[float, int, int]) -> float:
@@ -70,6 +110,7 @@ def run(quick: bool = False) -> list[BenchRow]:
     single = _timed(hf, singles, base, sampling, group=1)
     subset = prompts[: 8 if quick else 24]
     one = _timed(hf, subset, base, sampling)
+    plain = _timed_generate(hf, subset, base, sampling)
     hf.close()
     threads2 = TransformersBackend(batch_size=batch, dtype="float32", cpu_threads=2)
     threads2.generate(subset[:1], base, sampling)
@@ -127,6 +168,15 @@ def run(quick: bool = False) -> list[BenchRow]:
             "vLLM CPU server",
             570 * vllm[0] / vllm[1],
             "lower is better; from the measured seconds per candidate",
+        ),
+        row(
+            AREA,
+            f"{len(subset)} prompts x 5: ended rows leave the batch + top-p from the head, fp32, 1 thread",
+            _tps(one),
+            "tokens/s",
+            "model.generate (every row until the longest ends)",
+            _tps(plain),
+            f"higher is better; same tokens: {one[2]} vs {plain[2]}; {one[0]:.1f} vs {plain[0]:.1f} s",
         ),
         row(
             AREA,
