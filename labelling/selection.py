@@ -29,17 +29,23 @@ def rank_pairs(
     that prompt's texts: at most ``generation.pairs_per_prompt`` per prompt and, for a train round,
     ``labelling.labels_per_round`` in all."""
     rewards = _rewards(config, texts, base_model, adapter_path)
-    pool = [
-        PairTexts(
-            (a, b),
-            prompt_id,
-            texts_of[a],
-            texts_of[b],
-            margin=rewards.get((prompt_id, a), 0.0) - rewards.get((prompt_id, b), 0.0),
-        )
-        for prompt_id, (_, texts_of) in texts.items()
-        for a, b in all_pairs(range(len(texts_of)))
-    ]
+    # A pair's key numbers the texts across prompts in storage order (what candidate ids number), so
+    # the selection's tie order and seeded shuffle see the round as they always have.
+    where: dict[int, tuple[int, int]] = {}  # key number -> (prompt id, index)
+    pool = []
+    for prompt_id, (_, texts_of) in texts.items():
+        first = len(where)
+        where.update({first + i: (prompt_id, i) for i in range(len(texts_of))})
+        pool += [
+            PairTexts(
+                (first + a, first + b),
+                prompt_id,
+                texts_of[a],
+                texts_of[b],
+                margin=rewards.get((prompt_id, a), 0.0) - rewards.get((prompt_id, b), 0.0),
+            )
+            for a, b in all_pairs(range(len(texts_of)))
+        ]
     chosen = select_pairs(
         config.labelling.pair_selection,
         pool,
@@ -47,7 +53,7 @@ def rank_pairs(
         per_prompt=config.generation.pairs_per_prompt,
         seed=seed,
     )
-    return [(p.prompt_key, *p.key) for p in chosen]
+    return [(p.prompt_key, where[p.key[0]][1], where[p.key[1]][1]) for p in chosen]
 
 
 def _rewards(
