@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from annotate_app.context import User, config, current_user, engine
+from annotate_app.signin import ensure_user
 from labelling.assignment import (
     GRADED_SCALE,
     Assigned,
@@ -351,13 +352,24 @@ def _render_guidelines() -> None:
 
 
 def render() -> None:
-    user = current_user()
-    settings = config().annotate
     gate = {"keys": json.dumps({b.shortcut: b.name for b in buttons()}), "count": len(buttons())}
     st.html(_GATE_JS % {**gate, "ready_ms": READY_MS} + _PAGE_CSS, unsafe_allow_javascript=True)
     _render_guidelines()
     st.subheader("Which answer is better?")
     st.caption("Read the input and both answers, then press a button (or its key). Guidelines: side panel.")
+    _labelling(current_user())
+
+
+@st.fragment
+def _labelling(user: User) -> None:
+    """The pair, its buttons, the counts and Undo. A decision reruns only this fragment: main.py (sign-in,
+    page config, navigation, side panel) and the heading are neither rerun nor re-sent: the browser gets
+    32 messages to render per key press instead of 39, and no page-config or navigation update."""
+    # main.py re-reads the annotator on every full run; a fragment rerun skips main.py, so check here that
+    # the session still stands and the role is unchanged (else the full app reruns: sign-in page, menu).
+    if ensure_user() != user:
+        st.rerun(scope="app")
+    settings = config().annotate
     pair = next_pair(engine(), user.id, settings)
     if pair is None:
         st.session_state.pop(_ON_SCREEN, None)

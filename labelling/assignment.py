@@ -614,36 +614,53 @@ def recent_decisions(engine: Engine, annotator_id: int, limit: int = 50) -> list
     ]
 
 
+def _progress_statement():
+    """The page's counts in one statement (one round trip per key press instead of four): per pair, whether
+    it is in the current round (the newest round that has pairs), how many decisions and others' live
+    leases it holds and whether this annotator judged it; then the sums."""
+    annotator, now = bindparam("annotator"), bindparam("now")
+    wanted = case(
+        (Comparison.purpose == Purpose.eval, bindparam("overlap_eval")), else_=bindparam("overlap_train")
+    )
+    newest_round = select(func.max(Comparison.round_id)).correlate(None).scalar_subquery()
+    mine = select(func.count(Judgment.id)).where(Judgment.comparison_id == Comparison.id, _current(annotator))
+    pairs = select(
+        Comparison.round_id,
+        (func.coalesce(Comparison.round_id, -1) == func.coalesce(newest_round, -1)).label("in_round"),
+        wanted.label("wanted"),
+        _decisions_on(Comparison.id).label("decisions"),
+        _live_leases_on(Comparison.id, now, annotator).label("others"),
+        mine.scalar_subquery().label("judged"),
+        mine.where(Judgment.choice != Choice.skip).scalar_subquery().label("decided"),
+    ).subquery("pairs")
+    count_if = lambda cond: func.coalesce(func.sum(case((cond, 1), else_=0)), 0)  # noqa: E731
+    c = pairs.c
+    return select(
+        newest_round,
+        count_if(c.in_round),
+        count_if(and_(c.in_round, c.decisions >= c.wanted)),
+        func.coalesce(func.sum(case((c.in_round, c.decided), else_=0)), 0),
+        count_if(and_(c.judged == 0, c.decisions + c.others < c.wanted)),
+        count_if(and_(c.judged == 0, c.decisions < c.wanted, c.decisions + c.others >= c.wanted)),
+    ).select_from(pairs)
+
+
+_SQL_PROGRESS = _progress_statement()
+
+
 def progress(
     engine: Engine, annotator_id: int, settings: AnnotateConfig, *, now: datetime | None = None
 ) -> Progress:
     """The annotator's decisions and open pairs, and the team's done/total pairs in the current round
     (against each pair's overlap)."""
-    now = now or utcnow()
-    wanted = case((Comparison.purpose == Purpose.eval, settings.overlap_eval), else_=settings.overlap_train)
-    decisions = _decisions_on(Comparison.id)
-    others = _live_leases_on(Comparison.id, now, annotator_id)
-    not_mine = (
-        ~select(literal(1)).where(Judgment.comparison_id == Comparison.id, _current(annotator_id)).exists()
-    )
-    count_if = lambda cond: func.coalesce(func.sum(case((cond, 1), else_=0)), 0)  # noqa: E731
+    params = {
+        "annotator": annotator_id,
+        "now": now or utcnow(),
+        "overlap_eval": settings.overlap_eval,
+        "overlap_train": settings.overlap_train,
+    }
     with session_scope(engine) as session:
-        round_id = session.exec(select(func.max(Comparison.round_id))).one()
-        in_round = Comparison.round_id == round_id if round_id is not None else Comparison.round_id.is_(None)
-        total, done = session.exec(
-            select(func.count(Comparison.id), count_if(decisions >= wanted)).where(in_round)
-        ).one()
-        left, held = session.exec(
-            select(
-                count_if(decisions + others < wanted),
-                count_if(and_(decisions < wanted, decisions + others >= wanted)),
-            ).where(not_mine)
-        ).one()
-        mine = session.exec(
-            select(func.count(Judgment.id))
-            .join(Comparison, Comparison.id == Judgment.comparison_id)
-            .where(_current(annotator_id), Judgment.choice != Choice.skip, in_round)
-        ).one()
+        round_id, total, done, mine, left, held = session.connection().execute(_SQL_PROGRESS, params).one()
     return Progress(round_id, int(done), int(total), int(mine), int(left), int(held))
 
 

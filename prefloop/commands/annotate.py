@@ -22,7 +22,8 @@ DEMO_FIRST_PROMPTS = 6
 
 
 def streamlit_argv(host: str, port: int, local_user: bool = False) -> list[str]:
-    """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar.
+    """``streamlit run`` arguments: headless, no usage statistics, no file watcher, viewer toolbar, no full
+    garbage collection after every script run.
 
     With the token-free local user (``local_user``) on a loopback address, the server accepts only
     loopback ``Host`` names (``server.allowedHosts``): a page whose own name was rebound to 127.0.0.1
@@ -30,6 +31,11 @@ def streamlit_argv(host: str, port: int, local_user: bool = False) -> list[str]:
     forwards the public name), since everyone signs in. Quiet: ``prefloop app`` prints the address
     itself, so Streamlit's welcome message and its INFO "server started" line (the same URL twice more)
     are left out; warnings and errors still print.
+
+    ``runner.postScriptGC`` (on by default) runs ``gc.collect(2)`` after every rerun: with this process's
+    imports that is ~100 ms of CPU per key press, holding the GIL while the server still has the rerun's
+    last messages to send. Python's own generational collector still runs; it just does not walk the whole
+    heap after every click.
     """
     from annotate_app.context import LOOPBACK_HOSTS
     from core.paths import REPO_ROOT
@@ -49,6 +55,8 @@ def streamlit_argv(host: str, port: int, local_user: bool = False) -> list[str]:
         "--server.fileWatcherType",
         "none",
         "--browser.gatherUsageStats",
+        "false",
+        "--runner.postScriptGC",
         "false",
         "--client.toolbarMode",
         "minimal",
