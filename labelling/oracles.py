@@ -8,7 +8,8 @@ things, so a round trained on one oracle's labels can be judged by the same orac
 - ``shorter``: the shorter title;
 - ``number``: a title with a number in it (the listicle style "5 Steps to ...", a common click pattern);
 - ``clean-title``: what a person checks at a glance in a real model's titles: one line, 30-75 characters,
-  no quotes, no word repeated (fewer faults wins; equally clean is a tie).
+  no quotes, no word repeated, no "Title:"-style label or markup, not the idea copied out, on the idea's
+  topic (fewer faults wins; equally clean is a tie).
 
 ``load_oracle(spec)`` resolves a built-in NAME, ``package.module:func``, or ``path/to/file.py:func``;
 ``with_noise`` models a careless human by flipping a share of decisive answers.
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from core.errors import PrefloopError
-from core.words import LENGTH_BAND, idea_of, key_words
+from core.words import LENGTH_BAND, idea_of, is_on_topic, key_words
 
 Verdict = Literal["a", "b", "tie"]
 Oracle = Callable[[str, str, str], str]
@@ -84,26 +85,45 @@ def number(prompt: str, a: str, b: str) -> Verdict:
 _QUOTE = re.compile("[\"\u201c\u201d`]|(?<!\\w)['\u2018\u2019]|['\u2018\u2019](?!\\w)")
 
 
-def title_faults(title: str) -> list[str]:
-    """The ``clean-title`` faults of one title: "lines", "length", "quotes", "repeat" (each at most once).
+# a label the model put before its answer ("Title:", "**Video Idea**:"), or Markdown/hashtag markup at
+# the start: the answer is about the title, not one
+_LABEL = re.compile(r"^\W*(?:(?:youtube |video )?title|video idea|idea|answer)\W*:|^\s*(?:\*\*|#)", re.I)
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def title_faults(title: str, idea: str = "") -> list[str]:
+    """The ``clean-title`` faults of one title for the video ``idea`` (each at most once): "lines",
+    "length", "quotes", "repeat", "label", and, given the idea, "copy" (the idea itself, no title written)
+    and "topic" (none of the idea's key words).
 
     >>> title_faults('The Lean Lying Lying "Guide"')
     ['length', 'quotes', 'repeat']
+    >>> title_faults("**Video Idea**: Fourier transform", idea="Fourier transform")
+    ['label', 'copy']
     """
     text = title.strip()
-    words = [w for w in _WORD.findall(text.lower()) if len(w) > 1]
+    words = [w for w in _words(text) if len(w) > 1]
+    unlabelled = _LABEL.sub("", text)
     faults = [
         ("lines", "\n" in text),
         ("length", band_distance(text) > 0),
         ("quotes", bool(_QUOTE.search(text))),
         ("repeat", len(words) != len(set(words))),
+        ("label", unlabelled != text),
+        ("copy", bool(idea) and _words(unlabelled) == _words(idea)),
+        ("topic", bool(idea) and is_on_topic(text, idea) is False),
     ]
     return [name for name, found in faults if found]
 
 
 def clean_title(prompt: str, a: str, b: str) -> Verdict:
-    """Prefer the title with fewer faults (several lines, outside 30-75 characters, quotes, a word twice)."""
-    return prefer(-len(title_faults(a)), -len(title_faults(b)))
+    """Prefer the title with fewer faults (several lines, outside 30-75 characters, quotes, a word twice,
+    a label or markup before it, the idea copied out, off the idea's topic)."""
+    idea = idea_of(prompt)
+    return prefer(-len(title_faults(a, idea)), -len(title_faults(b, idea)))
 
 
 BUILTIN: dict[str, Oracle] = {

@@ -78,8 +78,25 @@ def test_clean_title_counts_the_faults_a_person_sees_at_a_glance():
     assert title_faults("Fine-Tuning LLMs: A Beginner's Guide") == []  # an apostrophe is not a quote
     assert title_faults("A Guide to LLMs and a Guide to RAG") == ["repeat"]  # one-letter words do not count
     assert clean_title(PROMPT, clean, "Fine-Tuning LLMs: 'The' Guide Guide") == "a"
-    assert clean_title(PROMPT, "LLMs", clean) == "b"
-    assert clean_title(PROMPT, clean, "Fine-Tuning LLMs for Real-World Applications") == "tie"
+    on_topic = "Fine-Tuning LLMs for Real-World Applications"
+    assert clean_title(PROMPT, "LLMs", on_topic) == "b"
+    assert clean_title(PROMPT, on_topic, "Fine-Tuning LLMs, A Practical Guide") == "tie"
+    assert clean_title(PROMPT, clean, on_topic) == "b"  # clean, but not about fine-tuning LLMs
+
+
+def test_clean_title_faults_a_label_a_copied_idea_and_a_title_off_the_topic():
+    idea = "Fourier transform"
+    assert title_faults("Title: The Fourier Transform, Visually Explained", idea) == ["label"]
+    assert title_faults("**Video Idea**: Fourier transform", idea) == ["label", "copy"]
+    assert title_faults("# Fourier Transform Intuition From Scratch", idea) == ["label"]
+    assert title_faults("fourier TRANSFORM", idea) == ["length", "copy"]
+    assert title_faults("The Ultimate Guide to Vegan Living at Home", idea) == ["topic"]
+    assert title_faults("Fourier Transforms: Why Every Signal Is a Sum of Waves", idea) == []
+    assert title_faults("Title: Fourier transform") == ["length", "label"]  # no idea given: no copy/topic
+    prompt = "Write a title.\n**Video Idea**: Fourier transform"
+    good = "Fourier Transforms, Visually Explained"
+    assert clean_title(prompt, "**Video Idea**: Fourier transform", good) == "b"
+    assert clean_title(prompt, "The Ultimate Guide to Vegan Living", good) == "b"
 
 
 def test_built_ins_reward_different_things():
