@@ -140,6 +140,12 @@ def output_health(
     )
 
 
+def _past(share: float, bound: float) -> str:
+    """``share`` as a percentage, with a decimal when a whole percent would read as the bound itself
+    (89.9% against a bound of 90%)."""
+    return f"{share:.1%}" if f"{share:.0%}" == f"{bound:.0%}" else f"{share:.0%}"
+
+
 def flags(
     health: Health, base_health: Health | None, bounds: ReportConfig, model: str = "model"
 ) -> list[str]:
@@ -147,17 +153,20 @@ def flags(
     out: list[str] = []
     if health.eot_share is not None and health.eot_share < bounds.min_eot_rate:
         out.append(
-            f"{model}: {health.eot_share:.0%} of outputs end at the end-of-turn token, below the bound of "
+            f"{model}: {_past(health.eot_share, bounds.min_eot_rate)} of outputs end at the end-of-turn "
+            "token, below the bound of "
             f"{bounds.min_eot_rate:.0%}; the rest were cut off at the length limit."
         )
     if health.distinct_share is not None and health.distinct_share < bounds.min_distinct_share:
         out.append(
-            f"{model}: {health.distinct_share:.0%} of samples per prompt are distinct, below the bound of "
+            f"{model}: {_past(health.distinct_share, bounds.min_distinct_share)} of samples per prompt are "
+            "distinct, below the bound of "
             f"{bounds.min_distinct_share:.0%}; the model is collapsing towards one answer."
         )
     if health.repeat_share is not None and health.repeat_share > bounds.max_repeat_share:
         out.append(
-            f"{model}: {health.repeat_share:.0%} of outputs repeat words or phrases degenerately, above "
+            f"{model}: {_past(health.repeat_share, bounds.max_repeat_share)} of outputs repeat words or "
+            "phrases degenerately, above "
             f"the bound of {bounds.max_repeat_share:.0%}."
         )
     if base_health is None:

@@ -179,3 +179,12 @@ def test_length_bins_follow_the_range():
     lengths = list(range(0, 3800, 7))  # long answers: the old fixed 5-character bins made 760 of them
     long = length_bins(lengths, None)
     assert 5 <= len(long) - 1 <= MAX_BINS and long[-1] >= max(lengths)
+
+
+def test_a_share_just_under_its_bound_does_not_read_as_the_bound():
+    ends = ["length"] * 101 + ["stop"] * 899
+    h = output_health([Sample(i, f"Fine-tuning LLMs, part {i}", end) for i, end in enumerate(ends)])
+    (line,) = flags(h, None, ReportConfig(min_eot_rate=0.9))  # 89.9%, not "90% ... below 90%"
+    assert line.startswith("model: 89.9% of outputs end") and "bound of 90%" in line
+    (line,) = flags(h, None, ReportConfig(min_eot_rate=0.95))
+    assert line.startswith("model: 90% of outputs end")
