@@ -108,6 +108,7 @@ def arm_config(arm: Arm, db: str):
     return load_config(
         overrides=[
             "model.base=tiny",
+            "train.num_train_epochs=2",  # the tiny model's epochs (testkit.loop_learns.TINY_RECIPE)
             f"labelling.pair_selection={arm.strategy}",
             f"labelling.labels_per_round={arm.labels_per_round}",
             f"generation.seed={arm.seed}",
