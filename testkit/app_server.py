@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -55,18 +54,13 @@ def start_app(db_url: str, *overrides: str, host: str = "127.0.0.1") -> tuple[su
         "--port",
         str(port),
     ]
-    # stderr into an unlinked file, not a pipe: nobody reads a pipe while the server runs, and a full
-    # one (64 KiB of log) would block the server mid-run
-    with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=log)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, proc)
-        except RuntimeError:
-            proc.kill()
-            proc.wait()
-            log.seek(0)
-            raise RuntimeError(log.read().decode(errors="replace")[-2000:]) from None
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, proc)
+    except RuntimeError:
+        proc.kill()
+        raise RuntimeError(proc.stderr.read().decode(errors="replace")[-2000:]) from None
     return proc, url
 
 
