@@ -26,10 +26,11 @@ import tempfile
 import time
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from bench.common import BenchRow, row
+from core.config import DEFAULT_BASE, TINY_MODEL
 from core.paths import REPO_ROOT
 
 AREA = "label-efficiency"
@@ -49,12 +50,15 @@ class Arm:
     rounds: int
     labels_per_round: int
     seed: int = 0
+    base: str = TINY_MODEL
+    sets: tuple[str, ...] = ()  # an ablation: `--set` overrides beyond the defaults
 
     @property
     def id(self) -> str:
-        return (
-            f"{rule_name(self.oracle)}|{self.strategy}|noise{self.noise:g}|"
-            f"{self.rounds}x{self.labels_per_round}|seed{self.seed}"
+        return "|".join(
+            ([] if self.base == TINY_MODEL else [self.base])
+            + [rule_name(self.oracle), self.strategy, f"noise{self.noise:g}"]
+            + [f"{self.rounds}x{self.labels_per_round}", f"seed{self.seed}", *self.sets]
         )
 
 
@@ -65,7 +69,7 @@ class RoundResult:
     win_rate: float
     ci95: tuple[float, float]
     n: int  # eval judgments (the report's intervals are over its items: held-out prompts)
-    flags: list[str]
+    flags: list[str]  # the health flags of this round's model
     selection_seconds: float | None  # scoring + ranking the round's new pairs (train-round's stage 4)
 
 
@@ -81,9 +85,17 @@ def rule_name(oracle: str) -> str:
     return oracle.rpartition(":")[2].replace("_", "-")
 
 
-def plan(quick: bool) -> list[Arm]:
+def plan(quick: bool, base: str = TINY_MODEL) -> list[Arm]:
     """The arms, most informative first, so a sweep cut short still answers the main questions: `shorter`
-    under every strategy, then the default strategy on every rule, schedule and noise, then the rest."""
+    under every strategy, then the default strategy on every rule, schedule and noise, then the rest.
+
+    On the default base, which trains ~30x slower, the default strategy on every rule and noise, then
+    `shorter` under the other strategies and in one round."""
+    if base != TINY_MODEL:
+        rules = ("shorter", "number", UNSEEN, "keywords")
+        arms = [Arm(o, "most-different", noise, 3, 100, base=base) for noise in (0.0, 0.2) for o in rules]
+        arms += [Arm("shorter", s, 0.0, 3, 100, base=base) for s in ("random", "uncertain")]
+        return arms + [Arm("shorter", "most-different", 0.0, 1, 300, base=base)]
     if quick:
         return [Arm("shorter", s, 0.0, 3, 100) for s in ("random", "most-different")]
     # `keywords` last: it was not learnable at 300 labels before
@@ -107,13 +119,13 @@ def arm_config(arm: Arm, db: str):
 
     return load_config(
         overrides=[
-            "model.base=tiny",
-            "train.num_train_epochs=2",  # the tiny model's epochs (testkit.loop_learns.TINY_RECIPE)
+            f"model.base={arm.base}",
             f"labelling.pair_selection={arm.strategy}",
             f"labelling.labels_per_round={arm.labels_per_round}",
             f"generation.seed={arm.seed}",
             f"train.seed={arm.seed}",
             "report.bootstrap_rounds=100",  # the win rate's interval is Wilson's; the bootstrap is for ranks
+            *arm.sets,
         ],
         db=db,
     )
@@ -176,7 +188,7 @@ def play(arm: Arm, workdir: Path) -> ArmResult:
                     vs_base.win_rate,
                     tuple(vs_base.ci95),
                     vs_base.n,
-                    list(data.flags),
+                    [f for f in data.flags if f.startswith(f"round-{number}:")],  # this round's own
                     summary.selection[1] if summary.selection else None,
                 )
             )
@@ -208,7 +220,8 @@ def read_results(path: Path) -> list[ArmResult]:
     for line in path.read_text().splitlines():
         raw = json.loads(line)
         rounds = [RoundResult(**{**r, "ci95": tuple(r["ci95"])}) for r in raw["rounds"]]
-        out.append(ArmResult(Arm(**raw["arm"]), rounds, raw["seconds"], raw["error"]))
+        arm = Arm(**{**raw["arm"], "sets": tuple(raw["arm"].get("sets", ()))})
+        out.append(ArmResult(arm, rounds, raw["seconds"], raw["error"]))
     return out
 
 
@@ -234,8 +247,12 @@ def sweep(arms: Sequence[Arm], out: Path, workers: int = WORKERS) -> list[ArmRes
     return [r for r in read_results(out) if r.arm in set(arms)]
 
 
-def arms_of(results: Sequence[ArmResult], oracle: str, strategy: str, noise: float) -> list[ArmResult]:
-    return [r for r in results if (r.arm.oracle, r.arm.strategy, r.arm.noise) == (oracle, strategy, noise)]
+def arms_of(
+    results: Sequence[ArmResult], oracle: str, strategy: str, noise: float, base: str = TINY_MODEL
+) -> list[ArmResult]:
+    """The arms of this rule, strategy, noise and base at the defaults (no ablation ``sets``)."""
+    key = (oracle, strategy, noise, base, ())
+    return [r for r in results if (r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.base, r.arm.sets) == key]
 
 
 def meets_bar(point: RoundResult) -> bool:
@@ -261,7 +278,7 @@ def _cell(point: RoundResult | None) -> str:
     return f"**{text}**" if meets_bar(point) else text
 
 
-def markdown_table(results: Sequence[ArmResult], noise: float) -> str:
+def markdown_table(results: Sequence[ArmResult], noise: float, base: str = TINY_MODEL) -> str:
     """Per rule and strategy: win rate after 100/200/300 labels over 3 rounds, 300 in one round, and the
     fewest labels meeting the bar."""
     lines = [
@@ -271,7 +288,7 @@ def markdown_table(results: Sequence[ArmResult], noise: float) -> str:
     ]
     for oracle, kind in RULES.items():
         for strategy in STRATEGIES:
-            mine = arms_of(results, oracle, strategy, noise)
+            mine = arms_of(results, oracle, strategy, noise, base)
             if not mine:
                 continue
             staged = next((r for r in mine if r.arm.rounds == 3 and r.error is None), None)
@@ -288,7 +305,27 @@ def markdown_table(results: Sequence[ArmResult], noise: float) -> str:
     return "\n".join(lines)
 
 
-def plot(results: Sequence[ArmResult], path: Path, noise: float) -> Path:
+def ablation_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
+    """Arms run with ``sets`` beside the same arm at the defaults: win rate after each round."""
+    tried = [r for r in results if r.arm.base == base and r.arm.sets and r.error is None]
+    if not tried:
+        return ""
+    lines = ["| rule | selection | noise | settings | 100 | 200 | 300 |", "|---|---|---|---|---|---|---|"]
+    keys = dict.fromkeys((r.arm.oracle, r.arm.strategy, r.arm.noise) for r in tried)
+    for oracle, strategy, noise in keys:
+        default = [r for r in arms_of(results, oracle, strategy, noise, base) if r.arm.rounds == 3]
+        mine = [r for r in tried if (r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.rounds) == (
+            oracle, strategy, noise, 3)]  # fmt: skip
+        for r in default[:1] + sorted(mine, key=lambda r: r.arm.sets):
+            cells = [_cell(r.rounds[i] if i < len(r.rounds) else None) for i in range(3)]
+            what = ", ".join(f"`{s}`" for s in r.arm.sets) or "defaults"
+            lines.append(
+                f"| `{rule_name(oracle)}` | {strategy} | {noise:.0%} | {what} | " + " | ".join(cells) + " |"
+            )
+    return "\n".join(lines)
+
+
+def plot(results: Sequence[ArmResult], path: Path, noise: float, base: str = TINY_MODEL) -> Path:
     """One panel per rule: labels on x, win rate vs base with its Wilson 95% interval on y, one line per
     strategy (3 rounds of 100), the 1-round-of-300 point offset beside 300."""
     import matplotlib
@@ -299,7 +336,7 @@ def plot(results: Sequence[ArmResult], path: Path, noise: float) -> Path:
     fig, axes = plt.subplots(1, len(RULES), figsize=(4 * len(RULES), 3.6), sharey=True)
     for ax, oracle in zip(axes, RULES, strict=True):
         for k, strategy in enumerate(STRATEGIES):
-            mine = arms_of(results, oracle, strategy, noise)
+            mine = arms_of(results, oracle, strategy, noise, base)
             for r in mine:
                 if r.error or not r.rounds:
                     continue
@@ -323,7 +360,8 @@ def plot(results: Sequence[ArmResult], path: Path, noise: float) -> Path:
         handles.update(zip(*reversed(ax.get_legend_handles_labels()), strict=True))
     if handles:
         axes[0].legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
-    fig.suptitle(f"tiny model, label noise {noise:.0%}: 3 rounds of 100 (lines) vs 1 round of 300 (squares)")
+    model = "tiny model" if base == TINY_MODEL else base
+    fig.suptitle(f"{model}, label noise {noise:.0%}: 3 rounds of 100 (lines) vs 1 round of 300 (squares)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -331,12 +369,12 @@ def plot(results: Sequence[ArmResult], path: Path, noise: float) -> Path:
     return path
 
 
-def rows_for(results: Sequence[ArmResult]) -> list[BenchRow]:
+def rows_for(results: Sequence[ArmResult], base: str = TINY_MODEL) -> list[BenchRow]:
     """Per (rule, noise, strategy): labels to the bar, vs the random selection's."""
     out = []
     for noise in sorted({r.arm.noise for r in results}):
         for oracle in RULES:
-            group = {s: arms_of(results, oracle, s, noise) for s in STRATEGIES}
+            group = {s: arms_of(results, oracle, s, noise, base) for s in STRATEGIES}
             reference = labels_to_target(curve(group["random"]))
             for strategy in STRATEGIES[1:]:
                 if not group[strategy]:
@@ -362,19 +400,42 @@ def run(quick: bool = False) -> list[BenchRow]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.bench_label_efficiency")
-    parser.add_argument("--out", type=Path, help="run the full sweep, appending arms to this JSON-lines file")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_label_efficiency",
+        description="Win rate vs base against train labels, per pair selection, schedule and label noise.",
+    )
+    parser.add_argument("--out", type=Path, help="run the sweep, appending arms to this JSON-lines file")
     parser.add_argument("--quick", action="store_true", help="with --out: the quick plan")
+    parser.add_argument(
+        "--base", default=TINY_MODEL, help=f"the model of the arms: {TINY_MODEL} (default) or {DEFAULT_BASE}"
+    )
+    parser.add_argument("--rules", help="with --out: only these rules of the plan, e.g. number,no-colon")
+    parser.add_argument(
+        "--noise", type=float, action="append", help="with --out: only this noise (repeatable)"
+    )
+    parser.add_argument(
+        "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+        help="with --out: an ablation, these settings on every arm (kept apart from the default arms)",
+    )  # fmt: skip
     parser.add_argument("--table", type=Path, help="print the README tables, draw the plots from this file")
     parser.add_argument("--plot-dir", type=Path, default=REPO_ROOT / "docs" / "label-efficiency")
     args = parser.parse_args(argv)
     if args.out:
-        sweep(plan(args.quick), args.out)
+        rules = set(args.rules.split(",")) if args.rules else None
+        arms = [
+            replace(a, sets=tuple(args.sets))
+            for a in plan(args.quick, args.base)
+            if (rules is None or rule_name(a.oracle) in rules) and (not args.noise or a.noise in args.noise)
+        ]
+        sweep(arms, args.out)
     if args.table:
         results = read_results(args.table)
-        for noise in sorted({r.arm.noise for r in results}):
-            print(f"\nnoise {noise:.0%}\n\n{markdown_table(results, noise)}")
-            print(plot(results, args.plot_dir / f"noise-{round(noise * 100)}.png", noise))
+        suffix = "" if args.base == TINY_MODEL else f"-{args.base}"
+        for noise in sorted({r.arm.noise for r in results if r.arm.base == args.base}):
+            print(f"\nnoise {noise:.0%}\n\n{markdown_table(results, noise, args.base)}")
+            print(plot(results, args.plot_dir / f"noise-{round(noise * 100)}{suffix}.png", noise, args.base))
+        if ablations := ablation_table(results, args.base):
+            print(f"\nablations\n\n{ablations}")
         for r in results:
             if r.error:
                 print(f"ERROR {r.arm.id}: {r.error[:400]}")

@@ -59,7 +59,7 @@ def seed_database(path: Path, ideas: int | None = None):
 
 
 def bench_config(workdir: Path, *overrides: str) -> Config:
-    config = load_config(None, ["generation.backend=transformers", *overrides])
+    config = load_config(None, ["model.base=tiny", "generation.backend=transformers", *overrides])
     config.db = f"sqlite:///{workdir / 'prefloop.db'}"  # its adapters and runs go to workdir/prefloop-work
     return config
 

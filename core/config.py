@@ -22,6 +22,9 @@ TINY_MODEL = "tiny"
 # migrated: storage/migrations/versions/0006)
 FORMER_NAMES = {"embedded": TINY_MODEL}
 DEFAULT_CONFIG_FILE = REPO_ROOT / "prefloop.yaml"
+# Settings a base model needs that differ from the defaults below, used unless the file or a --set gives
+# them: the tiny model learns the seed in 2 epochs, SmolLM2 in 1 (README `simulate`, "The seed reproduced").
+BASE_RECIPES: dict[str, dict[str, Any]] = {TINY_MODEL: {"train.num_train_epochs": 2.0}}
 
 
 class Section(BaseModel):
@@ -89,6 +92,13 @@ class LabellingConfig(Section):
         description="Train pairs queued per round, the selection's first N (None: every pair, ranked). "
         "`train-round --labels N` sets it for one run.",
     )
+    sound_pairs_only: bool = Field(
+        True,
+        description="Train pairs only between texts that ended on their own and do not loop (the "
+        "report's cut-off and repeat tests): nobody is asked to choose between broken texts, and a rule "
+        'that prefers one would teach the policy to break (README "Label efficiency"). Eval pairs '
+        "always take every text: they measure the policy as it is.",
+    )
     score_batch_size: int = Field(
         32, ge=1, description="Sequences per forward pass when `uncertain` scores a round's candidates."
     )
@@ -149,8 +159,15 @@ class TrainConfig(Section):
     )
     learning_rate: float = Field(5e-4, gt=0.0)
     # 1: the default base's recipe (SmolLM2 on the seed: the validation accuracy of 2 epochs, in half the
-    # time; README "The seed reproduced on SmolLM2"); the tiny model needs 2 (README `simulate`)
+    # time; README "The seed reproduced on SmolLM2"); the tiny model's is 2 (BASE_RECIPES)
     num_train_epochs: float = Field(1.0, gt=0.0)
+    min_steps: int = Field(
+        0,
+        ge=0,
+        le=100_000,
+        description="At least this many optimizer steps per round: a round with fewer pairs runs whole "
+        "epochs more (training.settings.round_epochs). A budget of 100 labels gives 2-12 steps an epoch.",
+    )
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     cutoff_len: int = Field(256, ge=8)
@@ -263,6 +280,12 @@ def load_config(
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         _set_dotted(tree, key.strip(), yaml.safe_load(raw))
     tree["db"] = database_url(db or tree.get("db"))
+    model = tree.get("model")
+    base = model.get("base", DEFAULT_BASE) if isinstance(model, dict) else DEFAULT_BASE
+    for dotted, value in BASE_RECIPES.get(base, {}).items():
+        section, key = dotted.split(".")
+        if isinstance(tree.setdefault(section, {}), dict):
+            tree[section].setdefault(key, value)
     try:
         return Config.model_validate(tree)
     except ValidationError as exc:

@@ -54,3 +54,24 @@ def is_on_topic(text: str, prompt_text: str) -> bool | None:
     None when the idea has no key word. The health report and the tiny model's build check both use it."""
     wanted = _prompt_words(prompt_text)
     return bool(wanted & key_words(text)) if wanted else None
+
+
+REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping
+REPEAT_NGRAM = 3  # long-form repeats are counted on word n-grams of this size
+REPEAT_NGRAM_SHARE = 0.5  # lists and code repeat phrases too; a loop repeats most of its 3-grams
+_TOKEN = re.compile(r"\w+")
+
+
+def is_degenerate(text: str, title_like: bool = True) -> bool:
+    """Title: a word doubled in a row ("tips tips") or word bigrams repeating ("5 Steps to 5 Steps").
+    Long-form: more than ``REPEAT_NGRAM_SHARE`` of the word 3-grams already occurred earlier in the text."""
+    words = _TOKEN.findall(text.casefold())
+    if not title_like:
+        grams = list(zip(*(words[k:] for k in range(REPEAT_NGRAM)), strict=False))
+        return bool(grams) and 1 - len(set(grams)) / len(grams) > REPEAT_NGRAM_SHARE
+    if any(a == b for a, b in zip(words, words[1:], strict=False)):
+        return True
+    bigrams = list(zip(words, words[1:], strict=False))
+    if len(bigrams) < 2:
+        return False
+    return 1 - len(set(bigrams)) / len(bigrams) > REPEAT_BIGRAM_SHARE

@@ -8,12 +8,12 @@ Outputs come in two kinds. A *title-like* output answers a prompt written from o
 ``report.title_templates`` (the seed's "write a YouTube title" prompt): it should be one short line, so the
 length band applies and any doubled word is a repeat. Every other output is *long-form* (chat answers of
 several paragraphs): no band, and a repeat is a word 3-gram seen before in the same text, flagged only
-beyond ``REPEAT_NGRAM_SHARE`` of its 3-grams, because lists, code and prose legitimately reuse phrases.
+beyond ``core.words.REPEAT_NGRAM_SHARE`` of its 3-grams, because lists, code and prose legitimately reuse
+phrases (``core.words.is_degenerate``, which the train pairs' filter uses too).
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -21,14 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.config import ReportConfig
-from core.words import LENGTH_BAND, is_on_topic
+from core.words import LENGTH_BAND, is_degenerate, is_on_topic
 from evaluation.stats import ratio_interval
-from storage.templates import PLACEHOLDER, template_of
-
-REPEAT_BIGRAM_SHARE = 0.1  # a title whose word bigrams are more than this share duplicates is looping
-REPEAT_NGRAM = 3  # long-form repeats are counted on word n-grams of this size
-REPEAT_NGRAM_SHARE = 0.5  # lists and code repeat phrases too; a loop repeats most of its 3-grams
-_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -57,37 +51,6 @@ class Health:
     on_topic_share: float | None  # share sharing at least one key word with the prompt (idea)
     on_topic_n: int  # outputs whose prompt has key words: the denominator of on_topic_share
     repeat_share: float | None  # share of degenerate repeats
-
-
-def is_degenerate(text: str, title_like: bool = True) -> bool:
-    """Title: a word doubled in a row ("tips tips") or word bigrams repeating ("5 Steps to 5 Steps").
-    Long-form: more than ``REPEAT_NGRAM_SHARE`` of the word 3-grams already occurred earlier in the text."""
-    words = _WORD.findall(text.casefold())
-    if not title_like:
-        grams = list(zip(*(words[k:] for k in range(REPEAT_NGRAM)), strict=False))
-        return bool(grams) and 1 - len(set(grams)) / len(grams) > REPEAT_NGRAM_SHARE
-    if any(a == b for a, b in zip(words, words[1:], strict=False)):
-        return True
-    bigrams = list(zip(words, words[1:], strict=False))
-    if len(bigrams) < 2:
-        return False
-    return 1 - len(set(bigrams)) / len(bigrams) > REPEAT_BIGRAM_SHARE
-
-
-def asks_for_title(prompt_text: str, template: str | None, title_templates: Sequence[str]) -> bool:
-    """The prompt was written from a title template: named so, or its text is the template's text around
-    one idea (prompts imported as plain text keep no template name)."""
-    if template is not None and template in title_templates:
-        return True
-    for spec in title_templates:
-        head, _, tail = template_of(spec).text.partition(PLACEHOLDER)
-        if (
-            prompt_text.startswith(head)
-            and prompt_text.endswith(tail)
-            and len(prompt_text) > len(head + tail)
-        ):
-            return True
-    return False
 
 
 def _share(flags: Sequence[bool]) -> float | None:

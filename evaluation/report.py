@@ -22,7 +22,7 @@ from sqlmodel import Session, select
 
 from core.config import ReportConfig
 from evaluation.analysis import ORIENTATION, Bias, Group, JudgmentRecord, ReportData, VersionInfo, analyse
-from evaluation.health import Health, Sample, asks_for_title, drawn_per_prompt, output_health
+from evaluation.health import Health, Sample, drawn_per_prompt, output_health
 from evaluation.plots import bradley_terry_plot, length_plot, win_rate_plot
 from storage.db import session_scope
 from storage.files import atomic_replace_dir
@@ -38,6 +38,7 @@ from storage.models import (
     VersionKind,
     utcnow,
 )
+from storage.templates import asks_for_title
 from storage.versions import round_of
 
 KIND_TITLES = {

@@ -17,11 +17,13 @@ from sqlmodel import Session, col, select
 
 from core.config import Config
 from core.errors import PrefloopError
+from core.words import is_degenerate
 from generation.backends import get_backend, resolve_backend_name
 from generation.backends.base import Backend, Generated, Messages, Policy, SamplingParams
 from storage.db import session_scope
 from storage.models import Candidate, ModelVersion, Prompt, Purpose, Split, VersionKind, prompt_messages
 from storage.repo import get_or_create_candidate, get_or_create_comparison, get_or_create_round
+from storage.templates import asks_for_title
 from storage.versions import BASE, latest_adapter, version_named
 
 ROUND_SEED_STRIDE = 1000  # round r samples with seeds starting at seed + r * stride: new round, new texts
@@ -44,6 +46,7 @@ class GenerationSummary:
     candidates_per_s: float
     selection: str = ""  # labelling.pair_selection that ranked the pairs
     selection_seconds: float = 0.0  # scoring the candidates with the policy (``uncertain``) and ranking
+    unpaired: int = 0  # distinct texts kept out of train pairs: cut off or looping (sound_pairs_only)
 
 
 def resolve_policy(session: Session, config: Config, policy: str, *, create: bool = True) -> ModelVersion:
@@ -226,7 +229,13 @@ def generate_candidates(
     finally:
         engine_backend.close()
 
-    texts = {p.id: (prompt_messages(p), _distinct_texts(outs)) for p, _, outs in results}
+    sound_only = purpose == Purpose.train and config.labelling.sound_pairs_only
+    texts = {}
+    for p, _, outs in results:
+        title_like = asks_for_title(p.text, p.template, config.report.title_templates)
+        kept = [g for g in outs if not sound_only or is_sound(g, title_like)]
+        texts[p.id] = (prompt_messages(p), _distinct_texts(kept))
+    unpaired = sum(len(_distinct_texts(outs)) - len(texts[p.id][1]) for p, _, outs in results)
     selection_started = time.perf_counter()
     ranked = (
         pairs(
@@ -282,6 +291,7 @@ def generate_candidates(
         empty_dropped=empty,
         pairs_queued=queued,
         truncated=sum(g.finish_reason == "length" for _, _, outs in results for g in outs),
+        unpaired=unpaired,
         tokens=tokens,
         seconds=seconds,
         tokens_per_s=tokens / seconds if seconds else 0.0,
@@ -289,6 +299,12 @@ def generate_candidates(
         selection=config.labelling.pair_selection if pairs is not None else "",
         selection_seconds=selection_seconds,
     )
+
+
+def is_sound(g: Generated, title_like: bool) -> bool:
+    """Ended on its own (not cut at max_new_tokens) and not looping (``core.words.is_degenerate``, the
+    report's repeat test): a text worth asking someone to choose."""
+    return g.finish_reason != "length" and not is_degenerate(g.text, title_like)
 
 
 def _distinct_texts(outs: list[Generated]) -> list[str]:

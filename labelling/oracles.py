@@ -87,7 +87,7 @@ _QUOTE = re.compile("[\"\u201c\u201d`]|(?<!\\w)['\u2018\u2019]|['\u2018\u2019](?
 
 # a label the model put before its answer ("Title:", "**Video Idea**:"), or Markdown/hashtag markup at
 # the start: the answer is about the title, not one
-_LABEL = re.compile(r"^\W*(?:(?:youtube |video )?title|video idea|idea|answer)\W*:|^\s*(?:\*\*|#)", re.I)
+_LABEL = re.compile(r"^\W*(?:(?:youtube )?(?:video )?(?:title|idea)|answer)\W*:|^\s*(?:\*\*|#)", re.I)
 
 
 def _words(text: str) -> list[str]:

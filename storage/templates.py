@@ -8,6 +8,7 @@ Hugging Face", ~20 tokens of every sequence). The same template name is accepted
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from core.errors import PrefloopError
@@ -61,3 +62,19 @@ def render(spec: str, raw: str) -> str:
 def template_system(spec: str) -> str | None:
     """The system message a template's prompts are stored with (None: the model's own default)."""
     return template_of(spec).system
+
+
+def asks_for_title(prompt_text: str, template: str | None, title_templates: Sequence[str]) -> bool:
+    """The prompt was written from a title template: named so, or its text is the template's text around
+    one idea (prompts imported as plain text keep no template name)."""
+    if template is not None and template in title_templates:
+        return True
+    for spec in title_templates:
+        head, _, tail = template_of(spec).text.partition(PLACEHOLDER)
+        if (
+            prompt_text.startswith(head)
+            and prompt_text.endswith(tail)
+            and len(prompt_text) > len(head + tail)
+        ):
+            return True
+    return False

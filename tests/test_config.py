@@ -85,3 +85,16 @@ def test_the_cli_exits_non_zero_with_the_one_line(tmp_path):
     assert (done.stdout + done.stderr).strip() == (
         "error: config: annotate.lease_seconds: Input should be greater than 0"
     )
+
+
+def test_a_base_models_recipe_fills_only_what_the_config_leaves_unset(tmp_path):
+    assert load_config(None, []).train.num_train_epochs == 1.0  # SmolLM2: 1 epoch
+    assert load_config(None, ["model.base=tiny"]).train.num_train_epochs == 2.0
+    assert load_config(None, ["model.base=tiny", "train.num_train_epochs=3"]).train.num_train_epochs == 3.0
+    file = tmp_path / "prefloop.yaml"
+    file.write_text("model:\n  base: tiny\ntrain:\n  num_train_epochs: 1.5\n", encoding="utf-8")
+    assert load_config(file).train.num_train_epochs == 1.5
+    file.write_text("model:\n  base: tiny\ntrain:\n  learning_rate: 0.001\n", encoding="utf-8")
+    assert (load_config(file).train.num_train_epochs, load_config(file).train.learning_rate) == (2.0, 1e-3)
+    with pytest.raises(ConfigError, match="^config: train: "):
+        load_config(None, ["model.base=tiny", "train=5"])  # a malformed section is still refused, not mended

@@ -14,6 +14,7 @@ from sqlmodel import func, select
 
 from core.config import Config
 from core.errors import PrefloopError
+from core.words import is_degenerate
 from generation.api import answer, generate_candidates, resolve_policy
 from generation.backends.base import Policy, SamplingParams
 from generation.backends.transformers_backend import (
@@ -30,7 +31,7 @@ from models.catalog import TINY_DIR
 from models.loading import load_model, resolve_model
 from storage.db import session_scope
 from storage.imports import import_prompts
-from storage.models import Candidate, Comparison, ModelVersion, Prompt, Round, Split, VersionKind
+from storage.models import Candidate, Comparison, ModelVersion, Prompt, Purpose, Round, Split, VersionKind
 from storage.repo import get_or_create_version
 from storage.templates import render
 from testkit.demo_adapter import save_random_adapter
@@ -196,12 +197,15 @@ def test_generate_candidates_stores_round_with_pairs_and_dedupes(prompts_engine)
         assert all(c.sampling["n"] == 5 and c.sampling["seed"] == c.seed for c in cands)
         assert {c.finish_reason for c in cands} <= {"stop", "length"}
         expected_pairs = 0
+        sound = {c.id for c in cands if c.finish_reason != "length" and not is_degenerate(c.text)}
         for p in s.exec(select(Prompt)).all():
-            k = sum(c.prompt_id == p.id for c in cands)
+            k = sum(c.prompt_id == p.id and c.id in sound for c in cands)
             expected_pairs += comb(k, 2)
             pairs = s.exec(select(Comparison).where(Comparison.prompt_id == p.id)).all()
             assert len(pairs) == comb(k, 2) and all(c.round_id == 0 for c in pairs)
+            assert all({c.candidate_a_id, c.candidate_b_id} <= sound for c in pairs)
         assert summary.pairs_queued == expected_pairs
+        assert summary.unpaired == len(cands) - len(sound)
     again = generate_candidates(prompts_engine, cfg, round_id=0, n=5, progress=False, pairs=rank_pairs)
     assert again.candidates_added == 0 and again.pairs_queued == 0
     assert again.duplicates_dropped == again.generated - again.empty_dropped
@@ -219,6 +223,20 @@ def test_pair_budget_and_no_pairs(prompts_engine) -> None:
     assert bare.pairs_queued == 0
 
 
+def test_train_pairs_leave_out_texts_cut_off_but_eval_pairs_take_them(prompts_engine) -> None:
+    cut = config(max_new_tokens=2)  # every title is cut at 2 tokens
+    train = generate_candidates(prompts_engine, cut, round_id=0, n=4, progress=False, pairs=rank_pairs)
+    assert train.truncated == train.generated and train.candidates_added > 0
+    assert train.pairs_queued == 0 and train.unpaired == train.candidates_added
+    every = config_with({"sound_pairs_only": False}, max_new_tokens=2)
+    kept = generate_candidates(prompts_engine, every, round_id=1, n=4, progress=False, pairs=rank_pairs)
+    assert kept.pairs_queued > 0 and kept.unpaired == 0
+    evals = generate_candidates(
+        prompts_engine, cut, round_id=2, n=4, purpose=Purpose.eval, progress=False, pairs=rank_pairs
+    )
+    assert evals.pairs_queued > 0 and evals.unpaired == 0
+
+
 def config_with(labelling: dict, **generation) -> Config:
     cfg = config(**generation)
     return cfg.model_copy(update={"labelling": cfg.labelling.model_validate(labelling)})
@@ -232,7 +250,8 @@ def test_pairs_are_ranked_by_the_selection_and_a_budget_queues_its_head(prompts_
         texts = {c.id: c.text for c in s.exec(select(Candidate))}
         by_prompt: dict[int, list[int]] = {}
         for c in s.exec(select(Candidate).order_by(Candidate.id)):
-            by_prompt.setdefault(c.prompt_id, []).append(c.id)
+            if c.finish_reason != "length" and not is_degenerate(c.text):  # the train pairs' texts
+                by_prompt.setdefault(c.prompt_id, []).append(c.id)
         every = [
             PairTexts((a, b), pid, texts[a], texts[b])
             for pid, ids in by_prompt.items()

@@ -8,16 +8,10 @@ from pathlib import Path
 import pytest
 
 from core.config import ReportConfig
-from evaluation.health import (
-    Sample,
-    asks_for_title,
-    drawn_per_prompt,
-    flags,
-    is_degenerate,
-    is_on_topic,
-    output_health,
-)
+from core.words import is_degenerate, is_on_topic
+from evaluation.health import Sample, drawn_per_prompt, flags, output_health
 from evaluation.plots import MAX_BINS, length_bins
+from storage.templates import asks_for_title
 
 TEMPLATE = (
     "Given the YouTube video idea write an engaging title.\n\n**Video Idea**: {idea}\n\n"

@@ -10,6 +10,8 @@ from bench.bench_label_efficiency import (
     Arm,
     ArmResult,
     RoundResult,
+    ablation_table,
+    arms_of,
     labels_to_target,
     markdown_table,
     meets_bar,
@@ -69,3 +71,30 @@ def test_the_full_plan_compares_schedules_and_noise_at_equal_labels():
     assert {a.noise for a in arms} == {0.0, 0.2}
     assert len({a.oracle for a in arms}) >= 4
     assert any(a.oracle.endswith(".py:no_colon") for a in arms)  # an unseen rule, through FILE.py:FUNC
+
+
+def test_the_default_base_plan_runs_the_default_selection_on_every_rule_and_noise():
+    arms = plan(quick=False, base="smollm2-135m")
+    assert {a.base for a in arms} == {"smollm2-135m"} and len({a.id for a in arms}) == len(arms)
+    defaults = {(a.oracle, a.noise) for a in arms if a.strategy == "most-different" and a.rounds == 3}
+    assert len({o for o, _ in defaults}) >= 4 and {n for _, n in defaults} == {0.0, 0.2}
+    assert all(a.id.startswith("smollm2-135m|") for a in arms)
+    assert not plan(quick=False)[0].id.startswith("tiny")  # the tiny arms keep their ids (the file's)
+
+
+def test_an_ablation_is_its_own_arm_and_row_beside_the_default(tmp_path):
+    default = Arm("number", "most-different", 0.0, 3, 100, base="smollm2-135m")
+    tried = Arm("number", "most-different", 0.0, 3, 100, base="smollm2-135m", sets=("train.min_steps=32",))
+    assert default.id != tried.id and tried.id.endswith("|train.min_steps=32")
+    found = [
+        ArmResult(default, [point(100, 0.52, 0.44, 0.60)], 1.0),
+        ArmResult(tried, [point(100, 0.71, 0.62, 0.79), point(200, 0.80, 0.72, 0.86)], 1.0),
+    ]
+    file = tmp_path / "arms.jsonl"
+    file.write_text("".join(json.dumps(asdict(r)) + "\n" for r in found))
+    assert read_results(file) == found  # sets come back as a tuple
+    assert arms_of(found, "number", "most-different", 0.0, "smollm2-135m") == found[:1]
+    lines = ablation_table(found, "smollm2-135m").splitlines()
+    assert "| defaults | 0.52 [0.44, 0.60] | — | — |" in lines[2]
+    assert "`train.min_steps=32` | **0.71 [0.62, 0.79]** | **0.80 [0.72, 0.86]** | — |" in lines[3]
+    assert ablation_table(found) == ""  # none on the tiny model

@@ -89,6 +89,7 @@ def test_clean_title_faults_a_label_a_copied_idea_and_a_title_off_the_topic():
     assert title_faults("Title: The Fourier Transform, Visually Explained", idea) == ["label"]
     assert title_faults("**Video Idea**: Fourier transform", idea) == ["label", "copy"]
     assert title_faults("# Fourier Transform Intuition From Scratch", idea) == ["label"]
+    assert title_faults("YouTube video idea: The Fourier Transform, Visually Explained", idea) == ["label"]
     assert title_faults("fourier TRANSFORM", idea) == ["length", "copy"]
     assert title_faults("The Ultimate Guide to Vegan Living at Home", idea) == ["topic"]
     assert title_faults("Fourier Transforms: Why Every Signal Is a Sum of Waves", idea) == []

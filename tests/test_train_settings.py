@@ -18,6 +18,7 @@ from training.settings import (
     lora_settings,
     lora_targets,
     loss_terms,
+    round_epochs,
     wants_bf16,
 )
 
@@ -74,22 +75,41 @@ def test_all_targets_every_linear_projection_but_never_lm_head() -> None:
 
 def test_cpu_settings_avoid_the_trl_defaults_that_fail_here() -> None:
     train = TrainConfig()
-    settings = dpo_settings(train, CPU, output_dir="/tmp/x", has_validation=True)
+    settings = dpo_settings(train, CPU, output_dir="/tmp/x", has_validation=True, n_train=1000)
     assert settings["bf16"] is False and settings["use_cpu"] is True
     assert settings["activation_checkpointing"] is False
     assert settings["learning_rate"] == train.learning_rate > 1e-6
     assert settings["save_strategy"] == "no" and settings["eval_strategy"] == "epoch"
     assert settings["max_length"] == train.cutoff_len
-    no_eval = dpo_settings(TrainConfig(eval_steps=0), CPU, output_dir="/tmp/x", has_validation=True)
+    no_eval = dpo_settings(
+        TrainConfig(eval_steps=0), CPU, output_dir="/tmp/x", has_validation=True, n_train=1000
+    )
     assert no_eval["eval_strategy"] == "no"
-    assert dpo_settings(train, CPU, output_dir="/tmp/x", has_validation=False)["eval_strategy"] == "no"
+    assert (
+        dpo_settings(train, CPU, output_dir="/tmp/x", has_validation=False, n_train=1000)["eval_strategy"]
+        == "no"
+    )
+
+
+def test_a_small_round_runs_whole_epochs_more_until_it_takes_min_steps() -> None:
+    assert round_epochs(1.0, 0, 16, 8) == 1.0  # 0: the configured epochs
+    assert round_epochs(1.0, 64, 16, 8) == 32.0  # 2 steps an epoch
+    assert round_epochs(1.0, 64, 100, 8) == 5.0  # 13 steps an epoch: 5 epochs are 65 steps
+    assert round_epochs(2.0, 64, 1026, 8) == 2.0  # the seed: 129 steps an epoch, already past it
+    assert round_epochs(1.5, 1, 0, 8) == 1.5
+    settings = dpo_settings(
+        TrainConfig(min_steps=64), CPU, output_dir="/tmp/x", has_validation=False, n_train=40
+    )
+    assert settings["num_train_epochs"] == 13.0  # 40 pairs / 8 per step: 5 steps an epoch
 
 
 def test_settings_build_real_trl_and_peft_objects() -> None:
     from training.settings import build_dpo_config, build_lora_config
 
     train = TrainConfig(pref_ftx=0.3)
-    dpo = build_dpo_config(dpo_settings(train, CPU, output_dir="/tmp/prefloop-test", has_validation=False))
+    dpo = build_dpo_config(
+        dpo_settings(train, CPU, output_dir="/tmp/prefloop-test", has_validation=False, n_train=1000)
+    )
     assert dpo.loss_type == ["sigmoid", "sft"] and dpo.loss_weights == [1.0, 0.3]
     assert dpo.beta == train.pref_beta and not dpo.bf16 and not dpo.gradient_checkpointing
     lora = build_lora_config(lora_settings(train, ["q_proj", "v_proj"], num_layers=30))
@@ -115,7 +135,9 @@ def test_gpu_profile_is_the_seed_recipe() -> None:
     assert (t.per_device_train_batch_size, t.gradient_accumulation_steps) == (2, 8)
     assert (t.lora_rank, t.lora_alpha, t.lora_dropout, t.lora_target, t.lora_layers) == (8, 16, 0.0, "all", 0)
     assert (t.pref_beta, t.pref_loss, t.pref_ftx) == (0.1, "sigmoid", 0.0)
-    gpu = dpo_settings(t, Hardware(device="cuda", bf16=True), output_dir="/tmp/x", has_validation=True)
+    gpu = dpo_settings(
+        t, Hardware(device="cuda", bf16=True), output_dir="/tmp/x", has_validation=True, n_train=1000
+    )
     assert gpu["bf16"] is True and gpu["use_cpu"] is False and gpu["loss_type"] == ["sigmoid"]
 
 

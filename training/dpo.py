@@ -200,7 +200,13 @@ def train_dpo(
         max_lora_rank=max_lora_rank,
     )
     has_validation = job.has_validation
-    settings = dpo_settings(train, job.hardware, output_dir=str(output_dir), has_validation=has_validation)
+    settings = dpo_settings(
+        train,
+        job.hardware,
+        output_dir=str(output_dir),
+        has_validation=has_validation,
+        n_train=len(job.data["train"]),
+    )
     # one CPU thread by default: 2 threads on 2 shared cores thrash (README "training"); restored after
     with (
         torch_threads(train.cpu_threads if job.hardware.device == "cpu" else None),

@@ -7,6 +7,7 @@ NOTES.md): bf16 without a bf16-capable device, gradient checkpointing, and lr 1e
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,16 +161,24 @@ def lora_settings(train: TrainConfig, targets: list[str], num_layers: int) -> di
     }
 
 
+def round_epochs(epochs: float, min_steps: int, n_pairs: int, pairs_per_step: int) -> float:
+    """``epochs``, or the fewest whole epochs over ``n_pairs`` that take ``min_steps`` optimizer steps."""
+    steps_per_epoch = max(1, math.ceil(n_pairs / pairs_per_step))
+    return max(epochs, float(math.ceil(min_steps / steps_per_epoch)))
+
+
 def dpo_settings(
-    train: TrainConfig, hardware: Hardware, *, output_dir: str, has_validation: bool
+    train: TrainConfig, hardware: Hardware, *, output_dir: str, has_validation: bool, n_train: int
 ) -> dict[str, Any]:
-    """The ``DPOConfig`` fields for one run (TRL defaults that break a CPU LoRA run replaced)."""
+    """The ``DPOConfig`` fields for one run of ``n_train`` pairs (TRL defaults that break a CPU LoRA run
+    replaced)."""
     loss_type, loss_weights = loss_terms(train)
     evaluate = has_validation and train.eval_steps != 0
+    per_step = train.per_device_train_batch_size * train.gradient_accumulation_steps * train.num_processes
     return {
         "output_dir": output_dir,
         "learning_rate": train.learning_rate,
-        "num_train_epochs": train.num_train_epochs,
+        "num_train_epochs": round_epochs(train.num_train_epochs, train.min_steps, n_train, per_step),
         "per_device_train_batch_size": train.per_device_train_batch_size,
         "per_device_eval_batch_size": train.per_device_train_batch_size * 2,
         "gradient_accumulation_steps": train.gradient_accumulation_steps,

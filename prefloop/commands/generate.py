@@ -104,7 +104,8 @@ def generate(
         + (f" ({s.selection} selection, {s.selection_seconds:.1f} s)" if s.selection else "")
         + f"; {s.tokens} tokens in {s.seconds:.1f} s "
         f"({s.tokens_per_s:.0f} tokens/s, {s.candidates_per_s:.1f} candidates/s)"
-        + (f"; {s.truncated} cut at max_new_tokens" if s.truncated else ""),
+        + (f"; {s.truncated} cut at max_new_tokens" if s.truncated else "")
+        + (f"; {s.unpaired} cut off or looping, left out of pairs" if s.unpaired else ""),
         highlight=False,
         soft_wrap=True,
     )
