@@ -1,8 +1,9 @@
 """Label efficiency: win rate vs base against the number of train labels, per pair selection and schedule.
 
-Every arm is the loop an operator runs on the tiny model, through the library calls the commands make
-(one process per arm at a time, one torch thread): import the seed's ideas (`prompts import`), round 0
-(`generate --labels L`: pairs ranked by ``labelling.pair_selection``, the first L queued), then per round
+Every arm is the loop an operator runs (on the tiny model, or ``--base smollm2-135m``, the default base),
+through the library calls the commands make (one process per arm at a time, one torch thread): import
+the seed's ideas (`prompts import`), round 0 (`generate --labels L`: pairs ranked by
+``labelling.pair_selection``, the first L queued), then per round
 the oracle labels exactly the L queued pairs (`simulate --purpose train`, with ``noise`` of its decisive
 answers flipped), `train-round --labels L` (train on every train label so far, then queue the new
 adapter's first L pairs: fresh on-policy candidates), the noiseless oracle judges the round's blind eval
@@ -13,7 +14,9 @@ Schedules at equal total labels: 1 round of 300, and 3 rounds of 100 (whose roun
 
 ``python -m bench.bench_label_efficiency --out FILE`` runs the sweep two arms at a time, appending each
 finished arm to FILE (JSON lines) and skipping arms already there; ``--table FILE`` prints the README
-tables and draws the plots. ``make bench`` runs the plan through ``run``.
+tables and draws the plots. ``--rules``/``--noise`` run part of the plan; ``--set KEY=VALUE`` runs it as an
+ablation (its own arms, its own table beside the defaults). ``make bench`` runs the tiny plan through
+``run``.
 """
 
 from __future__ import annotations

@@ -233,7 +233,7 @@ def generate_candidates(
     texts = {}
     for p, _, outs in results:
         title_like = asks_for_title(p.text, p.template, config.report.title_templates)
-        kept = [g for g in outs if not sound_only or is_sound(g, title_like)]
+        kept = [g for g in outs if not sound_only or _is_sound(g, title_like)]
         texts[p.id] = (prompt_messages(p), _distinct_texts(kept))
     unpaired = sum(len(_distinct_texts(outs)) - len(texts[p.id][1]) for p, _, outs in results)
     selection_started = time.perf_counter()
@@ -301,7 +301,7 @@ def generate_candidates(
     )
 
 
-def is_sound(g: Generated, title_like: bool) -> bool:
+def _is_sound(g: Generated, title_like: bool) -> bool:
     """Ended on its own (not cut at max_new_tokens) and not looping (``core.words.is_degenerate``, the
     report's repeat test): a text worth asking someone to choose."""
     return g.finish_reason != "length" and not is_degenerate(g.text, title_like)

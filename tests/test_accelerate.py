@@ -31,7 +31,12 @@ def test_two_processes_train_one_registered_adapter(tmp_path: Path) -> None:
 
     labels = seed_label_subset(tmp_path / "labels.csv", 6)
     prefloop("labels", "import", str(labels), "--template", "youtube-title", "--split", "train")
-    settings = ("train.num_processes=2", "train.num_train_epochs=1", "train.logging_steps=1")
+    settings = (
+        "train.num_processes=2",
+        "train.num_train_epochs=1",
+        "train.min_steps=0",
+        "train.logging_steps=1",
+    )
     out = prefloop(*(arg for setting in settings for arg in ("--set", setting)), "train")
     assert "round-1" in out
     engine = make_engine(db)

@@ -9,7 +9,7 @@ import pytest
 
 from core.config import ReportConfig
 from core.words import is_degenerate, is_on_topic
-from evaluation.health import Sample, drawn_per_prompt, flags, output_health
+from evaluation.health import Sample, _past, drawn_per_prompt, flags, output_health
 from evaluation.plots import MAX_BINS, length_bins
 from storage.templates import asks_for_title
 
@@ -117,13 +117,33 @@ def test_healthy_model_has_no_flags_and_base_is_not_compared():
     assert len(flags(short, base, bounds)) == 1
 
 
+def _ends(cut: int, n: int) -> list[Sample]:
+    return [Sample(i, f"Fine-tuning LLMs, part {i}", "length" if i < cut else "stop") for i in range(n)]
+
+
+def _loops(looping: int, n: int) -> list[Sample]:
+    return [
+        Sample(i, "5 Steps to 5 Steps" if i < looping else f"Lesson {i} of LLMs", "stop") for i in range(n)
+    ]
+
+
 def test_bounds_are_configurable():
-    h = output_health(
-        [Sample(i, f"Fine-tuning LLMs, part {i}", "length" if i < 2 else "stop") for i in range(10)]
-    )
-    assert h.eot_share == pytest.approx(0.8)
-    assert len(flags(h, None, ReportConfig(min_eot_rate=0.9))) == 1
-    assert flags(h, None, ReportConfig(min_eot_rate=0.75)) == []
+    h = output_health(_ends(20, 100))
+    assert (h.eot_share, h.eot_n) == (pytest.approx(0.8), 100)
+    (line,) = flags(h, None, ReportConfig(min_eot_rate=0.9))  # Wilson 95%: 0.71-0.87
+    assert line.startswith("model: 80% of outputs end at the end-of-turn token (95% CI up to 87%)")
+    assert flags(h, None, ReportConfig(min_eot_rate=0.85)) == []  # the interval reaches 0.85
+
+
+def test_clean_endings_and_repeats_are_flagged_only_when_the_interval_is_past_the_bound():
+    """Base SmolLM2 ends ~90% of its titles cleanly: 88% of 170 is sampling error, 76% is not."""
+    bounds = ReportConfig()  # at least 90% clean endings, at most 10% repeats
+    assert flags(output_health(_ends(20, 170)), None, bounds) == []  # 88%: CI 0.83-0.92
+    (line,) = flags(output_health(_ends(41, 170)), None, bounds)  # 76%: CI 0.69-0.81
+    assert "76% of outputs end" in line and "up to 82%" in line
+    assert flags(output_health(_loops(20, 170)), None, bounds) == []  # 12% repeat: CI 0.08-0.17
+    (line,) = flags(output_health(_loops(40, 170)), None, bounds)  # 24%: CI 0.18-0.30
+    assert "24% of outputs repeat" in line and "95% CI from 18%" in line
 
 
 def test_drawn_per_prompt_reads_the_samples_asked_for_not_the_rows_stored():
@@ -176,9 +196,5 @@ def test_length_bins_follow_the_range():
 
 
 def test_a_share_just_under_its_bound_does_not_read_as_the_bound():
-    ends = ["length"] * 101 + ["stop"] * 899
-    h = output_health([Sample(i, f"Fine-tuning LLMs, part {i}", end) for i, end in enumerate(ends)])
-    (line,) = flags(h, None, ReportConfig(min_eot_rate=0.9))  # 89.9%, not "90% ... below 90%"
-    assert line.startswith("model: 89.9% of outputs end") and "bound of 90%" in line
-    (line,) = flags(h, None, ReportConfig(min_eot_rate=0.95))
-    assert line.startswith("model: 90% of outputs end")
+    assert _past(0.899, 0.9) == "89.9%"  # not "90% ... below the bound of 90%"
+    assert _past(0.897, 0.95) == "90%" and _past(0.104, 0.1) == "10.4%"

@@ -14,7 +14,7 @@ from storage.imports import import_labels
 from testkit.train_seed import seed_label_subset
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = {"num_train_epochs": 1, "per_device_train_batch_size": 8, "logging_steps": 1}
+FAST = {"num_train_epochs": 1, "min_steps": 0, "per_device_train_batch_size": 8, "logging_steps": 1}
 
 
 @pytest.fixture

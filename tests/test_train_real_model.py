@@ -45,7 +45,7 @@ def test_a_few_dpo_steps_on_the_real_model_train_only_the_top_layers(engine: Eng
     labels = seed_label_subset(tmp_path / "labels.csv", 2)
     import_labels(engine, labels, template="youtube-title", split="train")
     dataset = export_trl(engine, tmp_path / "export", validation_share=0.0).paths["dataset"]
-    train = TrainConfig(num_train_epochs=1, eval_steps=0, logging_steps=1)
+    train = TrainConfig(num_train_epochs=1, min_steps=0, eval_steps=0, logging_steps=1)
     result = train_dpo(base_model=REAL_BASE, dataset_dir=dataset, output_dir=tmp_path / "lora", train=train)
 
     assert result.n_train == 20 and len([m for m in result.metrics if "loss" in m]) == 3
