@@ -349,6 +349,10 @@ def plot(results: Sequence[ArmResult], path: Path, noise: float, base: str = TIN
                 style = {"marker": "o", "linestyle": "-"} if r.arm.rounds > 1 else {"marker": "s", "ls": ""}
                 label = strategy if r.arm.rounds > 1 else f"{strategy}, 1 round"
                 ax.errorbar(xs, ys, yerr=err, capsize=3, color=f"C{k}", label=label, **style)
+                flagged = [(x, p.win_rate) for x, p in zip(xs, r.rounds, strict=True) if p.flags]
+                if flagged:
+                    ax.scatter(*zip(*flagged, strict=True), s=90, marker="x", color="red", zorder=3,
+                               label="health flag (⚑)")  # fmt: skip
         ax.axhline(TARGET, color="grey", linestyle="--", linewidth=1)
         ax.axhline(0.5, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{rule_name(oracle)} ({RULES[oracle]})")

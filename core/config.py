@@ -167,7 +167,7 @@ class TrainConfig(Section):
         le=100_000,
         description="At least this many optimizer steps per round: a round with fewer pairs runs whole "
         "epochs more (training.settings.round_epochs); 0: the epochs as set. A budget of 100 labels gave "
-        "SmolLM2 2-6 steps an epoch, which did not move it (README \"Label efficiency\"); the seed's "
+        "SmolLM2 2-6 steps an epoch, which did not move it (README, Label efficiency); the seed's "
         "1,026 pairs take 129.",
     )
     per_device_train_batch_size: int = Field(8, ge=1)
