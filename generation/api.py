@@ -230,12 +230,13 @@ def generate_candidates(
         engine_backend.close()
 
     sound_only = purpose == Purpose.train and config.labelling.sound_pairs_only
-    texts = {}
+    texts, unpaired = {}, 0
     for p, _, outs in results:
         title_like = asks_for_title(p.text, p.template, config.report.title_templates)
-        kept = [g for g in outs if not sound_only or _is_sound(g, title_like)]
-        texts[p.id] = (prompt_messages(p), _distinct_texts(kept))
-    unpaired = sum(len(_distinct_texts(outs)) - len(texts[p.id][1]) for p, _, outs in results)
+        distinct = _distinct_texts(outs)
+        sound = {g.text for g in outs if not sound_only or _is_sound(g, title_like)}
+        texts[p.id] = (prompt_messages(p), [t for t in distinct if t in sound])
+        unpaired += len(distinct) - len(texts[p.id][1])
     selection_started = time.perf_counter()
     ranked = (
         pairs(
