@@ -170,6 +170,21 @@ class TrainConfig(Section):
         "SmolLM2 2-6 steps an epoch, which did not move it (README, Label efficiency); the seed's "
         "1,026 pairs take 129.",
     )
+    checkpoints: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Adapters kept at this many evenly spaced steps of a round, the last at its end; the "
+        "round publishes the latest whose output health on `health_prompts` train prompts is unflagged "
+        '(loop.health_gate, README "Label efficiency"). 1: the end, unchecked.',
+    )
+    health_prompts: int = Field(
+        16,
+        ge=1,
+        le=10_000,
+        description="Train prompts the checkpoints are sampled on, `round.eval_samples_per_model` texts "
+        "each (the report's count per prompt, so the health figures mean the same).",
+    )
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)
     cutoff_len: int = Field(256, ge=8)

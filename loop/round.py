@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 
 from core.config import Config
 from labelling.selection import rank_pairs
+from loop.health_gate import gate
 from storage import queries
 from storage.db import session_scope
 from storage.locks import Lock, exclusive
@@ -62,6 +63,7 @@ class RoundSummary:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     adapter_path: str | None = None
     training_run_id: int | None = None
+    chosen_step: tuple[int, int] | None = None  # (the published adapter's step, the run's last step)
 
     @property
     def total_seconds(self) -> float:
@@ -182,6 +184,10 @@ def train_version(
                 result = train_adapter(
                     config, labels, staging=staging, parent=parent, title=title, on_log=on_log
                 )
+            with clock("health", f"checking the output health of {name}'s checkpoints"):
+                checked = gate(engine, config, staging, name=name, last=result.steps, echo=clock.echo)
+                result.extra["health_gate"] = checked.as_dict()
+                summary.chosen_step = (checked.chosen, checked.last)
             with clock("register", f"registering {name}"):
                 version = publish(
                     engine, config, run_id=run_id, staging=staging, name=name, parent=parent, result=result

@@ -17,6 +17,7 @@ import sys
 POINTS = {
     "after-export": ("loop.round", "export_labels", "after"),  # labels exported, no training run yet
     "mid-train": ("training.registry", "save_metrics", "after"),  # the first logging step is stored
+    "after-health": ("loop.round", "gate", "after"),  # the chosen checkpoint in the staging folder
     "after-rename": ("training.registry", "move_into_place", "after"),  # adapter in place, not registered
     "after-register": ("loop.round", "publish", "after"),  # version registered, nothing generated
     "after-generate-train": ("loop.round", "generate_stage", "after"),  # round N's train pairs queued

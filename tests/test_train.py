@@ -12,6 +12,8 @@ from core.errors import PrefloopError
 from storage.exports import export_trl
 from storage.imports import import_labels
 from testkit.train_seed import seed_label_subset
+from training.dpo import CHECKPOINTS, checkpoint_dir
+from training.settings import checkpoint_steps
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = {"num_train_epochs": 1, "min_steps": 0, "per_device_train_batch_size": 8, "logging_steps": 1}
@@ -70,11 +72,20 @@ def test_dpo_saves_a_servable_adapter_and_logs_every_step(pairs_dir: Path, tmp_p
     assert sorted(p.name for p in out.iterdir() if p.name != "README.md") == [
         "adapter_config.json",
         "adapter_model.safetensors",
+        CHECKPOINTS,
     ]
     config = validate_servable_adapter(out, max_rank=16)
     assert "lm_head" not in config["target_modules"] and "q_proj" in config["target_modules"]
     steps = [row for row in result.metrics if "loss" in row]
-    assert len(steps) == -(-result.n_train // 8)  # one row per optimizer step (logging_steps=1)
+    assert len(steps) == result.steps == -(-result.n_train // 8)  # one row per step (logging_steps=1)
+    # train.checkpoints (4): the adapters of the earlier evenly spaced steps, each one servable
+    earlier = checkpoint_steps(result.steps, 4)[:-1]
+    assert len(earlier) == 3
+    assert sorted(p.name for p in (out / CHECKPOINTS).iterdir()) == sorted(f"step-{s}" for s in earlier)
+    for step in earlier:
+        validate_servable_adapter(checkpoint_dir(out, step), max_rank=16)
+    first, last = _logits(checkpoint_dir(out, earlier[0])), _logits(out)
+    assert not bool((first - last).abs().max() < 1e-6), "a checkpoint is the end's adapter"
     for key in ("rewards/accuracies", "rewards/margins", "logps/chosen", "logps/rejected"):
         assert all(key in row for row in steps)
     assert "eval_loss" in result.final and 0 <= result.final["eval_rewards/accuracies"] <= 1

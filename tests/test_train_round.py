@@ -176,6 +176,8 @@ def test_killed_at_every_stage_then_completed_then_nothing_new(operator: Operato
     live_metrics = op.query("SELECT metrics FROM training_run")[0][0]
     assert "rewards/accuracies" in live_metrics, "metrics are stored while the run goes"
 
+    op.killed_at("after-health")  # the gate chose, nothing published: the staging folder is discarded
+    assert op.query("SELECT count(*) FROM model_version WHERE kind = 'adapter'") == [(0,)]
     op.killed_at("after-rename")  # adapter directory in place, version not yet registered
     assert op.adapter_dirs() == ["round-1"]
     assert op.query("SELECT count(*) FROM model_version WHERE kind = 'adapter'") == [(0,)]
@@ -191,10 +193,11 @@ def test_killed_at_every_stage_then_completed_then_nothing_new(operator: Operato
     assert op.adapter_dirs() == ["round-1"]
     files = sorted(p.name for p in (op.var / "adapters" / "round-1").iterdir())
     assert {"adapter_config.json", "adapter_model.safetensors", "loss_curve.png", "metrics.csv"} <= set(files)
+    assert "checkpoints" not in files  # the health gate removed the ones it did not choose
     runs = op.query("SELECT status, error IS NOT NULL FROM training_run ORDER BY id")
-    assert runs == [("failed", 1), ("failed", 1), ("completed", 0)]  # after-export: before its run began
+    assert runs == [("failed", 1)] * 3 + [("completed", 0)]  # after-export: before its run began
     version_run = op.query("SELECT training_run_id, parent_id FROM model_version WHERE name = 'round-1'")
-    assert version_run[0][0] == 3
+    assert version_run[0][0] == 4
     assert op.query(f"SELECT name FROM model_version WHERE id = {version_run[0][1]}") == [("base",)]
 
     before, dirs = op.counts(), op.adapter_dirs()

@@ -23,6 +23,7 @@ from core.errors import PrefloopError
 from training.settings import Hardware, detect_hardware, dpo_settings, lora_settings, lora_targets
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+CHECKPOINTS = "checkpoints"  # under the output folder: the adapters of ``train.checkpoints``
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainResult:
     dpo_settings: dict[str, Any]
     lora_settings: dict[str, Any]
     is_main_process: bool = True
+    steps: int = 0  # optimizer steps run
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +118,30 @@ def _metrics_callback(rows: list[dict[str, Any]], on_log: Callable[[dict[str, An
                 on_log(entry)
 
     return KeepLogs()
+
+
+def checkpoint_dir(output_dir: Path, step: int) -> Path:
+    """Where the adapter after optimizer step ``step`` is kept (the end's is ``output_dir`` itself)."""
+    return Path(output_dir) / CHECKPOINTS / f"step-{step}"
+
+
+def _checkpoint_callback(output_dir: Path, checkpoints: int):
+    from transformers import TrainerCallback
+
+    from training.settings import checkpoint_steps
+
+    class KeepAdapters(TrainerCallback):
+        """Saves the adapter (weights and config only) at the steps of ``checkpoint_steps`` before the end."""
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            steps = checkpoint_steps(state.max_steps, checkpoints)[:-1]
+            if state.is_world_process_zero and state.global_step in steps:
+                plain = getattr(model, "module", model)
+                plain.save_pretrained(
+                    checkpoint_dir(output_dir, state.global_step), selected_adapters=["default"]
+                )
+
+    return KeepAdapters()
 
 
 def _quiet_progress(trainer) -> None:
@@ -212,7 +238,7 @@ def train_dpo(
         torch_threads(train.cpu_threads if job.hardware.device == "cpu" else None),
         _fast_paths(job.model, train, job.hardware, job.lora_settings) as extra,
     ):
-        result = run_dpo(job, settings, on_log)
+        result = run_dpo(job, settings, on_log, checkpoints=train.checkpoints)
     result.extra.update(extra)
     return result
 
@@ -243,9 +269,13 @@ def _fast_paths(model, train: TrainConfig, hardware: Hardware, lora_map: dict[st
 
 
 def run_dpo(
-    job: DpoJob, settings: dict[str, Any], on_log: Callable[[dict[str, Any]], None] | None = None
+    job: DpoJob,
+    settings: dict[str, Any],
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+    checkpoints: int = 1,
 ) -> TrainResult:
-    """One ``DPOTrainer`` run of ``job`` with these DPOConfig fields; the adapter goes to their output_dir."""
+    """One ``DPOTrainer`` run of ``job`` with these DPOConfig fields; the adapter goes to their output_dir,
+    and with ``checkpoints`` > 1 the earlier ones to ``checkpoint_dir`` (``train.checkpoints``)."""
     from trl import DPOTrainer
 
     from training.settings import build_dpo_config, build_lora_config
@@ -262,7 +292,10 @@ def run_dpo(
         eval_dataset=data["validation"] if has_validation and settings["eval_strategy"] != "no" else None,
         processing_class=tokenizer,
         peft_config=None if job.parent_adapter is not None else build_lora_config(job.lora_settings),
-        callbacks=[_metrics_callback(rows, on_log)],
+        callbacks=[
+            _metrics_callback(rows, on_log),
+            _checkpoint_callback(Path(settings["output_dir"]), checkpoints),
+        ],
     )
     _quiet_progress(trainer)
     trainer.train()
@@ -285,4 +318,5 @@ def run_dpo(
         dpo_settings=settings,
         lora_settings=job.lora_settings,
         is_main_process=main,
+        steps=trainer.state.global_step,
     )

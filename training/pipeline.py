@@ -138,5 +138,6 @@ def publish(
             "lora": result.lora_settings,
             "hardware": asdict(result.hardware),
             "seconds": result.seconds,
+            **result.extra,
         },
     )

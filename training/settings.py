@@ -167,6 +167,12 @@ def round_epochs(epochs: float, min_steps: int, n_pairs: int, pairs_per_step: in
     return max(epochs, float(math.ceil(min_steps / steps_per_epoch)))
 
 
+def checkpoint_steps(max_steps: int, checkpoints: int) -> list[int]:
+    """The optimizer steps after which the adapter is kept: ``checkpoints`` evenly spaced, the last at
+    ``max_steps``; fewer when the run is shorter than that."""
+    return sorted({max(1, round(max_steps * k / checkpoints)) for k in range(1, checkpoints + 1)})
+
+
 def dpo_settings(
     train: TrainConfig, hardware: Hardware, *, output_dir: str, has_validation: bool, n_train: int
 ) -> dict[str, Any]:

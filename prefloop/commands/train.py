@@ -55,6 +55,11 @@ def print_summary(summary: RoundSummary) -> None:
         table.add_row("training speed", f"{summary.pairs_per_second:.1f} pairs/s")
     if summary.adapter_path:
         table.add_row("adapter", summary.adapter_path)
+    if summary.chosen_step and summary.chosen_step[0] != summary.chosen_step[1]:
+        chosen, last = summary.chosen_step
+        table.add_row(
+            "health gate", f"step {chosen} of {last} kept: the later steps' output health was flagged"
+        )
     if summary.stage_seconds.get("generate-train") is not None:
         table.add_row("train pairs queued", f"{summary.train_pairs_queued} (round {summary.round_number})")
     if summary.selection:
