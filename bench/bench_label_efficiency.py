@@ -74,6 +74,8 @@ class RoundResult:
     n: int  # eval judgments (the report's intervals are over its items: held-out prompts)
     flags: list[str]  # the health flags of this round's model
     selection_seconds: float | None  # scoring + ranking the round's new pairs (train-round's stage 4)
+    # the health gate's (published step, last step); None: not recorded (arms before the gate)
+    chosen_step: tuple[int, int] | None = None
 
 
 @dataclass
@@ -193,6 +195,7 @@ def play(arm: Arm, workdir: Path) -> ArmResult:
                     vs_base.n,
                     [f for f in data.flags if f.startswith(f"round-{number}:")],  # this round's own
                     summary.selection[1] if summary.selection else None,
+                    summary.chosen_step,
                 )
             )
     except Exception as exc:  # an arm that fails is recorded as such; the sweep goes on
@@ -216,13 +219,20 @@ def _one_thread() -> None:
 # -- the sweep and its reading --------------------------------------------------------------------------
 
 
+def _pair(value: list[int] | None) -> tuple[int, int] | None:
+    return (value[0], value[1]) if value else None
+
+
 def read_results(path: Path) -> list[ArmResult]:
     if not path.exists():
         return []
     out = []
     for line in path.read_text().splitlines():
         raw = json.loads(line)
-        rounds = [RoundResult(**{**r, "ci95": tuple(r["ci95"])}) for r in raw["rounds"]]
+        rounds = [
+            RoundResult(**{**r, "ci95": tuple(r["ci95"]), "chosen_step": _pair(r.get("chosen_step"))})
+            for r in raw["rounds"]
+        ]
         arm = Arm(**{**raw["arm"], "sets": tuple(raw["arm"].get("sets", ()))})
         out.append(ArmResult(arm, rounds, raw["seconds"], raw["error"]))
     return out
