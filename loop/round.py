@@ -1,7 +1,8 @@
 """``prefloop train`` (stages 1-3) and ``prefloop train-round`` (stages 1-6): labels in, next round queued.
 
 1. export all train-purpose labels (TRL format, validation split by prompt);
-2. train a LoRA adapter with DPO (in-process, or ``accelerate launch`` for several processes);
+2. train a LoRA adapter with DPO (in-process, or ``accelerate launch`` for several processes), keeping it
+   at ``train.checkpoints`` steps, and keep the latest whose output health is unflagged (loop.health_gate);
 3. register it as model version "round-N" (atomic directory + one transaction, see training.registry);
 4. generate round N's train candidates and pairs with the new adapter;
 5. generate eval samples on the held-out prompts (base samples once, reused) and queue blind eval pairs
