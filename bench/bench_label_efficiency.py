@@ -288,7 +288,10 @@ def _cell(point: RoundResult | None) -> str:
         return "—"
     lo, hi = point.ci95
     text = f"{point.win_rate:.2f} [{lo:.2f}, {hi:.2f}]" + (" ⚑" if point.flags else "")
-    return f"**{text}**" if meets_bar(point) else text
+    text = f"**{text}**" if meets_bar(point) else text
+    if point.chosen_step and point.chosen_step[0] != point.chosen_step[1]:
+        text += " @{}/{}".format(*point.chosen_step)  # the health gate published an earlier step
+    return text
 
 
 def markdown_table(results: Sequence[ArmResult], noise: float, base: str = TINY_MODEL) -> str:

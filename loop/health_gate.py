@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,7 +67,7 @@ def kept_steps(staging: Path, last: int) -> list[int]:
     found = [
         int(m.group(1))
         for d in (staging / CHECKPOINTS).glob("step-*")
-        if (m := re.fullmatch(r"step-(\d+)", d.name)) and m and (d / ADAPTER_FILES[0]).is_file()
+        if (m := re.fullmatch(r"step-(\d+)", d.name)) and (d / ADAPTER_FILES[0]).is_file()
     ]
     return sorted({*(s for s in found if s < last), last})
 
@@ -96,8 +97,6 @@ def _health(backend: Backend, policy: Policy, prompts: list[Prompt], config: Con
 def gate(engine: Engine, config: Config, staging: Path, *, name: str, last: int, echo: Echo) -> GateResult:
     """Sample the kept adapters latest first until one is unflagged, put the chosen one in ``staging``
     (its root is what gets published) and remove the others."""
-    import time
-
     started = time.perf_counter()
     steps = kept_steps(staging, last)
     prompts = _check_prompts(engine, config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 from bench.bench_label_efficiency import (
     Arm,
@@ -98,3 +98,14 @@ def test_an_ablation_is_its_own_arm_and_row_beside_the_default(tmp_path):
     assert "| defaults | 0.52 [0.44, 0.60] | — | — |" in lines[2]
     assert "`train.min_steps=32` | **0.71 [0.62, 0.79]** | **0.80 [0.72, 0.86]** | — |" in lines[3]
     assert ablation_table(found) == ""  # none on the tiny model
+
+
+def test_a_cell_names_the_step_the_health_gate_published_when_it_was_not_the_last():
+    gated = [
+        replace(point(100, 0.66, 0.58, 0.74), chosen_step=(9, 36)),
+        replace(point(200, 0.71, 0.62, 0.78), chosen_step=(46, 46)),
+        point(300, 0.86, 0.77, 0.92),
+    ]
+    table = markdown_table([ArmResult(Arm("shorter", "most-different", 0.0, 3, 100), gated, 1.0)], 0.0)
+    line = next(row for row in table.splitlines() if "most-different" in row)
+    assert "| 0.66 [0.58, 0.74] @9/36 | **0.71 [0.62, 0.78]** | **0.86 [0.77, 0.92]** |" in line
