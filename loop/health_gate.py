@@ -14,7 +14,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -38,6 +38,14 @@ ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 class Checked:
     step: int
     flags: tuple[str, ...]
+    health: Health | None = None  # the figures the flags were read from
+
+
+def _figures(health: Health | None) -> dict | None:
+    """A Health as the run's config records it: shares rounded to 3 places."""
+    if health is None:
+        return None
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(health).items()}
 
 
 @dataclass(frozen=True)
@@ -46,12 +54,16 @@ class GateResult:
     last: int  # the run's last step
     checked: tuple[Checked, ...]  # latest first, as sampled
     seconds: float
+    base: Health | None = None  # base sampled alike: what the flags compare against
 
     def as_dict(self) -> dict:
         return {
             "chosen_step": self.chosen,
             "last_step": self.last,
-            "checked": [{"step": c.step, "flags": list(c.flags)} for c in self.checked],
+            "checked": [
+                {"step": c.step, "flags": list(c.flags), "health": _figures(c.health)} for c in self.checked
+            ],
+            "base": _figures(self.base),
             "seconds": round(self.seconds, 1),
         }
 
@@ -101,6 +113,7 @@ def gate(engine: Engine, config: Config, staging: Path, *, name: str, last: int,
     steps = kept_steps(staging, last)
     prompts = _check_prompts(engine, config)
     checked: list[Checked] = []
+    base = None
     if len(steps) > 1 and prompts:
         backend = get_backend(config, "transformers")
         try:
@@ -109,8 +122,9 @@ def gate(engine: Engine, config: Config, staging: Path, *, name: str, last: int,
                 folder = staging if step == last else staging / CHECKPOINTS / f"step-{step}"
                 policy = Policy(f"{name}@{step}", config.model.base, str(folder))
                 model = f"step {step}/{last}"
-                found = flags(_health(backend, policy, prompts, config), base, config.report, model)
-                checked.append(Checked(step, tuple(found)))
+                health = _health(backend, policy, prompts, config)
+                found = flags(health, base, config.report, model)
+                checked.append(Checked(step, tuple(found), health))
                 for line in found or [f"{model}: health unflagged"]:
                     echo(f"   {line}")
                 if not found:
@@ -122,4 +136,4 @@ def gate(engine: Engine, config: Config, staging: Path, *, name: str, last: int,
         for file in ADAPTER_FILES:
             shutil.copy2(staging / CHECKPOINTS / f"step-{chosen}" / file, staging / file)
     shutil.rmtree(staging / CHECKPOINTS, ignore_errors=True)
-    return GateResult(chosen, last, tuple(checked), time.perf_counter() - started)
+    return GateResult(chosen, last, tuple(checked), time.perf_counter() - started, base)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,12 @@ def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
     assert [c.step for c in result.checked] == [12, 8, 4]  # latest first, stopping at the first clean
     assert result.checked[0].flags and result.checked[1].flags and not result.checked[2].flags
     assert result.chosen == 4 and result.as_dict()["chosen_step"] == 4
+    recorded = json.loads(json.dumps(result.as_dict()))  # the run's config stores it as JSON
+    clean = result.checked[2].health
+    assert clean is not None and recorded["checked"][2]["health"]["distinct_share"] == round(
+        clean.distinct_share, 3
+    )
+    assert recorded["base"]["samples"] == clean.samples  # base sampled alike
     assert {f: (staging / f).read_bytes() for f in ADAPTER_FILES} == healthy
     assert not (staging / CHECKPOINTS).exists()
     assert said[-1] == "   step 4/12: health unflagged" and len(said) >= 3
