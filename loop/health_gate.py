@@ -41,13 +41,6 @@ class Checked:
     health: Health | None = None  # the figures the flags were read from
 
 
-def _figures(health: Health | None) -> dict | None:
-    """A Health as the run's config records it: shares rounded to 3 places."""
-    if health is None:
-        return None
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(health).items()}
-
-
 @dataclass(frozen=True)
 class GateResult:
     chosen: int  # the step whose adapter is published
@@ -57,13 +50,15 @@ class GateResult:
     base: Health | None = None  # base sampled alike: what the flags compare against
 
     def as_dict(self) -> dict:
+        """What the training run's config records; the health figures as report.json holds them."""
         return {
             "chosen_step": self.chosen,
             "last_step": self.last,
             "checked": [
-                {"step": c.step, "flags": list(c.flags), "health": _figures(c.health)} for c in self.checked
+                {"step": c.step, "flags": list(c.flags), "health": c.health and asdict(c.health)}
+                for c in self.checked
             ],
-            "base": _figures(self.base),
+            "base": self.base and asdict(self.base),
             "seconds": round(self.seconds, 1),
         }
 
@@ -113,7 +108,7 @@ def gate(engine: Engine, config: Config, staging: Path, *, name: str, last: int,
     steps = kept_steps(staging, last)
     prompts = _check_prompts(engine, config)
     checked: list[Checked] = []
-    base = None
+    base: Health | None = None
     if len(steps) > 1 and prompts:
         backend = get_backend(config, "transformers")
         try:
