@@ -3,9 +3,11 @@
 A preference rule that looks at one feature rewards exactly that feature, and DPO on a few hundred labels
 follows it past the point where the text stays sane: one title per idea, sentences run into the length
 limit, digit loops (README "Label efficiency"). Training keeps the adapter at ``train.checkpoints`` evenly
-spaced steps; this stage samples each, latest first, on ``train.health_prompts`` train prompts (never the
-held-out ones: they judge the result) and keeps the first whose health the report would not flag against
-base sampled alike. No label is used, so every rule, including ones never seen, is gated the same way.
+spaced steps; this stage samples each, latest first, on up to ``train.health_prompts`` of the run's
+validation prompts (labelled train prompts the run never trained on; never the held-out eval prompts: they
+judge the result) and keeps the first whose health the report would not flag against base sampled alike.
+Prompts the run trained on hide what it does elsewhere: the chosen texts it learned there are base's own,
+sane and on topic. No label is used, so every rule, including ones never seen, is gated the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -79,12 +81,14 @@ def kept_steps(staging: Path, last: int) -> list[int]:
     return sorted({*(s for s in found if s < last), last})
 
 
-def _check_prompts(engine: Engine, config: Config) -> list[Prompt]:
-    """``train.health_prompts`` train prompts spread evenly over the split (by id: the same every round)."""
+def _check_prompts(engine: Engine, config: Config, unseen: Collection[int]) -> list[Prompt]:
+    """At most ``train.health_prompts`` train prompts, spread evenly by id: of ``unseen`` (the run's
+    validation prompts), or of the whole split when there are none (``train.validation_share`` 0)."""
+    query = select(Prompt).where(Prompt.split == Split.train)
+    if unseen:
+        query = query.where(col(Prompt.id).in_(list(unseen)))
     with session_scope(engine) as session:
-        prompts = list(
-            session.exec(select(Prompt).where(Prompt.split == Split.train).order_by(col(Prompt.id)))
-        )
+        prompts = list(session.exec(query.order_by(col(Prompt.id))))
     k = min(config.train.health_prompts, len(prompts))
     return [prompts[i * len(prompts) // k] for i in range(k)] if k else []
 
@@ -101,12 +105,22 @@ def _health(backend: Backend, policy: Policy, prompts: list[Prompt], config: Con
     return output_health(samples, drawn={p.id: sampling.n for p in prompts})
 
 
-def gate(engine: Engine, config: Config, staging: Path, *, name: str, last: int, echo: Echo) -> GateResult:
-    """Sample the kept adapters latest first until one is unflagged, put the chosen one in ``staging``
-    (its root is what gets published) and remove the others."""
+def gate(
+    engine: Engine,
+    config: Config,
+    staging: Path,
+    *,
+    name: str,
+    last: int,
+    unseen: Collection[int],
+    echo: Echo,
+) -> GateResult:
+    """Sample the kept adapters latest first, on prompts of ``unseen`` (ids the run did not train on),
+    until one is unflagged; put the chosen one in ``staging`` (its root is what gets published) and
+    remove the others."""
     started = time.perf_counter()
     steps = kept_steps(staging, last)
-    prompts = _check_prompts(engine, config)
+    prompts = _check_prompts(engine, config, unseen)
     checked: list[Checked] = []
     base: Health | None = None
     if len(steps) > 1 and prompts:

@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
+from sqlmodel import col, select
 
 from core.config import Config
 from loop.health_gate import ADAPTER_FILES, Checked, choose, gate, kept_steps
 from models.catalog import TINY_DIR
+from storage.db import session_scope
 from storage.imports import import_prompts
+from storage.models import Prompt
 from testkit.demo_adapter import save_random_adapter
 from training.dpo import CHECKPOINTS, checkpoint_dir
 from training.settings import checkpoint_steps
@@ -81,7 +84,7 @@ def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
     healthy = {f: (checkpoint_dir(staging, 4) / f).read_bytes() for f in ADAPTER_FILES}
     said: list[str] = []
 
-    result = gate(prompts_engine, _config(), staging, name="round-1", last=12, echo=said.append)
+    result = gate(prompts_engine, _config(), staging, name="round-1", last=12, unseen=(), echo=said.append)
 
     assert [c.step for c in result.checked] == [12, 8, 4]  # latest first, stopping at the first clean
     assert result.checked[0].flags and result.checked[1].flags and not result.checked[2].flags
@@ -89,7 +92,9 @@ def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
     recorded = json.loads(json.dumps(result.as_dict()))  # the run's config stores it as JSON
     clean = result.checked[2].health
     assert clean is not None and recorded["checked"][2]["health"]["distinct_share"] == clean.distinct_share
-    assert recorded["base"]["samples"] == clean.samples  # base sampled alike
+    assert (
+        recorded["base"]["samples"] == clean.samples == 4 * 8
+    )  # base sampled alike; no unseen: 4 of the split
     assert {f: (staging / f).read_bytes() for f in ADAPTER_FILES} == healthy
     assert not (staging / CHECKPOINTS).exists()
     assert said[-1] == "   step 4/12: health unflagged" and len(said) >= 3
@@ -97,14 +102,21 @@ def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
 
 
 @pytest.mark.slow
-def test_gate_keeps_a_clean_end_after_one_check(prompts_engine: Engine, tmp_path: Path) -> None:
+def test_gate_keeps_a_clean_end_after_one_check_on_the_unseen_prompts(
+    prompts_engine: Engine, tmp_path: Path
+) -> None:
     staging = tmp_path / "staging"
     _adapter(checkpoint_dir(staging, 5), broken=True)
     _adapter(staging, broken=False)
     end = {f: (staging / f).read_bytes() for f in ADAPTER_FILES}
+    with session_scope(prompts_engine) as session:
+        unseen = [p.id for p in session.exec(select(Prompt).order_by(col(Prompt.id)))][-2:]
 
-    result = gate(prompts_engine, _config(), staging, name="round-1", last=10, echo=lambda _: None)
+    result = gate(
+        prompts_engine, _config(), staging, name="round-1", last=10, unseen=unseen, echo=lambda _: None
+    )
 
     assert [(c.step, c.flags) for c in result.checked] == [(10, ())]
+    assert result.base is not None and result.base.samples == 2 * 8  # the 2 unseen prompts only
     assert result.chosen == 10 and {f: (staging / f).read_bytes() for f in ADAPTER_FILES} == end
     assert not (staging / CHECKPOINTS).exists()
