@@ -5,7 +5,9 @@ follows it past the point where the text stays sane: one title per idea, sentenc
 limit, digit loops (README "Label efficiency"). Training keeps the adapter at ``train.checkpoints`` evenly
 spaced steps; this stage samples each, latest first, on up to ``train.health_prompts`` of the run's
 validation prompts (labelled train prompts the run never trained on; never the held-out eval prompts: they
-judge the result) and keeps the first whose health the report would not flag against base sampled alike.
+judge the result) and keeps the first whose health is not probably past a bound of the report's (point
+estimates, where the report asks for the 95% interval: the gate chooses among steps, and the step it
+publishes is then judged on other prompts) against base sampled alike.
 Prompts the run trained on hide what it does elsewhere: the chosen texts it learned there are base's own,
 sane and on topic. No label is used, so every rule, including ones never seen, is gated the same way.
 """
@@ -66,9 +68,12 @@ class GateResult:
 
 
 def choose(checked: Sequence[Checked]) -> int:
-    """The latest step without a flag; when every step has one, the latest of those with the fewest."""
+    """The latest step without a flag; when every step has one, the earliest of those with the fewest
+    (the flags come from drifting away from base: the earliest has drifted least)."""
+    if clean := [c.step for c in checked if not c.flags]:
+        return max(clean)
     fewest = min(len(c.flags) for c in checked)
-    return max(c.step for c in checked if len(c.flags) == fewest)
+    return min(c.step for c in checked if len(c.flags) == fewest)
 
 
 def kept_steps(staging: Path, last: int) -> list[int]:
@@ -132,7 +137,7 @@ def gate(
                 policy = Policy(f"{name}@{step}", config.model.base, str(folder))
                 model = f"step {step}/{last}"
                 health = _health(backend, policy, prompts, config)
-                found = flags(health, base, config.report, model)
+                found = flags(health, base, config.report, model, probable=True)
                 checked.append(Checked(step, tuple(found), health))
                 for line in found or [f"{model}: health unflagged"]:
                     echo(f"   {line}")

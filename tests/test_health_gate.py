@@ -29,11 +29,11 @@ def test_checkpoint_steps_are_evenly_spaced_and_end_at_the_last_step() -> None:
     assert checkpoint_steps(7, 1) == [7]
 
 
-def test_choose_takes_the_latest_unflagged_else_the_latest_with_fewest_flags() -> None:
+def test_choose_takes_the_latest_unflagged_else_the_earliest_with_fewest_flags() -> None:
     assert choose([Checked(30, ("a",)), Checked(20, ()), Checked(10, ())]) == 20
     assert choose([Checked(30, ())]) == 30
-    assert choose([Checked(30, ("a", "b")), Checked(20, ("a",)), Checked(10, ("c",))]) == 20
-    assert choose([Checked(10, ("c",)), Checked(30, ("a", "b")), Checked(20, ("a",))]) == 20  # any order
+    assert choose([Checked(30, ("a", "b")), Checked(20, ("a",)), Checked(10, ("c",))]) == 10
+    assert choose([Checked(20, ("a",)), Checked(30, ("a",)), Checked(10, ("a", "c"))]) == 20  # any order
 
 
 def test_kept_steps_lists_complete_checkpoints_and_the_last(tmp_path: Path) -> None:
