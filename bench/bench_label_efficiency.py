@@ -261,11 +261,20 @@ def sweep(arms: Sequence[Arm], out: Path, workers: int = WORKERS) -> list[ArmRes
 
 
 def arms_of(
-    results: Sequence[ArmResult], oracle: str, strategy: str, noise: float, base: str = TINY_MODEL
+    results: Sequence[ArmResult],
+    oracle: str,
+    strategy: str,
+    noise: float,
+    base: str = TINY_MODEL,
+    seed: int = 0,
 ) -> list[ArmResult]:
-    """The arms of this rule, strategy, noise and base at the defaults (no ablation ``sets``)."""
-    key = (oracle, strategy, noise, base, ())
-    return [r for r in results if (r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.base, r.arm.sets) == key]
+    """The arms of this rule, strategy, noise, base and seed at the defaults (no ablation ``sets``)."""
+    key = (oracle, strategy, noise, base, seed, ())
+    return [
+        r
+        for r in results
+        if (r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.base, r.arm.seed, r.arm.sets) == key
+    ]
 
 
 def meets_bar(point: RoundResult) -> bool:
@@ -338,6 +347,30 @@ def ablation_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
             lines.append(
                 f"| `{rule_name(oracle)}` | {strategy} | {noise:.0%} | {what} | " + " | ".join(cells) + " |"
             )
+    return "\n".join(lines)
+
+
+def seeds_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
+    """The default selection's 3 rounds of 100 per rule, noise and seed, where more than one seed ran."""
+    staged = [
+        r
+        for r in results
+        if (r.arm.base, r.arm.strategy, r.arm.rounds, r.arm.sets) == (base, "most-different", 3, ())
+        and r.error is None
+    ]
+    if len({r.arm.seed for r in staged}) < 2:
+        return ""
+    lines = ["| rule | noise | seed | 100 | 200 | 300 | labels to 68% |", "|---|---|---|---|---|---|---|"]
+    for noise in sorted({r.arm.noise for r in staged}):
+        for oracle in RULES:
+            for r in sorted((r for r in staged if (r.arm.oracle, r.arm.noise) == (oracle, noise)),
+                            key=lambda r: r.arm.seed):  # fmt: skip
+                cells = [_cell(r.rounds[i] if i < len(r.rounds) else None) for i in range(3)]
+                needed = labels_to_target(r.rounds)
+                lines.append(
+                    f"| `{rule_name(oracle)}` | {noise:.0%} | {r.arm.seed} | " + " | ".join(cells)
+                    + f" | {needed if needed is not None else 'not within 300'} |"
+                )  # fmt: skip
     return "\n".join(lines)
 
 
@@ -434,6 +467,10 @@ def main(argv: list[str] | None = None) -> int:
         "--noise", type=float, action="append", help="with --out: only this noise (repeatable)"
     )
     parser.add_argument(
+        "--seed", dest="seeds", type=int, action="append",
+        help="with --out: run the plan at this seed (repeatable; default 0): noise, sampling, training",
+    )  # fmt: skip
+    parser.add_argument(
         "--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
         help="with --out: an ablation, these settings on every arm (kept apart from the default arms)",
     )  # fmt: skip
@@ -443,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         rules = set(args.rules.split(",")) if args.rules else None
         arms = [
-            replace(a, sets=tuple(args.sets))
+            replace(a, sets=tuple(args.sets), seed=seed)
+            for seed in args.seeds or [0]
             for a in plan(args.quick, args.base)
             if (rules is None or rule_name(a.oracle) in rules) and (not args.noise or a.noise in args.noise)
         ]
@@ -454,6 +492,8 @@ def main(argv: list[str] | None = None) -> int:
         for noise in sorted({r.arm.noise for r in results if r.arm.base == args.base}):
             print(f"\nnoise {noise:.0%}\n\n{markdown_table(results, noise, args.base)}")
             print(plot(results, args.plot_dir / f"noise-{round(noise * 100)}{suffix}.png", noise, args.base))
+        if seeds := seeds_table(results, args.base):
+            print(f"\nseeds\n\n{seeds}")
         if ablations := ablation_table(results, args.base):
             print(f"\nablations\n\n{ablations}")
         for r in results:

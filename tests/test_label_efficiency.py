@@ -18,6 +18,7 @@ from bench.bench_label_efficiency import (
     plan,
     read_results,
     rows_for,
+    seeds_table,
 )
 
 
@@ -109,3 +110,14 @@ def test_a_cell_names_the_step_the_health_gate_published_when_it_was_not_the_las
     table = markdown_table([ArmResult(Arm("shorter", "most-different", 0.0, 3, 100), gated, 1.0)], 0.0)
     line = next(row for row in table.splitlines() if "most-different" in row)
     assert "| 0.66 [0.58, 0.74] @9/36 | **0.71 [0.62, 0.78]** | **0.86 [0.77, 0.92]** |" in line
+
+
+def test_other_seeds_get_their_own_table_and_leave_the_main_one_at_seed_0():
+    arm = Arm("shorter", "most-different", 0.0, 3, 100)
+    other = [point(100, 0.71, 0.62, 0.78), point(200, 0.50, 0.41, 0.59)]
+    found = [*results(), ArmResult(replace(arm, seed=1), other, 1.0)]
+    assert markdown_table(found, 0.0) == markdown_table(results(), 0.0)  # seed 1 does not lower it to 100
+    assert seeds_table(results()) == ""  # one seed: nothing to add
+    lines = seeds_table(found).splitlines()
+    assert lines[2].startswith("| `shorter` | 0% | 0 | 0.55 [0.46, 0.63] |") and lines[2].endswith("| 200 |")
+    assert lines[3] == "| `shorter` | 0% | 1 | **0.71 [0.62, 0.78]** | 0.50 [0.41, 0.59] | — | 100 |"
