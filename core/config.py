@@ -182,9 +182,9 @@ class TrainConfig(Section):
         16,
         ge=1,
         le=10_000,
-        description="At most this many of the run's validation prompts (all train prompts when "
-        "`validation_share` is 0) the checkpoints are sampled on, `round.eval_samples_per_model` texts "
-        "each (the report's count per prompt, so the health figures mean the same).",
+        description="Train prompts the checkpoints are sampled on, the run's validation prompts (never "
+        "trained on) first, `round.eval_samples_per_model` texts each (the report's count per prompt, so "
+        "the health figures mean the same).",
     )
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)

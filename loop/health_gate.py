@@ -3,13 +3,14 @@
 A preference rule that looks at one feature rewards exactly that feature, and DPO on a few hundred labels
 follows it past the point where the text stays sane: one title per idea, sentences run into the length
 limit, digit loops (README "Label efficiency"). Training keeps the adapter at ``train.checkpoints`` evenly
-spaced steps; this stage samples each, latest first, on up to ``train.health_prompts`` of the run's
-validation prompts (labelled train prompts the run never trained on; never the held-out eval prompts: they
-judge the result) and keeps the first whose health is not probably past a bound of the report's (point
-estimates, where the report asks for the 95% interval: the gate chooses among steps, and the step it
-publishes is then judged on other prompts) against base sampled alike.
-Prompts the run trained on hide what it does elsewhere: the chosen texts it learned there are base's own,
-sane and on topic. No label is used, so every rule, including ones never seen, is gated the same way.
+spaced steps; this stage samples each, latest first, on ``train.health_prompts`` train prompts (never the
+held-out eval prompts: they judge the result), the run's validation prompts first: on prompts a run trained
+on it reproduces the sane chosen texts it learned, which hides what it does elsewhere, but a round's
+validation prompts alone are too few to tell a collapse from sampling error (README "Label efficiency").
+It keeps the first step whose health is not probably past a bound of the report's (point estimates,
+where the report asks for the 95% interval: the gate chooses among steps, and the step it publishes is
+then judged on other prompts) against base sampled alike. No label is used, so every rule, including
+ones never seen, is gated the same way.
 """
 
 from __future__ import annotations
@@ -86,16 +87,22 @@ def kept_steps(staging: Path, last: int) -> list[int]:
     return sorted({*(s for s in found if s < last), last})
 
 
-def _check_prompts(engine: Engine, config: Config, unseen: Collection[int]) -> list[Prompt]:
-    """At most ``train.health_prompts`` train prompts, spread evenly by id: of ``unseen`` (the run's
-    validation prompts), or of the whole split when there are none (``train.validation_share`` 0)."""
-    query = select(Prompt).where(Prompt.split == Split.train)
-    if unseen:
-        query = query.where(col(Prompt.id).in_(list(unseen)))
+def _spread(items: list[Prompt], k: int) -> list[Prompt]:
+    return [items[i * len(items) // k] for i in range(k)] if k > 0 else []
+
+
+def gate_prompts(engine: Engine, config: Config, unseen: Collection[int]) -> list[Prompt]:
+    """``train.health_prompts`` train prompts: those of ``unseen`` (the run's validation prompts) first,
+    topped up with the others spread evenly by id (the same every round)."""
     with session_scope(engine) as session:
-        prompts = list(session.exec(query.order_by(col(Prompt.id))))
-    k = min(config.train.health_prompts, len(prompts))
-    return [prompts[i * len(prompts) // k] for i in range(k)] if k else []
+        prompts = list(
+            session.exec(select(Prompt).where(Prompt.split == Split.train).order_by(col(Prompt.id)))
+        )
+    unseen = set(unseen)
+    first = [p for p in prompts if p.id in unseen]
+    rest = [p for p in prompts if p.id not in unseen]
+    k = config.train.health_prompts
+    return _spread(first, min(k, len(first))) + _spread(rest, min(k - len(first), len(rest)))
 
 
 def _health(backend: Backend, policy: Policy, prompts: list[Prompt], config: Config) -> Health:
@@ -120,12 +127,12 @@ def gate(
     unseen: Collection[int],
     echo: Echo,
 ) -> GateResult:
-    """Sample the kept adapters latest first, on prompts of ``unseen`` (ids the run did not train on),
-    until one is unflagged; put the chosen one in ``staging`` (its root is what gets published) and
-    remove the others."""
+    """Sample the kept adapters latest first on ``gate_prompts`` (``unseen``: ids of prompts the run did
+    not train on) until one is unflagged; put the chosen one in ``staging`` (its root is what gets
+    published) and remove the others."""
     started = time.perf_counter()
     steps = kept_steps(staging, last)
-    prompts = _check_prompts(engine, config, unseen)
+    prompts = gate_prompts(engine, config, unseen)
     checked: list[Checked] = []
     base: Health | None = None
     if len(steps) > 1 and prompts:

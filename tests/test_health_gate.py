@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.config import Config
-from loop.health_gate import ADAPTER_FILES, Checked, choose, gate, kept_steps
+from loop.health_gate import ADAPTER_FILES, Checked, choose, gate, gate_prompts, kept_steps
 from models.catalog import TINY_DIR
 from storage.db import session_scope
 from storage.imports import import_prompts
@@ -73,6 +73,19 @@ def _adapter(out: Path, *, broken: bool) -> Path:
     return save_random_adapter(TINY_DIR, out, rank=8, init_lora_weights=True)
 
 
+def test_gate_prompts_are_the_unseen_first_topped_up_with_train_prompts(prompts_engine: Engine) -> None:
+    with session_scope(prompts_engine) as session:
+        ids = [p.id for p in session.exec(select(Prompt).order_by(col(Prompt.id)))]
+    assert len(ids) == 5
+
+    def chosen(unseen: list[int]) -> list[int]:
+        return [p.id for p in gate_prompts(prompts_engine, _config(), unseen)]  # health_prompts 4
+
+    assert chosen(ids[-2:]) == [ids[3], ids[4], ids[0], ids[1]]  # the 2 unseen, then 2 of the other 3
+    assert chosen([]) == ids[:4] and chosen(ids) == ids[:4]
+    assert chosen([ids[2]]) == [ids[2], ids[0], ids[1], ids[3]]
+
+
 @pytest.mark.slow
 def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
     prompts_engine: Engine, tmp_path: Path
@@ -102,9 +115,7 @@ def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
 
 
 @pytest.mark.slow
-def test_gate_keeps_a_clean_end_after_one_check_on_the_unseen_prompts(
-    prompts_engine: Engine, tmp_path: Path
-) -> None:
+def test_gate_keeps_a_clean_end_after_one_check(prompts_engine: Engine, tmp_path: Path) -> None:
     staging = tmp_path / "staging"
     _adapter(checkpoint_dir(staging, 5), broken=True)
     _adapter(staging, broken=False)
@@ -117,6 +128,6 @@ def test_gate_keeps_a_clean_end_after_one_check_on_the_unseen_prompts(
     )
 
     assert [(c.step, c.flags) for c in result.checked] == [(10, ())]
-    assert result.base is not None and result.base.samples == 2 * 8  # the 2 unseen prompts only
+    assert result.base is not None and result.base.samples == 4 * 8  # the 2 unseen prompts and 2 others
     assert result.chosen == 10 and {f: (staging / f).read_bytes() for f in ADAPTER_FILES} == end
     assert not (staging / CHECKPOINTS).exists()
