@@ -175,16 +175,15 @@ class TrainConfig(Section):
         ge=1,
         le=64,
         description="Adapters kept at this many evenly spaced steps of a round, the last at its end; the "
-        "round publishes the latest whose output health on `health_prompts` prompts it did not train on is "
-        'unflagged (loop.health_gate, README "Label efficiency"). 1: the end, unchecked.',
+        "round publishes the latest whose output health on `health_prompts` train prompts is unflagged "
+        '(loop.health_gate, README "Label efficiency"). 1: the end, unchecked.',
     )
     health_prompts: int = Field(
         16,
         ge=1,
         le=10_000,
-        description="Train prompts the checkpoints are sampled on, the run's validation prompts (never "
-        "trained on) first, `round.eval_samples_per_model` texts each (the report's count per prompt, so "
-        "the health figures mean the same).",
+        description="Train prompts the checkpoints are sampled on, `round.eval_samples_per_model` texts "
+        "each (the report's count per prompt, so the health figures mean the same).",
     )
     per_device_train_batch_size: int = Field(8, ge=1)
     gradient_accumulation_steps: int = Field(1, ge=1)

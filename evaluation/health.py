@@ -112,25 +112,18 @@ def _past(share: float, bound: float) -> str:
 
 
 def flags(
-    health: Health,
-    base_health: Health | None,
-    bounds: ReportConfig,
-    model: str = "model",
-    *,
-    probable: bool = False,
+    health: Health, base_health: Health | None, bounds: ReportConfig, model: str = "model"
 ) -> list[str]:
     """Sentences for the top of the report, one per bound this model's outputs are past.
 
     The shares of clean endings and of repeats are estimates from the report's samples (~170 per model
     on 17 held-out ideas): each is flagged when its Wilson 95% interval lies past the bound, not whenever
     the point estimate does, as the topic drift below; base itself sits near the 90% of clean endings.
-    ``probable``: flag wherever the point estimate is past, as the health gate does: choosing among a
-    run's steps on ~100 texts, it must not publish one that is more likely past a bound than not.
     """
     out: list[str] = []
     if health.eot_share is not None:
         _, upper = wilson_interval(round(health.eot_share * health.eot_n), health.eot_n)
-        if (health.eot_share if probable else upper) < bounds.min_eot_rate:
+        if upper < bounds.min_eot_rate:
             out.append(
                 f"{model}: {_past(health.eot_share, bounds.min_eot_rate)} of outputs end at the end-of-turn "
                 f"token (95% CI up to {upper:.0%}), below the bound of "
@@ -144,7 +137,7 @@ def flags(
         )
     if health.repeat_share is not None:
         lower, _ = wilson_interval(round(health.repeat_share * health.samples), health.samples)
-        if (health.repeat_share if probable else lower) > bounds.max_repeat_share:
+        if lower > bounds.max_repeat_share:
             out.append(
                 f"{model}: {_past(health.repeat_share, bounds.max_repeat_share)} of outputs repeat words or "
                 f"phrases degenerately (95% CI from {lower:.0%}), above "
@@ -170,7 +163,7 @@ def flags(
             base_health.on_topic_share * base_health.on_topic_n,
             base_health.on_topic_n,
         )
-        if (ratio if probable else upper) < bounds.min_on_topic_ratio:
+        if upper < bounds.min_on_topic_ratio:
             out.append(
                 f"{model}: {health.on_topic_share:.0%} of outputs share a key word with the prompt, "
                 f"against {base_health.on_topic_share:.0%} for base (ratio {ratio:.2f}, 95% CI up to "

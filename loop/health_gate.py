@@ -4,13 +4,8 @@ A preference rule that looks at one feature rewards exactly that feature, and DP
 follows it past the point where the text stays sane: one title per idea, sentences run into the length
 limit, digit loops (README "Label efficiency"). Training keeps the adapter at ``train.checkpoints`` evenly
 spaced steps; this stage samples each, latest first, on ``train.health_prompts`` train prompts (never the
-held-out eval prompts: they judge the result), the run's validation prompts first: on prompts a run trained
-on it reproduces the sane chosen texts it learned, which hides what it does elsewhere, but a round's
-validation prompts alone are too few to tell a collapse from sampling error (README "Label efficiency").
-It keeps the first step whose health is not probably past a bound of the report's (point estimates,
-where the report asks for the 95% interval: the gate chooses among steps, and the step it publishes is
-then judged on other prompts) against base sampled alike. No label is used, so every rule, including
-ones never seen, is gated the same way.
+held-out ones: they judge the result) and keeps the first whose health the report would not flag against
+base sampled alike. No label is used, so every rule, including ones never seen, is gated the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,12 +64,9 @@ class GateResult:
 
 
 def choose(checked: Sequence[Checked]) -> int:
-    """The latest step without a flag; when every step has one, the earliest of those with the fewest
-    (the flags come from drifting away from base: the earliest has drifted least)."""
-    if clean := [c.step for c in checked if not c.flags]:
-        return max(clean)
+    """The latest step without a flag; when every step has one, the latest of those with the fewest."""
     fewest = min(len(c.flags) for c in checked)
-    return min(c.step for c in checked if len(c.flags) == fewest)
+    return max(c.step for c in checked if len(c.flags) == fewest)
 
 
 def kept_steps(staging: Path, last: int) -> list[int]:
@@ -87,22 +79,14 @@ def kept_steps(staging: Path, last: int) -> list[int]:
     return sorted({*(s for s in found if s < last), last})
 
 
-def _spread(items: list[Prompt], k: int) -> list[Prompt]:
-    return [items[i * len(items) // k] for i in range(k)] if k > 0 else []
-
-
-def gate_prompts(engine: Engine, config: Config, unseen: Collection[int]) -> list[Prompt]:
-    """``train.health_prompts`` train prompts: those of ``unseen`` (the run's validation prompts) first,
-    topped up with the others spread evenly by id (the same every round)."""
+def _check_prompts(engine: Engine, config: Config) -> list[Prompt]:
+    """``train.health_prompts`` train prompts spread evenly over the split (by id: the same every round)."""
     with session_scope(engine) as session:
         prompts = list(
             session.exec(select(Prompt).where(Prompt.split == Split.train).order_by(col(Prompt.id)))
         )
-    unseen = set(unseen)
-    first = [p for p in prompts if p.id in unseen]
-    rest = [p for p in prompts if p.id not in unseen]
-    k = config.train.health_prompts
-    return _spread(first, min(k, len(first))) + _spread(rest, min(k - len(first), len(rest)))
+    k = min(config.train.health_prompts, len(prompts))
+    return [prompts[i * len(prompts) // k] for i in range(k)] if k else []
 
 
 def _health(backend: Backend, policy: Policy, prompts: list[Prompt], config: Config) -> Health:
@@ -117,22 +101,12 @@ def _health(backend: Backend, policy: Policy, prompts: list[Prompt], config: Con
     return output_health(samples, drawn={p.id: sampling.n for p in prompts})
 
 
-def gate(
-    engine: Engine,
-    config: Config,
-    staging: Path,
-    *,
-    name: str,
-    last: int,
-    unseen: Collection[int],
-    echo: Echo,
-) -> GateResult:
-    """Sample the kept adapters latest first on ``gate_prompts`` (``unseen``: ids of prompts the run did
-    not train on) until one is unflagged; put the chosen one in ``staging`` (its root is what gets
-    published) and remove the others."""
+def gate(engine: Engine, config: Config, staging: Path, *, name: str, last: int, echo: Echo) -> GateResult:
+    """Sample the kept adapters latest first until one is unflagged, put the chosen one in ``staging``
+    (its root is what gets published) and remove the others."""
     started = time.perf_counter()
     steps = kept_steps(staging, last)
-    prompts = gate_prompts(engine, config, unseen)
+    prompts = _check_prompts(engine, config)
     checked: list[Checked] = []
     base: Health | None = None
     if len(steps) > 1 and prompts:
@@ -144,7 +118,7 @@ def gate(
                 policy = Policy(f"{name}@{step}", config.model.base, str(folder))
                 model = f"step {step}/{last}"
                 health = _health(backend, policy, prompts, config)
-                found = flags(health, base, config.report, model, probable=True)
+                found = flags(health, base, config.report, model)
                 checked.append(Checked(step, tuple(found), health))
                 for line in found or [f"{model}: health unflagged"]:
                     echo(f"   {line}")

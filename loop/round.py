@@ -186,15 +186,7 @@ def train_version(
                     config, labels, staging=staging, parent=parent, title=title, on_log=on_log
                 )
             with clock("health", f"checking the output health of {name}'s checkpoints"):
-                checked = gate(
-                    engine,
-                    config,
-                    staging,
-                    name=name,
-                    last=result.steps,
-                    unseen=labels.validation_prompts,
-                    echo=clock.echo,
-                )
+                checked = gate(engine, config, staging, name=name, last=result.steps, echo=clock.echo)
                 result.extra["health_gate"] = checked.as_dict()
                 summary.chosen_step = (checked.chosen, checked.last)
             with clock("register", f"registering {name}"):
@@ -215,12 +207,7 @@ def _run_config(config: Config, parent: ModelVersion, labels: LabelExport) -> di
         "parent": parent.name,
         "model": config.model.model_dump(mode="json"),
         "train": config.train.model_dump(mode="json"),
-        "export": {
-            "n_train": labels.n_train,
-            "n_validation": labels.n_validation,
-            "validation_prompts": list(labels.validation_prompts),  # what the health gate samples
-            "dropped": labels.dropped,
-        },
+        "export": {"n_train": labels.n_train, "n_validation": labels.n_validation, "dropped": labels.dropped},
     }
 
 

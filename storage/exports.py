@@ -50,11 +50,7 @@ class ExportResult:
     data_hash: str  # sha256 of the written data files (for trl: train.jsonl then validation.jsonl)
     paths: dict[str, Path] = field(default_factory=dict)
     n_train_prompts: int = 0
-    validation_prompt_ids: tuple[int, ...] = ()  # trl: the prompts held out for validation, by id
-
-    @property
-    def n_validation_prompts(self) -> int:
-        return len(self.validation_prompt_ids)
+    n_validation_prompts: int = 0
 
 
 @dataclass(frozen=True)
@@ -152,7 +148,7 @@ def export_trl(
         data_hash=hashlib.sha256(train_bytes + validation_bytes).hexdigest(),
         paths=paths,
         n_train_prompts=len(prompts) - len(held_out),
-        validation_prompt_ids=tuple(sorted(held_out)),
+        n_validation_prompts=len(held_out),
     )
 
 

@@ -146,20 +146,6 @@ def test_clean_endings_and_repeats_are_flagged_only_when_the_interval_is_past_th
     assert "24% of outputs repeat" in line and "95% CI from 18%" in line
 
 
-def test_the_gate_flags_a_share_whose_point_estimate_is_past_the_bound():
-    """``probable``: what the report leaves as sampling error, the gate does not publish."""
-    bounds = ReportConfig()
-    (line,) = flags(output_health(_ends(20, 170)), None, bounds, probable=True)  # 88% < 90%
-    assert "88% of outputs end" in line
-    assert flags(output_health(_ends(17, 170)), None, bounds, probable=True) == []  # 90% exactly
-    (line,) = flags(output_health(_loops(20, 170)), None, bounds, probable=True)  # 12% > 10%
-    assert "12% of outputs repeat" in line
-    base = output_health(_topical(34, 66))
-    (line,) = flags(output_health(_topical(20, 70)), base, bounds, probable=True)  # ratio 0.65 < 0.7
-    assert "(ratio 0.65," in line
-    assert flags(output_health(_topical(30, 70)), base, bounds, probable=True) == []  # ratio 0.88
-
-
 def test_drawn_per_prompt_reads_the_samples_asked_for_not_the_rows_stored():
     stored = [(1, {"n": 5}), (1, {"n": 5}), (2, {"n": 3}), (3, None), (4, {"temperature": 1.0})]
     assert drawn_per_prompt(stored) == {1: 5, 2: 3}

@@ -7,14 +7,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from sqlmodel import col, select
 
 from core.config import Config
-from loop.health_gate import ADAPTER_FILES, Checked, choose, gate, gate_prompts, kept_steps
+from loop.health_gate import ADAPTER_FILES, Checked, choose, gate, kept_steps
 from models.catalog import TINY_DIR
-from storage.db import session_scope
 from storage.imports import import_prompts
-from storage.models import Prompt
 from testkit.demo_adapter import save_random_adapter
 from training.dpo import CHECKPOINTS, checkpoint_dir
 from training.settings import checkpoint_steps
@@ -29,11 +26,11 @@ def test_checkpoint_steps_are_evenly_spaced_and_end_at_the_last_step() -> None:
     assert checkpoint_steps(7, 1) == [7]
 
 
-def test_choose_takes_the_latest_unflagged_else_the_earliest_with_fewest_flags() -> None:
+def test_choose_takes_the_latest_unflagged_else_the_latest_with_fewest_flags() -> None:
     assert choose([Checked(30, ("a",)), Checked(20, ()), Checked(10, ())]) == 20
     assert choose([Checked(30, ())]) == 30
-    assert choose([Checked(30, ("a", "b")), Checked(20, ("a",)), Checked(10, ("c",))]) == 10
-    assert choose([Checked(20, ("a",)), Checked(30, ("a",)), Checked(10, ("a", "c"))]) == 20  # any order
+    assert choose([Checked(30, ("a", "b")), Checked(20, ("a",)), Checked(10, ("c",))]) == 20
+    assert choose([Checked(10, ("c",)), Checked(30, ("a", "b")), Checked(20, ("a",))]) == 20  # any order
 
 
 def test_kept_steps_lists_complete_checkpoints_and_the_last(tmp_path: Path) -> None:
@@ -73,19 +70,6 @@ def _adapter(out: Path, *, broken: bool) -> Path:
     return save_random_adapter(TINY_DIR, out, rank=8, init_lora_weights=True)
 
 
-def test_gate_prompts_are_the_unseen_first_topped_up_with_train_prompts(prompts_engine: Engine) -> None:
-    with session_scope(prompts_engine) as session:
-        ids = [p.id for p in session.exec(select(Prompt).order_by(col(Prompt.id)))]
-    assert len(ids) == 5
-
-    def chosen(unseen: list[int]) -> list[int]:
-        return [p.id for p in gate_prompts(prompts_engine, _config(), unseen)]  # health_prompts 4
-
-    assert chosen(ids[-2:]) == [ids[3], ids[4], ids[0], ids[1]]  # the 2 unseen, then 2 of the other 3
-    assert chosen([]) == ids[:4] and chosen(ids) == ids[:4]
-    assert chosen([ids[2]]) == [ids[2], ids[0], ids[1], ids[3]]
-
-
 @pytest.mark.slow
 def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
     prompts_engine: Engine, tmp_path: Path
@@ -97,7 +81,7 @@ def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
     healthy = {f: (checkpoint_dir(staging, 4) / f).read_bytes() for f in ADAPTER_FILES}
     said: list[str] = []
 
-    result = gate(prompts_engine, _config(), staging, name="round-1", last=12, unseen=(), echo=said.append)
+    result = gate(prompts_engine, _config(), staging, name="round-1", last=12, echo=said.append)
 
     assert [c.step for c in result.checked] == [12, 8, 4]  # latest first, stopping at the first clean
     assert result.checked[0].flags and result.checked[1].flags and not result.checked[2].flags
@@ -105,9 +89,7 @@ def test_gate_publishes_the_latest_checkpoint_whose_health_is_unflagged(
     recorded = json.loads(json.dumps(result.as_dict()))  # the run's config stores it as JSON
     clean = result.checked[2].health
     assert clean is not None and recorded["checked"][2]["health"]["distinct_share"] == clean.distinct_share
-    assert (
-        recorded["base"]["samples"] == clean.samples == 4 * 8
-    )  # base sampled alike; no unseen: 4 of the split
+    assert recorded["base"]["samples"] == clean.samples  # base sampled alike
     assert {f: (staging / f).read_bytes() for f in ADAPTER_FILES} == healthy
     assert not (staging / CHECKPOINTS).exists()
     assert said[-1] == "   step 4/12: health unflagged" and len(said) >= 3
@@ -120,14 +102,9 @@ def test_gate_keeps_a_clean_end_after_one_check(prompts_engine: Engine, tmp_path
     _adapter(checkpoint_dir(staging, 5), broken=True)
     _adapter(staging, broken=False)
     end = {f: (staging / f).read_bytes() for f in ADAPTER_FILES}
-    with session_scope(prompts_engine) as session:
-        unseen = [p.id for p in session.exec(select(Prompt).order_by(col(Prompt.id)))][-2:]
 
-    result = gate(
-        prompts_engine, _config(), staging, name="round-1", last=10, unseen=unseen, echo=lambda _: None
-    )
+    result = gate(prompts_engine, _config(), staging, name="round-1", last=10, echo=lambda _: None)
 
     assert [(c.step, c.flags) for c in result.checked] == [(10, ())]
-    assert result.base is not None and result.base.samples == 4 * 8  # the 2 unseen prompts and 2 others
     assert result.chosen == 10 and {f: (staging / f).read_bytes() for f in ADAPTER_FILES} == end
     assert not (staging / CHECKPOINTS).exists()

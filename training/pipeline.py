@@ -33,7 +33,6 @@ class LabelExport:
     dropped: dict[str, int]
     data_hash: str
     changed: bool  # False: the same data as the previous version's; nothing was written
-    validation_prompts: tuple[int, ...] = ()  # ids of the prompts held out for validation: never trained on
 
     @property
     def dataset_dir(self) -> Path:
@@ -60,7 +59,6 @@ def export_labels(engine: Engine, config: Config, name: str, *, previous_hash: s
         dropped=export.dropped,
         data_hash=export.data_hash,
         changed=export.data_hash != previous_hash,
-        validation_prompts=export.validation_prompt_ids,
     )
     if export.n_train == 0 or not result.changed:
         shutil.rmtree(build, ignore_errors=True)
