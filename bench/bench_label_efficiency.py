@@ -351,7 +351,7 @@ def ablation_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
 
 
 def seeds_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
-    """The default selection's 3 rounds of 100 per rule, noise and seed, where more than one seed ran."""
+    """The default selection's 3 rounds of 100 per seed, for each rule and noise run at more than one."""
     staged = [
         r
         for r in results
@@ -363,8 +363,9 @@ def seeds_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
     lines = ["| rule | noise | seed | 100 | 200 | 300 | labels to 68% |", "|---|---|---|---|---|---|---|"]
     for noise in sorted({r.arm.noise for r in staged}):
         for oracle in RULES:
-            for r in sorted((r for r in staged if (r.arm.oracle, r.arm.noise) == (oracle, noise)),
-                            key=lambda r: r.arm.seed):  # fmt: skip
+            group = sorted((r for r in staged if (r.arm.oracle, r.arm.noise) == (oracle, noise)),
+                           key=lambda r: r.arm.seed)  # fmt: skip
+            for r in group if len(group) > 1 else []:
                 cells = [_cell(r.rounds[i] if i < len(r.rounds) else None) for i in range(3)]
                 needed = labels_to_target(r.rounds)
                 lines.append(

@@ -115,9 +115,11 @@ def test_a_cell_names_the_step_the_health_gate_published_when_it_was_not_the_las
 def test_other_seeds_get_their_own_table_and_leave_the_main_one_at_seed_0():
     arm = Arm("shorter", "most-different", 0.0, 3, 100)
     other = [point(100, 0.71, 0.62, 0.78), point(200, 0.50, 0.41, 0.59)]
-    found = [*results(), ArmResult(replace(arm, seed=1), other, 1.0)]
-    assert markdown_table(found, 0.0) == markdown_table(results(), 0.0)  # seed 1 does not lower it to 100
+    lone = ArmResult(Arm("number", "most-different", 0.0, 3, 100), [point(100, 0.5, 0.41, 0.59)], 1.0)
+    found = [*results(), ArmResult(replace(arm, seed=1), other, 1.0), lone]
+    assert markdown_table(found[:-1], 0.0) == markdown_table(results(), 0.0)  # seed 1 does not lower it
     assert seeds_table(results()) == ""  # one seed: nothing to add
     lines = seeds_table(found).splitlines()
     assert lines[2].startswith("| `shorter` | 0% | 0 | 0.55 [0.46, 0.63] |") and lines[2].endswith("| 200 |")
     assert lines[3] == "| `shorter` | 0% | 1 | **0.71 [0.62, 0.78]** | 0.50 [0.41, 0.59] | — | 100 |"
+    assert len(lines) == 4  # `number` ran at one seed only
