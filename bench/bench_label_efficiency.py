@@ -303,6 +303,16 @@ def _cell(point: RoundResult | None) -> str:
     return text
 
 
+def _round_cells(rounds: Sequence[RoundResult]) -> list[str]:
+    """The cells of rounds 1-3 (100, 200, 300 labels), "—" for a round not played."""
+    return [_cell(rounds[i] if i < len(rounds) else None) for i in range(3)]
+
+
+def _needed(points: Sequence[RoundResult]) -> str:
+    needed = labels_to_target(points)
+    return "not within 300" if needed is None else str(needed)
+
+
 def markdown_table(results: Sequence[ArmResult], noise: float, base: str = TINY_MODEL) -> str:
     """Per rule and strategy: win rate after 100/200/300 labels over 3 rounds, 300 in one round, and the
     fewest labels meeting the bar."""
@@ -318,14 +328,12 @@ def markdown_table(results: Sequence[ArmResult], noise: float, base: str = TINY_
                 continue
             staged = next((r for r in mine if r.arm.rounds == 3 and r.error is None), None)
             single = next((r for r in mine if r.arm.rounds == 1 and r.error is None), None)
-            staged_points = staged.rounds if staged else []
-            cells = [_cell(staged_points[i] if i < len(staged_points) else None) for i in range(3)]
+            cells = _round_cells(staged.rounds if staged else [])
             cells.append(_cell(single.rounds[0] if single and single.rounds else None))
-            needed = labels_to_target(curve(mine))
             lines.append(
                 f"| `{rule_name(oracle)}` ({kind}) | {strategy} | "
                 + " | ".join(cells)
-                + f" | {needed if needed is not None else 'not within 300'} |"
+                + f" | {_needed(curve(mine))} |"
             )
     return "\n".join(lines)
 
@@ -342,7 +350,7 @@ def ablation_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
         mine = [r for r in tried if (r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.rounds) == (
             oracle, strategy, noise, 3)]  # fmt: skip
         for r in default[:1] + sorted(mine, key=lambda r: r.arm.sets):
-            cells = [_cell(r.rounds[i] if i < len(r.rounds) else None) for i in range(3)]
+            cells = _round_cells(r.rounds)
             what = ", ".join(f"`{s}`" for s in r.arm.sets) or "defaults"
             lines.append(
                 f"| `{rule_name(oracle)}` | {strategy} | {noise:.0%} | {what} | " + " | ".join(cells) + " |"
@@ -352,27 +360,23 @@ def ablation_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
 
 def seeds_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
     """The default selection's 3 rounds of 100 per seed, for each rule and noise run at more than one."""
-    staged = [
-        r
-        for r in results
-        if (r.arm.base, r.arm.strategy, r.arm.rounds, r.arm.sets) == (base, "most-different", 3, ())
-        and r.error is None
-    ]
-    if len({r.arm.seed for r in staged}) < 2:
-        return ""
+    seeds = sorted({r.arm.seed for r in results if r.arm.base == base})
     lines = ["| rule | noise | seed | 100 | 200 | 300 | labels to 68% |", "|---|---|---|---|---|---|---|"]
-    for noise in sorted({r.arm.noise for r in staged}):
+    for noise in sorted({r.arm.noise for r in results if r.arm.base == base}):
         for oracle in RULES:
-            group = sorted((r for r in staged if (r.arm.oracle, r.arm.noise) == (oracle, noise)),
-                           key=lambda r: r.arm.seed)  # fmt: skip
+            group = [
+                r
+                for seed in seeds
+                for r in arms_of(results, oracle, "most-different", noise, base, seed)
+                if r.arm.rounds == 3 and r.error is None
+            ]
             for r in group if len(group) > 1 else []:
-                cells = [_cell(r.rounds[i] if i < len(r.rounds) else None) for i in range(3)]
-                needed = labels_to_target(r.rounds)
                 lines.append(
-                    f"| `{rule_name(oracle)}` | {noise:.0%} | {r.arm.seed} | " + " | ".join(cells)
-                    + f" | {needed if needed is not None else 'not within 300'} |"
-                )  # fmt: skip
-    return "\n".join(lines)
+                    f"| `{rule_name(oracle)}` | {noise:.0%} | {r.arm.seed} | "
+                    + " | ".join(_round_cells(r.rounds))
+                    + f" | {_needed(r.rounds)} |"
+                )
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def plot(results: Sequence[ArmResult], path: Path, noise: float, base: str = TINY_MODEL) -> Path:
