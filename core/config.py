@@ -133,6 +133,12 @@ class TrainConfig(Section):
     round_policy: Literal["continue", "from-base"] = "from-base"
     pref_beta: float = Field(0.1, gt=0.0)
     pref_loss: str = "sigmoid"
+    pref_divergence: Literal["reverse_kl", "forward_kl", "js_divergence"] = Field(
+        "reverse_kl",
+        description="The divergence that keeps the policy near the reference (TRL's f_divergence_type, the "
+        "f-DPO paper): reverse_kl is DPO's. forward_kl and js_divergence are said to keep samples more "
+        "varied; on SmolLM2's label-efficiency arms they did not (README, Label efficiency).",
+    )
     # weight of an added SFT term on the chosen answer; 0 disables it (the choice of 0.2: README `simulate`;
     # the tiny model's loop-learns recipe is 0.1: README "Across seeds")
     pref_ftx: float = Field(0.2, ge=0.0)

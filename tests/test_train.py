@@ -118,6 +118,27 @@ def test_continue_trains_the_previous_adapter_against_itself(pairs_dir: Path, tm
     assert any(not bool((before[k] - after[k]).abs().max() < 1e-7) for k in before)
 
 
+@pytest.mark.slow
+def test_pref_divergence_changes_the_loss_trl_optimises(pairs_dir: Path, tmp_path: Path) -> None:
+    """At the first step policy = reference, so every divergence gives DPO's ln 2; after it, JS and
+    forward KL score the same log-ratios differently (f-DPO), so the losses part."""
+    from training.dpo import train_dpo
+
+    losses = {}
+    for divergence in ("reverse_kl", "js_divergence"):
+        result = train_dpo(
+            base_model="tiny",
+            dataset_dir=pairs_dir,
+            output_dir=tmp_path / divergence,
+            train=TrainConfig(**FAST, pref_ftx=0, checkpoints=1, pref_divergence=divergence),
+        )
+        assert result.dpo_settings["f_divergence_type"] == divergence
+        losses[divergence] = [row["loss"] for row in result.metrics if "loss" in row]
+    reverse, js = losses["reverse_kl"], losses["js_divergence"]
+    assert reverse[0] == pytest.approx(0.6931, abs=1e-3) and js[0] == pytest.approx(reverse[0], abs=1e-5)
+    assert any(abs(a - b) > 1e-4 for a, b in zip(reverse[1:], js[1:], strict=True))
+
+
 @pytest.mark.parametrize(
     ("settings", "message"),
     [({"lora_target": "q_proj,lm_head"}, "lm_head"), ({"lora_rank": 32}, "max LoRA rank 16")],

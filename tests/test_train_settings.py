@@ -154,3 +154,16 @@ def test_metrics_csv_and_loss_curve(tmp_path: Path) -> None:
     png = plot_loss_curve(rows, tmp_path / "loss_curve.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss_curve.png", "metrics.csv"]
+
+
+def test_pref_divergence_reaches_dpo_config_and_is_refused_with_a_reverse_kl_only_loss() -> None:
+    from trl import DPOConfig
+
+    train = TrainConfig(pref_divergence="js_divergence", pref_loss="sigmoid")
+    settings = dpo_settings(train, CPU, output_dir="/tmp/x", has_validation=False, n_train=8)
+    assert DPOConfig(**settings).f_divergence_type == "js_divergence"
+    refused = "pref_divergence=forward_kl: loss bco_pair is defined for reverse KL only"
+    with pytest.raises(PrefloopError, match=refused):
+        loss_terms(TrainConfig(pref_divergence="forward_kl", pref_loss="bco_pair"))
+    with pytest.raises(ValidationError, match="pref_divergence"):
+        TrainConfig(pref_divergence="kl")

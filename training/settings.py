@@ -37,6 +37,8 @@ PREF_LOSSES = frozenset(
         "sigmoid_norm",
     ]
 )
+# The losses TRL 1.16 generalises to another divergence than reverse KL (DPOConfig.f_divergence_type).
+DIVERGENCE_LOSSES = frozenset(["sigmoid", "sigmoid_norm", "hinge", "ipo", "exo_pair", "robust", "discopop"])
 # Modules LoRA must never wrap: vLLM serves LoRA on the linear projections only (NOTES: Qwen2).
 OUTPUT_AND_EMBEDDING_MODULES = frozenset({"lm_head", "embed_tokens", "wte", "word_embeddings", "embed_out"})
 
@@ -102,6 +104,12 @@ def loss_terms(train: TrainConfig) -> tuple[list[str], list[float]]:
     if unknown:
         hint = "add an SFT term with train.pref_ftx" if "sft" in unknown else f"one of {sorted(PREF_LOSSES)}"
         raise PrefloopError(f"train.pref_loss: unknown loss {', '.join(unknown)}; {hint}")
+    fixed = [name for name in names if name not in DIVERGENCE_LOSSES]
+    if train.pref_divergence != "reverse_kl" and fixed:
+        raise PrefloopError(
+            f"train.pref_divergence={train.pref_divergence}: loss {', '.join(fixed)} is defined for "
+            f"reverse KL only; use train.pref_divergence=reverse_kl, or one of {sorted(DIVERGENCE_LOSSES)}"
+        )
     weights = [1.0] * len(names)
     if train.pref_ftx > 0:
         names.append("sft")
@@ -192,6 +200,7 @@ def dpo_settings(
         "beta": train.pref_beta,
         "loss_type": loss_type,
         "loss_weights": loss_weights,
+        "f_divergence_type": train.pref_divergence,
         "lr_scheduler_type": train.lr_scheduler_type,
         "warmup_steps": train.warmup_steps,
         "seed": train.seed,
