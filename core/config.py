@@ -139,6 +139,12 @@ class TrainConfig(Section):
         "f-DPO paper): reverse_kl is DPO's. forward_kl and js_divergence are said to keep samples more "
         "varied; on SmolLM2's label-efficiency arms they did not (README, Label efficiency).",
     )
+    use_ties: bool = Field(
+        False,
+        description="Train on ties and both-bad labels too, each as two opposite rows (Bradley-Terry's tie "
+        "as half a win each), which pulls the pair's reward margin towards 0; validation keeps decisive "
+        "pairs only. Off: they are left out, as before (README, Label efficiency).",
+    )
     # weight of an added SFT term on the chosen answer; 0 disables it (the choice of 0.2: README `simulate`;
     # the tiny model's loop-learns recipe is 0.1: README "Across seeds")
     pref_ftx: float = Field(0.2, ge=0.0)

@@ -55,6 +55,7 @@ class RoundSummary:
     message: str = ""
     n_train: int = 0
     n_validation: int = 0
+    n_tie_rows: int = 0  # of n_train (train.use_ties)
     dropped: dict[str, int] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
     pairs_per_second: float | None = None
@@ -151,9 +152,10 @@ def train_version(
     previous_hash = _read(engine, queries.training_data_hash, latest)
     with clock("export", "exporting train-purpose labels"):
         labels = export_labels(engine, config, name, previous_hash=previous_hash)
-    summary.n_train, summary.n_validation, summary.dropped = (
+    summary.n_train, summary.n_validation, summary.n_tie_rows, summary.dropped = (
         labels.n_train,
         labels.n_validation,
+        labels.n_tie_rows,
         labels.dropped,
     )
     if not labels.changed:
@@ -207,7 +209,12 @@ def _run_config(config: Config, parent: ModelVersion, labels: LabelExport) -> di
         "parent": parent.name,
         "model": config.model.model_dump(mode="json"),
         "train": config.train.model_dump(mode="json"),
-        "export": {"n_train": labels.n_train, "n_validation": labels.n_validation, "dropped": labels.dropped},
+        "export": {
+            "n_train": labels.n_train,
+            "n_validation": labels.n_validation,
+            "n_tie_rows": labels.n_tie_rows,
+            "dropped": labels.dropped,
+        },
     }
 
 

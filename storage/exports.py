@@ -51,6 +51,7 @@ class ExportResult:
     paths: dict[str, Path] = field(default_factory=dict)
     n_train_prompts: int = 0
     n_validation_prompts: int = 0
+    n_tie_rows: int = 0  # of n_train: rows from ties and both-bad, two per comparison (``ties=True``)
 
 
 @dataclass(frozen=True)
@@ -59,13 +60,17 @@ class PreferencePair:
     prompt: Prompt
     chosen: str
     rejected: str
+    tie: bool = False  # one of the two opposite rows of a tie or both-bad outcome
 
 
-def preference_pairs(session: Session) -> tuple[list[PreferencePair], dict[str, int]]:
+def preference_pairs(session: Session, *, ties: bool = False) -> tuple[list[PreferencePair], dict[str, int]]:
     """Every comparison that makes a DPO pair (sorted by id), and why the others do not.
 
     Reasons: 'eval_purpose' (an evaluation pair), 'eval_prompt' (its prompt is held out for
     evaluation), and the aggregation outcomes 'unjudged', 'skip', 'tie', 'both_bad', 'no_majority'.
+    With ``ties`` a tie or both-bad outcome is kept as two rows, each candidate chosen once: under the
+    sigmoid loss the pair then pulls its reward margin towards 0, Bradley-Terry's tie as half a win
+    each (``train.use_ties``).
     """
     votes: dict[int, list] = defaultdict(list)
     for comparison_id, choice in session.exec(
@@ -85,6 +90,10 @@ def preference_pairs(session: Session) -> tuple[list[PreferencePair], dict[str, 
             dropped["eval_prompt"] += 1
             continue
         outcome = aggregate(votes.get(comp.id, []))
+        if ties and outcome in ("tie", "both_bad"):
+            a, b = texts[comp.candidate_a_id], texts[comp.candidate_b_id]
+            pairs += [PreferencePair(comp.id, prompt, x, y, tie=True) for x, y in ((a, b), (b, a))]
+            continue
         if outcome not in ("a", "b"):
             dropped[outcome] += 1
             continue
@@ -118,19 +127,25 @@ def _trl_row(pair: PreferencePair) -> dict[str, Any]:
 
 
 def export_trl(
-    engine: Engine, out_dir: Path, *, validation_share: float = 0.1, seed: int = 0
+    engine: Engine, out_dir: Path, *, validation_share: float = 0.1, seed: int = 0, ties: bool = False
 ) -> ExportResult:
     """Conversational TRL rows as train.jsonl / validation.jsonl and a DatasetDict at ``out_dir/dataset``.
 
-    Train and validation are split by prompt, so no prompt occurs in both.
+    Train and validation are split by prompt, so no prompt occurs in both. With ``ties`` the train split
+    also holds every tie and both-bad outcome as two opposite rows (``preference_pairs``); validation
+    keeps decisive pairs only, so its reward accuracy still measures agreement with the labels.
     """
     out_dir = Path(out_dir)
     with session_scope(engine) as session:
-        pairs, dropped = preference_pairs(session)
-    prompts = list({p.prompt.id: p.prompt for p in pairs}.values())
+        pairs, dropped = preference_pairs(session, ties=ties)
+    # held out among the prompts of decisive pairs, so using ties leaves the validation split as it was
+    prompts = list({p.prompt.id: p.prompt for p in pairs if not p.tie}.values())
     held_out = validation_prompt_ids(prompts, validation_share, seed)
     train = [_trl_row(p) for p in pairs if p.prompt.id not in held_out]
-    validation = [_trl_row(p) for p in pairs if p.prompt.id in held_out]
+    validation = [_trl_row(p) for p in pairs if p.prompt.id in held_out and not p.tie]
+    held_out_ties = len({p.comparison_id for p in pairs if p.prompt.id in held_out and p.tie})
+    if held_out_ties:
+        dropped = dict(sorted({**dropped, "tie_validation": held_out_ties}.items()))
     train_bytes, validation_bytes = _jsonl(train), _jsonl(validation)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -149,6 +164,7 @@ def export_trl(
         paths=paths,
         n_train_prompts=len(prompts) - len(held_out),
         n_validation_prompts=len(held_out),
+        n_tie_rows=sum(p.tie for p in pairs if p.prompt.id not in held_out),
     )
 
 

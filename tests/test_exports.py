@@ -233,3 +233,57 @@ def test_sqlite_and_postgresql_export_the_same_bytes(engine, postgres_server, tm
         )
     pg.dispose()
     assert hashes[0] == hashes[1]
+
+
+def seed_ties(engine) -> None:
+    """10 train prompts, each with one decisive pair (title .0 over .1) and one tie (.2, .3), the last a
+    both-bad instead."""
+    with session_scope(engine) as s:
+        version = get_or_create_version(s, "base", VersionKind.base)
+        who = get_or_create_annotator(s, "ann")
+        for i in range(10):
+            prompt = Prompt(text=f"idea {i}", normalized_hash=f"{i:064x}", split=Split.train)
+            s.add(prompt)
+            s.flush()
+            c = [get_or_create_candidate(s, prompt, version, f"title {i}.{k}")[0] for k in range(4)]
+            for (x, y), choice in [((0, 1), A), ((2, 3), BAD if i == 9 else TIE)]:
+                comp = get_or_create_comparison(s, c[x], c[y], Purpose.train)[0]
+                s.add(Judgment(comparison_id=comp.id, annotator_id=who.id, choice=choice))
+
+
+def test_ties_export_both_ways_into_train_only_and_leave_validation_as_it_was(any_engine, tmp_path):
+    """train.use_ties: a tie or both-bad is two opposite train rows; the validation split (its prompts and
+    rows) is the one the plain export holds; every label of a train prompt is used."""
+    seed_ties(any_engine)
+    plain = export_trl(any_engine, tmp_path / "plain", validation_share=0.2)
+    both = export_trl(any_engine, tmp_path / "ties", validation_share=0.2, ties=True)
+    assert plain.dropped == {"both_bad": 1, "tie": 9} and plain.n_tie_rows == 0
+    assert (plain.n_train, plain.n_validation, plain.n_validation_prompts) == (8, 2, 2)
+    assert both.paths["validation"].read_bytes() == plain.paths["validation"].read_bytes()
+    assert both.dropped == {"tie_validation": 2}, "the held-out prompts' ties stay out of validation"
+    assert (both.n_train, both.n_tie_rows) == (8 + 2 * 8, 2 * 8)
+    rows = read_jsonl(both.paths["train"])
+    pairs = [(user_text(r), r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows]
+    tied = [(p, c, r) for p, c, r in pairs if c.endswith((".2", ".3"))]
+    assert len(tied) == 16 and {(p, r, c) for p, c, r in tied} == set(tied), "each tie once each way"
+    assert [p for p in pairs if p not in tied] == [
+        (user_text(r), r["chosen"][0]["content"], r["rejected"][0]["content"])
+        for r in read_jsonl(plain.paths["train"])
+    ], "the decisive rows are the plain export's, in its order"
+    validation_prompts = {user_text(r) for r in read_jsonl(plain.paths["validation"])}
+    assert not validation_prompts & {p for p, _, _ in tied}
+
+
+def test_train_use_ties_reaches_the_rounds_export(engine, sqlite_url):
+    from core.config import load_config
+    from training.pipeline import export_labels
+
+    seed_ties(engine)
+    plain = export_labels(engine, load_config(None, [], db=sqlite_url), "round-1", previous_hash=None)
+    config = load_config(None, ["train.use_ties=true"], db=sqlite_url)
+    both = export_labels(engine, config, "round-1", previous_hash=plain.data_hash)
+    assert (plain.n_tie_rows, plain.dropped) == (0, {"both_bad": 1, "tie": 9})
+    # train.validation_share 0.1 holds out 1 of the 10 prompts
+    assert both.changed and both.dropped == {"tie_validation": 1}
+    assert both.n_tie_rows == 2 * 9 and both.n_train == plain.n_train + 2 * 9
+    assert len(read_jsonl(both.path / "train.jsonl")) == both.n_train

@@ -32,6 +32,7 @@ class LabelExport:
     n_validation: int
     dropped: dict[str, int]
     data_hash: str
+    n_tie_rows: int  # of n_train: ties and both-bad, each as two opposite rows (train.use_ties)
     changed: bool  # False: the same data as the previous version's; nothing was written
 
     @property
@@ -51,13 +52,20 @@ def export_labels(engine: Engine, config: Config, name: str, *, previous_hash: s
     runs_dir.mkdir(parents=True, exist_ok=True)
     build = Path(tempfile.mkdtemp(prefix=".export-", dir=runs_dir))
     build.chmod(0o755)
-    export = export_trl(engine, build, validation_share=config.train.validation_share, seed=config.train.seed)
+    export = export_trl(
+        engine,
+        build,
+        validation_share=config.train.validation_share,
+        seed=config.train.seed,
+        ties=config.train.use_ties,
+    )
     result = LabelExport(
         path=runs_dir / name / "export",
         n_train=export.n_train,
         n_validation=export.n_validation,
         dropped=export.dropped,
         data_hash=export.data_hash,
+        n_tie_rows=export.n_tie_rows,
         changed=export.data_hash != previous_hash,
     )
     if export.n_train == 0 or not result.changed:

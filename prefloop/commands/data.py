@@ -263,7 +263,8 @@ def export(
 ) -> None:
     """Write preference data: only train pairs of train-split prompts, majority of current judgments.
 
-    Ties, both-bad, skips and pairs without a majority are left out and counted; so are all pairs of
+    Ties, both-bad, skips and pairs without a majority are left out and counted (trl with
+    train.use_ties: a tie or both-bad goes to the train rows both ways); so are all pairs of
     eval-split prompts (kept for the head-to-head evaluation). Same database -> byte-identical files.
     """
     from core.errors import PrefloopError
@@ -286,10 +287,16 @@ def export(
             raise PrefloopError(f"--validation-share {share}: use a number from 0 to below 1")
         with console.status("exporting (TRL rows + datasets DatasetDict) ..."):
             result = exports.export_trl(
-                st.engine, out, validation_share=share, seed=st.config.train.seed if seed is None else seed
+                st.engine,
+                out,
+                validation_share=share,
+                seed=st.config.train.seed if seed is None else seed,
+                ties=st.config.train.use_ties,
             )
         console.print(
-            f"trl: {result.n_train} train pairs ({result.n_train_prompts} prompts), "
+            f"trl: {result.n_train} train pairs ({result.n_train_prompts} prompts"
+            + (f"; {result.n_tie_rows} rows from ties, both ways" if result.n_tie_rows else "")
+            + "), "
             f"{result.n_validation} validation pairs ({result.n_validation_prompts} prompts) -> {out}"
         )
     elif format == "llamafactory":

@@ -46,7 +46,9 @@ def print_summary(summary: RoundSummary) -> None:
     table.add_column()
     if summary.n_train or summary.outcome == "trained":
         dropped = ", ".join(f"{reason} {count}" for reason, count in summary.dropped.items()) or "none"
-        table.add_row("labels used", f"{summary.n_train} train + {summary.n_validation} validation pairs")
+        ties = f" ({summary.n_tie_rows} of them ties, both ways)" if summary.n_tie_rows else ""
+        used = f"{summary.n_train} train{ties} + {summary.n_validation} validation pairs"
+        table.add_row("labels used", used)
         table.add_row("labels left out", dropped)
     for key in SHOWN_METRICS:
         if key in summary.final_metrics:
