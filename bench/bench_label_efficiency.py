@@ -339,21 +339,27 @@ def markdown_table(results: Sequence[ArmResult], noise: float, base: str = TINY_
 
 
 def ablation_table(results: Sequence[ArmResult], base: str = TINY_MODEL) -> str:
-    """Arms run with ``sets`` beside the same arm at the defaults: win rate after each round."""
+    """Arms run with ``sets`` beside the same arm (rule, selection, noise, seed) at the defaults: win rate
+    after each round."""
     tried = [r for r in results if r.arm.base == base and r.arm.sets and r.error is None]
     if not tried:
         return ""
-    lines = ["| rule | selection | noise | settings | 100 | 200 | 300 |", "|---|---|---|---|---|---|---|"]
-    keys = dict.fromkeys((r.arm.oracle, r.arm.strategy, r.arm.noise) for r in tried)
-    for oracle, strategy, noise in keys:
-        default = [r for r in arms_of(results, oracle, strategy, noise, base) if r.arm.rounds == 3]
-        mine = [r for r in tried if (r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.rounds) == (
-            oracle, strategy, noise, 3)]  # fmt: skip
+    lines = [
+        "| rule | selection | noise | seed | settings | 100 | 200 | 300 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = dict.fromkeys((r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.seed) for r in tried)
+    for oracle, strategy, noise, seed in keys:
+        default = [r for r in arms_of(results, oracle, strategy, noise, base, seed) if r.arm.rounds == 3]
+        mine = [r for r in tried if (r.arm.oracle, r.arm.strategy, r.arm.noise, r.arm.seed, r.arm.rounds) == (
+            oracle, strategy, noise, seed, 3)]  # fmt: skip
         for r in default[:1] + sorted(mine, key=lambda r: r.arm.sets):
             cells = _round_cells(r.rounds)
             what = ", ".join(f"`{s}`" for s in r.arm.sets) or "defaults"
             lines.append(
-                f"| `{rule_name(oracle)}` | {strategy} | {noise:.0%} | {what} | " + " | ".join(cells) + " |"
+                f"| `{rule_name(oracle)}` | {strategy} | {noise:.0%} | {seed} | {what} | "
+                + " | ".join(cells)
+                + " |"
             )
     return "\n".join(lines)
 

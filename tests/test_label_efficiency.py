@@ -96,9 +96,17 @@ def test_an_ablation_is_its_own_arm_and_row_beside_the_default(tmp_path):
     assert read_results(file) == found  # sets come back as a tuple
     assert arms_of(found, "number", "most-different", 0.0, "smollm2-135m") == found[:1]
     lines = ablation_table(found, "smollm2-135m").splitlines()
-    assert "| defaults | 0.52 [0.44, 0.60] | — | — |" in lines[2]
-    assert "`train.min_steps=32` | **0.71 [0.62, 0.79]** | **0.80 [0.72, 0.86]** | — |" in lines[3]
+    assert "| 0% | 0 | defaults | 0.52 [0.44, 0.60] | — | — |" in lines[2]
+    assert "| 0 | `train.min_steps=32` | **0.71 [0.62, 0.79]** | **0.80 [0.72, 0.86]** | — |" in lines[3]
     assert ablation_table(found) == ""  # none on the tiny model
+    # another seed's ablation sits beside that seed's default, not seed 0's
+    seed1 = [
+        ArmResult(replace(default, seed=1), [point(100, 0.60, 0.51, 0.68)], 1.0),
+        ArmResult(replace(tried, seed=1), [point(100, 0.58, 0.49, 0.66)], 1.0),
+    ]
+    lines = ablation_table(found + seed1, "smollm2-135m").splitlines()
+    assert len(lines) == 6 and "| 0% | 1 | defaults | 0.60 [0.51, 0.68] |" in lines[4]
+    assert "| 1 | `train.min_steps=32` | 0.58 [0.49, 0.66] |" in lines[5]
 
 
 def test_a_cell_names_the_step_the_health_gate_published_when_it_was_not_the_last():
