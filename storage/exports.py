@@ -162,7 +162,7 @@ def export_trl(
         dropped=dropped,
         data_hash=hashlib.sha256(train_bytes + validation_bytes).hexdigest(),
         paths=paths,
-        n_train_prompts=len(prompts) - len(held_out),
+        n_train_prompts=len({p.prompt.id for p in pairs} - held_out),  # tie-only prompts too
         n_validation_prompts=len(held_out),
         n_tie_rows=sum(p.tie for p in pairs if p.prompt.id not in held_out),
     )

@@ -262,6 +262,7 @@ def test_ties_export_both_ways_into_train_only_and_leave_validation_as_it_was(an
     assert both.paths["validation"].read_bytes() == plain.paths["validation"].read_bytes()
     assert both.dropped == {"tie_validation": 2}, "the held-out prompts' ties stay out of validation"
     assert (both.n_train, both.n_tie_rows) == (8 + 2 * 8, 2 * 8)
+    assert (both.n_train_prompts, both.n_validation_prompts) == (plain.n_train_prompts, 2) == (8, 2)
     rows = read_jsonl(both.paths["train"])
     pairs = [(user_text(r), r["chosen"][0]["content"], r["rejected"][0]["content"]) for r in rows]
     tied = [(p, c, r) for p, c, r in pairs if c.endswith((".2", ".3"))]
@@ -272,6 +273,17 @@ def test_ties_export_both_ways_into_train_only_and_leave_validation_as_it_was(an
     ], "the decisive rows are the plain export's, in its order"
     validation_prompts = {user_text(r) for r in read_jsonl(plain.paths["validation"])}
     assert not validation_prompts & {p for p, _, _ in tied}
+    with session_scope(any_engine) as s:  # a prompt whose only label is a tie is a train prompt
+        prompt = Prompt(text="tied idea", normalized_hash="t" * 64, split=Split.train)
+        s.add(prompt)
+        s.flush()
+        version = get_or_create_version(s, "base", VersionKind.base)
+        x, y = (get_or_create_candidate(s, prompt, version, f"tied {k}")[0] for k in range(2))
+        comp = get_or_create_comparison(s, x, y, Purpose.train)[0]
+        s.add(Judgment(comparison_id=comp.id, annotator_id=get_or_create_annotator(s, "ann").id, choice=TIE))
+    more = export_trl(any_engine, tmp_path / "more", validation_share=0.2, ties=True)
+    assert (more.n_train_prompts, more.n_tie_rows) == (9, 2 * 9)
+    assert more.paths["validation"].read_bytes() == plain.paths["validation"].read_bytes()
 
 
 def test_train_use_ties_reaches_the_rounds_export(engine, sqlite_url):
