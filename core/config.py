@@ -55,23 +55,28 @@ class ModelConfig(Section):
 
 class GenerationConfig(Section):
     backend: Literal["auto", "vllm", "vllm-server", "transformers"] = "auto"
-    n: int = Field(5, ge=2)  # candidates per prompt; a pair needs two
+    n: int = Field(5, ge=2, le=64)  # candidates per prompt; a pair needs two
     # None: the base model's own recommendation (its generation_config.json), else 1.0
-    temperature: float | None = Field(None, ge=0.0)
+    temperature: float | None = Field(None, ge=0.0, le=5.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_new_tokens: int = Field(32, ge=1)  # a 75-character title is ~20 tokens; rambling past it is cut
-    seed: int = Field(0, ge=0)
+    max_new_tokens: int = Field(
+        32, ge=1, le=32_768
+    )  # a 75-character title is ~20 tokens; rambling past it is cut
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     stop: list[str] = ["\n"]  # a title is one line: a newline ends it like end-of-turn does
-    batch_size: int = Field(64, ge=1)  # sequences per transformers `generate` call
+    batch_size: int = Field(64, ge=1, le=4096)  # sequences per transformers `generate` call
     # torch threads while generating on CPU; None = torch's default, all cores (why 1: README "Generation")
-    cpu_threads: int | None = Field(1, ge=1)
+    cpu_threads: int | None = Field(1, ge=1, le=1024)
     pairs_per_prompt: int | None = Field(
-        None, ge=1, description="Train pairs queued per prompt at most, the selection's first (None: all)."
+        None,
+        ge=1,
+        le=10_000,
+        description="Train pairs queued per prompt at most, the selection's first (None: all).",
     )
     vllm_url: str | None = None  # an already running OpenAI-compatible vLLM server
     vllm_python: str = ".venv-vllm/bin/python"  # the separate environment `serve-model` starts vLLM from
     vllm_port: int = Field(8000, ge=1, le=65535)
-    vllm_max_lora_rank: int = Field(16, ge=1)
+    vllm_max_lora_rank: int = Field(16, ge=1, le=1024)
 
 
 PairSelection = Literal["random", "most-different", "uncertain"]  # labelling.pairs.STRATEGIES
@@ -89,6 +94,7 @@ class LabellingConfig(Section):
     labels_per_round: int | None = Field(
         None,
         ge=1,
+        le=10_000_000,
         description="Train pairs queued per round, the selection's first N (None: every pair, ranked). "
         "`train-round --labels N` sets it for one run.",
     )
@@ -100,19 +106,22 @@ class LabellingConfig(Section):
         "always take every text: they measure the policy as it is.",
     )
     score_batch_size: int = Field(
-        32, ge=1, description="Sequences per forward pass when `uncertain` scores a round's candidates."
+        32,
+        ge=1,
+        le=4096,
+        description="Sequences per forward pass when `uncertain` scores a round's candidates.",
     )
 
 
 class AnnotateConfig(Section):
-    overlap_train: int = Field(1, ge=1)  # judgments wanted per train pair
-    overlap_eval: int = Field(2, ge=1)  # judgments wanted per eval pair
+    overlap_train: int = Field(1, ge=1, le=100)  # judgments wanted per train pair
+    overlap_eval: int = Field(2, ge=1, le=100)  # judgments wanted per eval pair
     # share of served pairs that are eval pairs, while both kinds are pending
     eval_share: float = Field(0.2, ge=0.0, le=1.0)
     # how long a pair handed out stays the annotator's; a decision after that is refused once others filled it
-    lease_seconds: int = Field(300, gt=0)
+    lease_seconds: int = Field(300, gt=0, le=7 * 86_400)
     # "Undo" withdraws the annotator's latest decision only, and only while it is younger than this
-    undo_seconds: int = Field(600, gt=0)
+    undo_seconds: int = Field(600, gt=0, le=7 * 86_400)
     allow_local_user: bool = True  # on localhost only: label as "local" without a token
     # offer "A much / slightly better, tie, B slightly / much better" (labelling.assignment.GRADED_SCALE);
     # the strength is stored beside the pairwise choice and exported in judgments.jsonl
@@ -131,7 +140,7 @@ class TrainConfig(Section):
     """LLaMA-Factory's knob names, mapped to TRL's DPOConfig by ``training.settings`` (README "training")."""
 
     round_policy: Literal["continue", "from-base"] = "from-base"
-    pref_beta: float = Field(0.1, gt=0.0)
+    pref_beta: float = Field(0.1, gt=0.0, le=100.0)
     pref_loss: str = "sigmoid"
     pref_divergence: Literal["reverse_kl", "forward_kl", "js_divergence"] = Field(
         "reverse_kl",
@@ -147,9 +156,9 @@ class TrainConfig(Section):
     )
     # weight of an added SFT term on the chosen answer; 0 disables it (the choice of 0.2: README `simulate`;
     # the tiny model's loop-learns recipe is 0.1: README "Across seeds")
-    pref_ftx: float = Field(0.2, ge=0.0)
-    lora_rank: int = Field(8, ge=1)
-    lora_alpha: int = Field(16, ge=1)
+    pref_ftx: float = Field(0.2, ge=0.0, le=100.0)
+    lora_rank: int = Field(8, ge=1, le=1024)
+    lora_alpha: int = Field(16, ge=1, le=4096)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     lora_target: str = "all"  # "all" linear projections, or comma-separated module names
     lora_layers: int = Field(
@@ -169,10 +178,10 @@ class TrainConfig(Section):
         description="On CPU, project only the completion positions through the output layer (TRL scores "
         "every position off-GPU); same loss and metrics.",
     )
-    learning_rate: float = Field(5e-4, gt=0.0)
+    learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
     # 1: the default base's recipe (SmolLM2 on the seed: the validation accuracy of 2 epochs, in half the
     # time; README "The seed reproduced on SmolLM2"); the tiny model's is 2 (BASE_RECIPES)
-    num_train_epochs: float = Field(1.0, gt=0.0)
+    num_train_epochs: float = Field(1.0, gt=0.0, le=1000.0)
     min_steps: int = Field(
         32,
         ge=0,
@@ -197,36 +206,38 @@ class TrainConfig(Section):
         description="Train prompts the checkpoints are sampled on, `round.eval_samples_per_model` texts "
         "each (the report's count per prompt, so the health figures mean the same).",
     )
-    per_device_train_batch_size: int = Field(8, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    cutoff_len: int = Field(256, ge=8)
+    per_device_train_batch_size: int = Field(8, ge=1, le=4096)
+    gradient_accumulation_steps: int = Field(1, ge=1, le=4096)
+    cutoff_len: int = Field(256, ge=8, le=131_072)
     validation_share: float = Field(0.1, ge=0.0, lt=1.0)
-    logging_steps: int = Field(5, ge=1)
+    logging_steps: int = Field(5, ge=1, le=1_000_000)
     eval_steps: int | None = Field(
-        None, ge=0
+        None, ge=0, le=1_000_000
     )  # validation loss every N steps; None: once per epoch; 0: never
     lr_scheduler_type: str = "linear"
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, le=1_000_000)
     # auto: bf16 on a bf16 GPU, and on a CPU with AMX/AVX512-BF16 for models of hidden size >= 512
     # (training.settings.wants_bf16; README "Training speed on a CPU"); else fp32
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     precompute_ref_log_probs: bool = True  # the reference pass once per round, not once per epoch
     cpu_threads: int | None = Field(
-        1, ge=1
+        1, ge=1, le=1024
     )  # torch threads for CPU training; None: torch's default (README "training")
-    num_processes: int = Field(1, ge=1)  # > 1: training runs through `accelerate launch` (README "training")
+    num_processes: int = Field(
+        1, ge=1, le=1024
+    )  # > 1: training runs through `accelerate launch` (README "training")
     accelerate_config: str | None = None  # accelerate config file (DeepSpeed/FSDP) for num_processes > 1
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
 class RoundConfig(Section):
     """``train-round``'s evaluation queue: the held-out prompts are few, so several samples per model."""
 
     eval_samples_per_model: int = Field(
-        10, ge=1
+        10, ge=1, le=1000
     )  # samples per model per held-out prompt for blind eval pairs
     eval_pairs_per_baseline: int = Field(
-        120, ge=0
+        120, ge=0, le=1_000_000
     )  # blind pairs new-vs-base (and new-vs-previous), spread over prompts
 
 
@@ -235,18 +246,18 @@ class ReportConfig(Section):
         0.9, ge=0.0, le=1.0
     )  # flag a model whose outputs end cleanly less often than this
     max_length_ratio_change: float = Field(
-        0.5, ge=0.0
+        0.5, ge=0.0, le=100.0
     )  # flag when median length moves more than this share vs base
     min_distinct_share: float = Field(0.6, ge=0.0, le=1.0)
     max_repeat_share: float = Field(0.1, ge=0.0, le=1.0)
     # flag when the share of on-topic outputs is clearly (95% CI of the ratio) below this × base's
-    min_on_topic_ratio: float = Field(0.7, ge=0.0)
+    min_on_topic_ratio: float = Field(0.7, ge=0.0, le=1.0)
     length_band: tuple[int, int] = LENGTH_BAND  # the length (characters) the task asks for; "in band" share
     # templates (names or texts with {idea}) whose prompts ask for a title: only their outputs get the
     # length band and the strict title repeat check; every other output is judged as long-form text
     title_templates: tuple[str, ...] = ("youtube-title",)
-    bootstrap_rounds: int = Field(1000, ge=100)
-    seed: int = Field(0, ge=0)
+    bootstrap_rounds: int = Field(1000, ge=100, le=1_000_000)
+    seed: int = Field(0, ge=0, le=2**32 - 1)
 
     @field_validator("length_band")
     @classmethod

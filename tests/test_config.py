@@ -55,13 +55,28 @@ def _numeric_fields(model: type[BaseModel], prefix: str = ""):
             yield f"{prefix}{name}", info
 
 
-def test_every_number_has_a_bound():
+def test_every_number_has_a_lower_and_an_upper_bound():
     unbounded = [
         key
         for key, info in _numeric_fields(Config)
-        if not any(isinstance(m, Ge | Gt | Le | Lt) for m in info.metadata)
+        if not any(isinstance(m, Ge | Gt) for m in info.metadata)
+        or not any(isinstance(m, Le | Lt) for m in info.metadata)
     ]
     assert unbounded == []
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "train.num_train_epochs=3000",
+        "train.learning_rate=5",
+        "generation.n=500",
+        "annotate.lease_seconds=999999999",
+    ],
+)
+def test_a_number_past_its_upper_bound_is_refused(item):
+    with pytest.raises(ConfigError, match="less than or equal to"):
+        load_config(None, [item])
 
 
 def test_the_cli_exits_non_zero_with_the_one_line(tmp_path):
